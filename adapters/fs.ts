@@ -1,0 +1,220 @@
+/**
+ * serveDir: a folder served over TFTP, safely. Works on node:fs/promises, which
+ * Node, Deno and Bun all provide.
+ *
+ * Nothing outside the root is read or written: names with NUL or backslashes
+ * and names with a `..` segment are refused; a leading `/` means the root (as
+ * tftpd-hpa's -s does); symbolic links are followed only while they stay
+ * inside the root; only regular files are served or replaced. Uploads go to a
+ * temporary file beside the target and are renamed over it once complete, so a
+ * failed or abandoned upload leaves nothing behind and readers never see half
+ * a file.
+ */
+import { constants, type FileHandle, lstat, open, realpath, rename, unlink } from "node:fs/promises";
+import { basename, dirname, join, sep } from "node:path";
+import type { BlockSource, FillTarget } from "../core/body.ts";
+import type { ReadHandler, WriteRoute } from "../core/engine.ts";
+import { TftpError } from "../core/errors.ts";
+import { ErrorCode } from "../core/packet.ts";
+
+export interface ServeDirOptions {
+  /** Accept uploads (create and replace files). Default false: read-only. */
+  write?: boolean;
+}
+
+export interface ServedDir {
+  read: ReadHandler;
+  /** Present only with `write: true`. */
+  write?: WriteRoute;
+}
+
+/** Longest name accepted; real file systems stop at 4096 too. */
+const MAX_NAME = 1024;
+
+function fsError(error: unknown): TftpError {
+  const code = (error as { code?: string }).code;
+  switch (code) {
+    case "ENOENT":
+    case "ENOTDIR":
+    case "ENAMETOOLONG":
+      return new TftpError(ErrorCode.FILE_NOT_FOUND, "file not found");
+    case "EACCES":
+    case "EPERM":
+    case "ELOOP":
+    case "EISDIR":
+    case "EROFS":
+      return new TftpError(ErrorCode.ACCESS_VIOLATION, "access violation");
+    case "ENOSPC":
+    case "EDQUOT":
+    case "EFBIG":
+      return new TftpError(ErrorCode.DISK_FULL, "disk full or allocation exceeded");
+  }
+  throw error; // unexpected: becomes ERROR 0 and is logged
+}
+
+/** The name's path segments under the root, or a refusal. */
+function segments(filename: string): string[] {
+  if (filename.length > MAX_NAME || filename.includes("\0") || filename.includes("\\")) {
+    throw new TftpError(ErrorCode.ACCESS_VIOLATION, "illegal file name");
+  }
+  const parts = filename.split("/").filter((p) => p !== "" && p !== ".");
+  if (parts.length === 0 || parts.includes("..")) throw new TftpError(ErrorCode.ACCESS_VIOLATION, "illegal file name");
+  return parts;
+}
+
+/** A file read block by block, straight into the DATA payloads, with one readv per fill. */
+class FileSource implements BlockSource {
+  #fh: FileHandle;
+  #position = 0;
+  readonly size: number;
+  constructor(fh: FileHandle, size: number) {
+    this.#fh = fh;
+    this.size = size;
+  }
+  async fill(target: FillTarget): Promise<number> {
+    const views: Uint8Array[] = [];
+    for (let i = 0; i < target.count; i++) views.push(target.view(i));
+    const want = views.reduce((n, v) => n + v.length, 0);
+    let total = 0;
+    while (total < want) {
+      // Short reads happen (signals, special files): read the rest, until a read gives nothing.
+      let skip = total;
+      const rest: Uint8Array[] = [];
+      for (const v of views) {
+        if (skip >= v.length) skip -= v.length;
+        else {
+          rest.push(skip > 0 ? v.subarray(skip) : v);
+          skip = 0;
+        }
+      }
+      const n = typeof this.#fh.readv === "function"
+        ? (await this.#fh.readv(rest, this.#position + total)).bytesRead
+        : (await this.#fh.read(rest[0], 0, rest[0].length, this.#position + total)).bytesRead;
+      if (n === 0) break;
+      total += n;
+    }
+    this.#position += total;
+    return total;
+  }
+  close(): Promise<void> {
+    return this.#fh.close();
+  }
+}
+
+/** Collects upload chunks into large writes: one write per packet would be a syscall per 512 bytes. */
+async function writeAll(fh: FileHandle, body: ReadableStream<Uint8Array>): Promise<void> {
+  const LIMIT = 256 * 1024;
+  let batch: Uint8Array[] = [];
+  let size = 0;
+  const flush = async () => {
+    if (size === 0) return;
+    const buf = new Uint8Array(size);
+    let at = 0;
+    for (const c of batch) {
+      buf.set(c, at);
+      at += c.length;
+    }
+    batch = [];
+    size = 0;
+    await fh.write(buf, 0, buf.length);
+  };
+  const reader = body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    batch.push(value);
+    size += value.length;
+    if (size >= LIMIT) await flush();
+  }
+  await flush();
+}
+
+export function serveDir(root: string, options: ServeDirOptions = {}): ServedDir {
+  let rootReal: Promise<string> | null = null;
+  const realRoot = () => (rootReal ??= realpath(root));
+
+  const inside = (real: string, top: string) => real === top || real.startsWith(top.endsWith(sep) ? top : top + sep);
+
+  /** The real path of an existing entry, if it lies inside the root. */
+  async function resolveExisting(filename: string): Promise<string> {
+    const top = await realRoot();
+    const full = join(top, ...segments(filename));
+    let real: string;
+    try {
+      real = await realpath(full);
+    } catch (error) {
+      throw fsError(error);
+    }
+    if (!inside(real, top)) throw new TftpError(ErrorCode.ACCESS_VIOLATION, "access violation");
+    return real;
+  }
+
+  const read: ReadHandler = async ({ filename }) => {
+    const real = await resolveExisting(filename);
+    let fh: FileHandle;
+    try {
+      // Look before opening: opening a device or a FIFO can block or have effects.
+      if (!(await lstat(real)).isFile()) throw new TftpError(ErrorCode.ACCESS_VIOLATION, "not a regular file");
+      fh = await open(real, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    } catch (error) {
+      throw error instanceof TftpError ? error : fsError(error);
+    }
+    try {
+      const st = await fh.stat(); // what was opened, not what the name pointed at a moment ago
+      if (!st.isFile()) throw new TftpError(ErrorCode.ACCESS_VIOLATION, "not a regular file");
+      return new FileSource(fh, st.size);
+    } catch (error) {
+      await fh.close();
+      throw error instanceof TftpError ? error : fsError(error);
+    }
+  };
+
+  if (!options.write) return { read };
+
+  /** Where an upload of `filename` lands: a real directory inside the root, and a name in it. */
+  async function target(filename: string): Promise<string> {
+    const parts = segments(filename);
+    const name = parts[parts.length - 1];
+    const dir = parts.length > 1 ? await resolveExisting(parts.slice(0, -1).join("/")) : await realRoot();
+    const path = join(dir, name);
+    try {
+      const st = await lstat(path);
+      // Replace regular files only; a symlink in the way could point anywhere.
+      if (!st.isFile()) throw new TftpError(ErrorCode.ACCESS_VIOLATION, "access violation");
+    } catch (error) {
+      if ((error as { code?: string }).code !== "ENOENT") throw error instanceof TftpError ? error : fsError(error);
+    }
+    return path;
+  }
+
+  const write: WriteRoute = {
+    accept: async ({ filename }) => {
+      await target(filename);
+      return true;
+    },
+    handle: async ({ filename, body }) => {
+      const path = await target(filename);
+      const temp = join(dirname(path), `.${basename(path)}.${crypto.randomUUID()}.emmer-upload`);
+      let fh: FileHandle;
+      try {
+        fh = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
+      } catch (error) {
+        await body.cancel().catch(() => {});
+        throw fsError(error);
+      }
+      try {
+        await writeAll(fh, body);
+        await fh.sync();
+        await fh.close();
+        await rename(temp, path);
+      } catch (error) {
+        await fh.close().catch(() => {});
+        await unlink(temp).catch(() => {});
+        if (error instanceof TftpError) throw error;
+        if ((error as { code?: string }).code) throw fsError(error);
+        throw error;
+      }
+    },
+  };
+  return { read, write };
+}

@@ -1,0 +1,52 @@
+/**
+ * Node's UDP sockets (node:dgram) behind core/transport.ts.
+ */
+import dgram from "node:dgram";
+import type { DatagramTransport, MessageHandler, Runtime } from "../core/transport.ts";
+import { standardTimers } from "./timers.ts";
+
+/** Room for a window of large blocks in flight, and for a boot storm's requests. */
+const SOCKET_BUFFER = 4 * 1024 * 1024;
+
+export function bind(hostname: string, port: number, onMessage: MessageHandler): Promise<DatagramTransport> {
+  const socket = dgram.createSocket({ type: hostname.includes(":") ? "udp6" : "udp4" });
+  return new Promise((resolve, reject) => {
+    const failed = (error: Error) => {
+      socket.close();
+      reject(error);
+    };
+    socket.once("error", failed);
+    socket.bind(port, hostname, () => {
+      socket.off("error", failed);
+      // Errors after binding (ICMP unreachable reports, sends to bad addresses) are not fatal:
+      // the transfer that caused them times out or retransmits.
+      socket.on("error", () => {});
+      try {
+        socket.setRecvBufferSize(SOCKET_BUFFER);
+        socket.setSendBufferSize(SOCKET_BUFFER);
+      } catch { /* the kernel caps these; defaults work, only slower under bursts */ }
+      socket.on("message", (msg, rinfo) => onMessage(msg, rinfo.address, rinfo.port));
+      const local = socket.address();
+      let closed = false;
+      resolve({
+        address: local.address,
+        port: local.port,
+        send(data, port, address, done) {
+          if (closed) return done();
+          try {
+            socket.send(data, port, address, done);
+          } catch {
+            done(); // e.g. a malformed address: the transfer's retries handle it
+          }
+        },
+        close() {
+          if (closed) return;
+          closed = true;
+          socket.close();
+        },
+      });
+    });
+  });
+}
+
+export const runtime: Runtime = { bind, ...standardTimers };

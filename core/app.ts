@@ -1,0 +1,118 @@
+/**
+ * Emmer, the public face: routes, settings, listen and close.
+ * mod.ts gives it the running runtime's adapter; tests give it a fake one.
+ */
+import { Engine, type ReadHandler, type TransferEvent, type WriteRoute, type UploadContext } from "./engine.ts";
+import { MAX_BLKSIZE } from "./options.ts";
+import { type Pattern, Router } from "./router.ts";
+import type { Runtime } from "./transport.ts";
+
+export interface EmmerOptions {
+  /** Address to listen on. Default "127.0.0.1" (local only); "0.0.0.0" or "::" for everyone. */
+  hostname?: string;
+  /** UDP port. Default 3942 (a development port; TFTP's own is 69). 0 picks a free one. */
+  port?: number;
+  /** Retransmission timeout in seconds when the client asks for none (RFC 2349 timeout). Default 1. */
+  timeout?: number;
+  /** Retransmissions of a packet before a transfer is given up. Default 5. */
+  retries?: number;
+  /** Largest blksize granted (RFC 2348; 8..65464). Default 65464. */
+  maxBlksize?: number;
+  /** Largest windowsize granted (RFC 7440; 1..65535). Default 64. */
+  maxWindowsize?: number;
+  /** Concurrent transfers (and requests in their handlers); beyond it, ERROR 0 "server busy". Default 1000. */
+  maxSessions?: number;
+  /** Largest upload in bytes; a bigger announced tsize or upload gets ERROR 3. Default 1 GiB. */
+  maxUploadSize?: number;
+  /** Answer every transfer from the listening port (for NAT and containers) instead of a new port each. Default false. */
+  singlePort?: boolean;
+  /** How long close() lets live transfers finish before ending them with ERROR 0, in milliseconds. Default 5000. */
+  drainTimeout?: number;
+  /** Called once per finished transfer (the CLI logs a line from it). */
+  onTransfer?: (event: TransferEvent) => void;
+  /** Called with handler exceptions and other internal errors. Default: console.error. */
+  onError?: (error: unknown, context: string) => void;
+  /** The runtime's sockets and clock, or a loader of them. mod.ts supplies the running runtime's. */
+  runtime?: Runtime | (() => Promise<Runtime>);
+}
+
+export type WriteHandler = WriteRoute | ((ctx: UploadContext) => unknown | Promise<unknown>);
+
+function checkInt(name: string, value: number, min: number, max: number): number {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new RangeError(`${name} must be an integer from ${min} to ${max}, not ${value}`);
+  }
+  return value;
+}
+
+export class Emmer {
+  readonly #reads = new Router<ReadHandler>();
+  readonly #writes = new Router<WriteRoute>();
+  readonly #options: EmmerOptions;
+  #engine: Engine | null = null;
+
+  constructor(options: EmmerOptions = {}) {
+    const o = options;
+    checkInt("port", o.port ?? 3942, 0, 65535);
+    checkInt("timeout", o.timeout ?? 1, 1, 255);
+    checkInt("retries", o.retries ?? 5, 0, 100);
+    checkInt("maxBlksize", o.maxBlksize ?? MAX_BLKSIZE, 8, MAX_BLKSIZE);
+    checkInt("maxWindowsize", o.maxWindowsize ?? 64, 1, 65535);
+    checkInt("maxSessions", o.maxSessions ?? 1000, 1, 1_000_000);
+    this.#options = { ...options };
+  }
+
+  /** Serves reads of file names matching `pattern` with what `handler` returns. First match wins. */
+  read(pattern: Pattern, handler: ReadHandler): this {
+    this.#reads.add(pattern, handler);
+    return this;
+  }
+
+  /** Accepts uploads of file names matching `pattern`. First match wins; no match is ERROR 2. */
+  write(pattern: Pattern, handler: WriteHandler): this {
+    this.#writes.add(pattern, typeof handler === "function" ? { handle: handler } : handler);
+    return this;
+  }
+
+  /** The bound address, once listening. */
+  get address(): { address: string; port: number } | null {
+    return this.#engine?.address ?? null;
+  }
+
+  /** Binds the port; resolves once requests are being served. */
+  async listen(): Promise<void> {
+    if (this.#engine) throw new Error("already listening");
+    const o = this.#options;
+    const r = o.runtime;
+    if (r === undefined) throw new Error("no runtime: import Emmer from mod.ts, or pass options.runtime");
+    const runtime = typeof r === "function" ? await r() : r;
+    const engine = new Engine(runtime, this.#reads, this.#writes, {
+      hostname: o.hostname ?? "127.0.0.1",
+      port: o.port ?? 3942,
+      timeoutMs: (o.timeout ?? 1) * 1000,
+      retries: o.retries ?? 5,
+      maxBlksize: o.maxBlksize ?? MAX_BLKSIZE,
+      maxWindowsize: o.maxWindowsize ?? 64,
+      maxSessions: o.maxSessions ?? 1000,
+      maxUploadSize: o.maxUploadSize ?? 1024 ** 3,
+      singlePort: o.singlePort ?? false,
+      drainTimeoutMs: o.drainTimeout ?? 5000,
+      onTransfer: o.onTransfer,
+      onError: o.onError ?? ((error, context) => console.error(`emmer: ${context}:`, error)),
+    });
+    await engine.listen();
+    this.#engine = engine;
+  }
+
+  /** Stops listening; live transfers get `drainTimeout` to finish. */
+  async close(): Promise<void> {
+    const engine = this.#engine;
+    this.#engine = null;
+    await engine?.close();
+  }
+
+  /** The engine, for tests that drive time by hand. */
+  get engine(): Engine | null {
+    return this.#engine;
+  }
+}

@@ -1,0 +1,305 @@
+/**
+ * What a read handler returns, turned into a {@link BlockSource}: a thing that
+ * fills DATA payloads in linear memory, one window at a time, so that a stream
+ * of any length is served with flat memory. And the upload side: the stream a
+ * write handler reads.
+ */
+import { NetasciiEncoder, memory } from "./codec.ts";
+import { allocate, release } from "./arena.ts";
+import { TftpError } from "./errors.ts";
+import { ErrorCode } from "./packet.ts";
+
+/** The payload areas of some consecutive DATA blocks, each exactly blksize bytes. */
+export interface FillTarget {
+  readonly count: number;
+  /** Block i's payload area; get it again after an await (memory may have grown). */
+  view(i: number): Uint8Array;
+  /** Block i's payload address in linear memory. */
+  offset(i: number): number;
+}
+
+/**
+ * A body being served. `fill` fills the target's blocks in order, each one
+ * completely, until the data ends, and returns the number of bytes written:
+ * less than count x blksize means the end. Sources that have the bytes at hand
+ * return a number; the others a promise.
+ */
+export interface BlockSource {
+  /** Total bytes, when known in advance (answered as tsize). */
+  readonly size?: number;
+  fill(target: FillTarget): number | Promise<number>;
+  close(): void | Promise<void>;
+}
+
+/** Everything a read handler may return. */
+export type ReadBody =
+  | string
+  | Uint8Array
+  | ArrayBuffer
+  | Blob
+  | ReadableStream<Uint8Array>
+  | AsyncIterable<Uint8Array | string>
+  | Iterable<Uint8Array | string>
+  | Response
+  | BlockSource
+  | { body: ReadBody; size?: number }
+  | null
+  | undefined;
+
+const utf8 = new TextEncoder();
+
+class BytesSource implements BlockSource {
+  #bytes: Uint8Array;
+  #at = 0;
+  readonly size: number;
+  constructor(bytes: Uint8Array) {
+    this.#bytes = bytes;
+    this.size = bytes.length;
+  }
+  fill(target: FillTarget): number {
+    let total = 0;
+    for (let i = 0; i < target.count; i++) {
+      const view = target.view(i);
+      const n = Math.min(view.length, this.#bytes.length - this.#at);
+      view.set(this.#bytes.subarray(this.#at, this.#at + n));
+      this.#at += n;
+      total += n;
+      if (n < view.length) break;
+    }
+    return total;
+  }
+  close(): void {}
+}
+
+function chunkBytes(chunk: unknown): Uint8Array {
+  if (chunk instanceof Uint8Array) return chunk;
+  if (typeof chunk === "string") return utf8.encode(chunk);
+  if (chunk instanceof ArrayBuffer) return new Uint8Array(chunk);
+  if (ArrayBuffer.isView(chunk)) return new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  throw new TypeError(`a body chunk must be a Uint8Array or a string, not ${typeof chunk}`);
+}
+
+type NextChunk = () => Promise<IteratorResult<unknown>> | IteratorResult<unknown>;
+
+/** Pulls chunks only as blocks need them: one window ahead at most. */
+class ChunkSource implements BlockSource {
+  #next: NextChunk;
+  #stop: () => unknown;
+  #pending: Uint8Array = new Uint8Array(0);
+  #done = false;
+  readonly size?: number;
+  constructor(next: NextChunk, stop: () => unknown, size?: number) {
+    this.#next = next;
+    this.#stop = stop;
+    this.size = size;
+  }
+  async fill(target: FillTarget): Promise<number> {
+    let total = 0;
+    for (let i = 0; i < target.count; i++) {
+      let off = 0;
+      let full = false;
+      while (!full) {
+        if (this.#pending.length === 0) {
+          if (this.#done) break;
+          const r = await this.#next();
+          if (r.done) {
+            this.#done = true;
+            break;
+          }
+          this.#pending = chunkBytes(r.value);
+          continue;
+        }
+        const view = target.view(i); // fresh after any await
+        const n = Math.min(view.length - off, this.#pending.length);
+        view.set(this.#pending.subarray(0, n), off);
+        this.#pending = this.#pending.subarray(n);
+        off += n;
+        full = off === view.length;
+      }
+      total += off;
+      if (!full) break;
+    }
+    return total;
+  }
+  close(): void {
+    this.#done = true;
+    try {
+      Promise.resolve(this.#stop()).catch(() => {});
+    } catch { /* a stream that refuses to stop is dropped all the same */ }
+  }
+}
+
+function streamSource(stream: ReadableStream<Uint8Array>, size?: number): BlockSource {
+  const reader = stream.getReader();
+  return new ChunkSource(() => reader.read(), () => reader.cancel(), size);
+}
+
+function isBlockSource(v: object): v is BlockSource {
+  return typeof (v as BlockSource).fill === "function" && typeof (v as BlockSource).close === "function";
+}
+
+function fromResponse(res: Response): BlockSource {
+  if (!res.ok) {
+    res.body?.cancel().catch(() => {});
+    if (res.status === 404 || res.status === 410) throw new TftpError(ErrorCode.FILE_NOT_FOUND, "file not found");
+    if (res.status === 401 || res.status === 403) throw new TftpError(ErrorCode.ACCESS_VIOLATION, "access violation");
+    throw new TftpError(ErrorCode.NOT_DEFINED, `upstream answered ${res.status}`);
+  }
+  // Content-Length is the size on the wire: only trust it when the body is not re-encoded.
+  const length = res.headers.get("content-length");
+  const size = length !== null && !res.headers.has("content-encoding") && /^[0-9]+$/.test(length) ? Number(length) : undefined;
+  return res.body ? streamSource(res.body, size) : new BytesSource(new Uint8Array(0));
+}
+
+/**
+ * Turns a handler's result into a source; null for "no such file".
+ * Throws TypeError for a value that is no body at all.
+ */
+export function toSource(body: ReadBody): BlockSource | null {
+  if (body === null || body === undefined) return null;
+  if (typeof body === "string") return new BytesSource(utf8.encode(body));
+  if (body instanceof Uint8Array) return new BytesSource(body);
+  if (body instanceof ArrayBuffer) return new BytesSource(new Uint8Array(body));
+  if (ArrayBuffer.isView(body)) return new BytesSource(chunkBytes(body));
+  if (typeof Blob !== "undefined" && body instanceof Blob) return streamSource(body.stream(), body.size);
+  if (typeof Response !== "undefined" && body instanceof Response) return fromResponse(body);
+  if (typeof ReadableStream !== "undefined" && body instanceof ReadableStream) return streamSource(body);
+  if (typeof body === "object") {
+    if (isBlockSource(body)) return body;
+    if ("body" in body) {
+      const inner = toSource(body.body);
+      if (inner === null || body.size === undefined) return inner;
+      const size = body.size;
+      return { size, fill: (t) => inner.fill(t), close: () => inner.close() };
+    }
+    if (Symbol.asyncIterator in body) {
+      const it = (body as AsyncIterable<unknown>)[Symbol.asyncIterator]();
+      return new ChunkSource(() => it.next(), () => it.return?.());
+    }
+    if (Symbol.iterator in body) {
+      const it = (body as Iterable<unknown>)[Symbol.iterator]();
+      return new ChunkSource(() => it.next(), () => it.return?.());
+    }
+  }
+  throw new TypeError(`a read handler returned ${typeof body}, which is not a body`);
+}
+
+const STAGE = 16 * 1024;
+
+/**
+ * Serves a source in netascii: LF becomes CR LF and CR becomes CR NUL, so the
+ * blocks on the wire hold more than the source gave; a pair may straddle two
+ * blocks. Raw bytes are staged in linear memory and converted by the WASM codec
+ * straight into the DATA payloads.
+ */
+export class NetasciiSource implements BlockSource {
+  #inner: BlockSource;
+  #encoder = new NetasciiEncoder();
+  #stage: number;
+  #start = 0;
+  #end = 0;
+  #innerDone = false;
+  #stageTarget: FillTarget;
+
+  /** Throws when linear memory is exhausted. */
+  constructor(inner: BlockSource) {
+    this.#inner = inner;
+    this.#stage = allocate(STAGE);
+    if (this.#stage === 0) throw new TftpError(ErrorCode.DISK_FULL, "server out of memory");
+    const stage = this.#stage;
+    this.#stageTarget = { count: 1, view: () => memory().subarray(stage, stage + STAGE), offset: () => stage };
+  }
+
+  async fill(target: FillTarget): Promise<number> {
+    let total = 0;
+    for (let i = 0; i < target.count; i++) {
+      const cap = target.view(i).length;
+      let off = 0;
+      while (off < cap) {
+        if (this.#start === this.#end && !this.#innerDone) {
+          const n = await this.#inner.fill(this.#stageTarget);
+          this.#start = 0;
+          this.#end = n;
+          if (n < STAGE) this.#innerDone = true;
+        }
+        if (this.#start === this.#end && !this.#encoder.pending) break;
+        const r = this.#encoder.encodePtr(this.#stage + this.#start, this.#end - this.#start, target.offset(i) + off, cap - off);
+        this.#start += r.read;
+        off += r.written;
+      }
+      total += off;
+      if (off < cap) break;
+    }
+    return total;
+  }
+
+  close(): void | Promise<void> {
+    if (this.#stage !== 0) release(this.#stage, STAGE);
+    this.#stage = 0;
+    return this.#inner.close();
+  }
+}
+
+/**
+ * The stream a write handler reads. Chunks are queued up to `highWaterMark`
+ * bytes; past that the receiving session holds its ACK until the handler reads
+ * (flow control through the client's own lock-step).
+ */
+export class UploadStream {
+  readonly stream: ReadableStream<Uint8Array>;
+  #controller!: ReadableStreamDefaultController<Uint8Array>;
+  #onDrain: () => void = () => {};
+  #closed = false;
+  /** True once the handler cancelled the stream (it wants no more data). */
+  cancelled = false;
+
+  constructor(highWaterMark = 1 << 20) {
+    this.stream = new ReadableStream<Uint8Array>(
+      {
+        start: (c) => {
+          this.#controller = c;
+        },
+        pull: () => this.#onDrain(),
+        cancel: () => {
+          this.cancelled = true;
+          this.#closed = true;
+          this.#onDrain();
+        },
+      },
+      { highWaterMark, size: (chunk) => chunk.byteLength },
+    );
+  }
+
+  /** Queues a chunk; returns false when the consumer is behind (hold the ACK). */
+  push(chunk: Uint8Array): boolean {
+    if (this.#closed) return true;
+    this.#controller.enqueue(chunk);
+    return (this.#controller.desiredSize ?? 1) > 0;
+  }
+
+  /** Calls fn when the consumer wants more. */
+  onDrain(fn: () => void): void {
+    this.#onDrain = fn;
+  }
+
+  get wantsMore(): boolean {
+    return this.#closed || (this.#controller.desiredSize ?? 1) > 0;
+  }
+
+  /** The handler needs no more: drop what still arrives. */
+  discard(): void {
+    this.#closed = true;
+  }
+
+  end(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#controller.close();
+  }
+
+  fail(reason: Error): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#controller.error(reason);
+  }
+}

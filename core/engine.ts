@@ -1,0 +1,355 @@
+/**
+ * The server engine: takes requests on the listening port, routes them to
+ * handlers, and runs each accepted request as a {@link Transfer} on a port of
+ * its own (or on the listening port in single-port mode). Keeps the table of
+ * live transfers, enforces the limits, and runs the one ticker that drives
+ * every transfer's timeouts.
+ *
+ * Nothing thrown by a handler reaches the runtime: a TftpError becomes that
+ * ERROR, anything else ERROR 0 with a generic message, and is reported to onError.
+ */
+import { decode, encodeError } from "./codec.ts";
+import { allocate, release } from "./arena.ts";
+import { type BlockSource, NetasciiSource, type ReadBody, toSource, UploadStream } from "./body.ts";
+import { TftpError } from "./errors.ts";
+import { negotiate, type Negotiated } from "./options.ts";
+import { ErrorCode, type Mode, type Options, type RequestPacket } from "./packet.ts";
+import type { Router } from "./router.ts";
+import { encodeOack, NetasciiDecoder } from "./codec.ts";
+import { ReceiveSession, ringSlots, SendSession } from "./session.ts";
+import { Transfer } from "./transfer.ts";
+import type { DatagramTransport, Runtime } from "./transport.ts";
+
+/** What a handler knows about a request. */
+export interface RequestContext {
+  /** The client's address and port (its transfer ID). */
+  address: string;
+  port: number;
+  /** The file name as the client sent it. */
+  filename: string;
+  /** Named groups of the route's pattern. */
+  params: Record<string, string>;
+  mode: Mode;
+  /** The options the client asked for (names lower-cased). */
+  options: Options;
+}
+
+export type ReadHandler = (ctx: RequestContext) => ReadBody | Promise<ReadBody>;
+
+export interface WriteContext extends RequestContext {
+  /** The size the client announced (tsize option), if it did. */
+  size?: number;
+}
+
+export interface UploadContext extends WriteContext {
+  /** The uploaded bytes, as they arrive (netascii already converted). */
+  body: ReadableStream<Uint8Array>;
+}
+
+export interface WriteRoute {
+  /** Runs before anything is acknowledged: false (or a TftpError) refuses the upload. */
+  accept?: (ctx: WriteContext) => boolean | void | Promise<boolean | void>;
+  /** Consumes the upload. false or a throw refuses it: the client gets an ERROR, not the last ACK. */
+  handle: (ctx: UploadContext) => unknown | Promise<unknown>;
+}
+
+/** One per transfer, when it ends. */
+export interface TransferEvent {
+  kind: "read" | "write";
+  address: string;
+  port: number;
+  filename: string;
+  /** Payload bytes delivered. */
+  bytes: number;
+  durationMs: number;
+  retransmits: number;
+  blksize: number;
+  windowsize: number;
+  /** The options the server accepted (the OACK), or null. */
+  options: Options | null;
+  outcome: "ok" | "failed";
+  /** Set when the transfer failed: the ERROR sent or received. */
+  error?: { code: number; message: string; byPeer: boolean };
+}
+
+export interface EngineSettings {
+  hostname: string;
+  port: number;
+  timeoutMs: number;
+  retries: number;
+  maxBlksize: number;
+  maxWindowsize: number;
+  maxSessions: number;
+  maxUploadSize: number;
+  singlePort: boolean;
+  drainTimeoutMs: number;
+  onTransfer?: (event: TransferEvent) => void;
+  onError: (error: unknown, context: string) => void;
+}
+
+const keyOf = (address: string, port: number) => `${address}|${port}`;
+
+export class Engine {
+  #runtime: Runtime;
+  #reads: Router<ReadHandler>;
+  #writes: Router<WriteRoute>;
+  #s: EngineSettings;
+  #main: DatagramTransport | null = null;
+  #transfers = new Map<string, Transfer>();
+  #pending = new Set<string>();
+  #ticker: { stop(): void } | null = null;
+  #closing = false;
+  #idle: (() => void)[] = [];
+  #details = new WeakMap<Transfer, { negotiated: Negotiated }>();
+
+  constructor(runtime: Runtime, reads: Router<ReadHandler>, writes: Router<WriteRoute>, settings: EngineSettings) {
+    this.#runtime = runtime;
+    this.#reads = reads;
+    this.#writes = writes;
+    this.#s = settings;
+  }
+
+  get address(): { address: string; port: number } | null {
+    return this.#main ? { address: this.#main.address, port: this.#main.port } : null;
+  }
+
+  /** Live transfers plus requests whose handler is still running. */
+  get load(): number {
+    return this.#transfers.size + this.#pending.size;
+  }
+
+  async listen(): Promise<void> {
+    if (this.#main) throw new Error("already listening");
+    this.#closing = false;
+    this.#main = await this.#runtime.bind(this.#s.hostname, this.#s.port, (d, a, p) => this.#onMain(d, a, p));
+  }
+
+  /** Stops listening; live transfers get drainTimeoutMs to finish, then ERROR 0. */
+  async close(): Promise<void> {
+    this.#closing = true;
+    const main = this.#main;
+    this.#main = null;
+    if (this.#transfers.size > 0) {
+      let timer: { stop(): void } | null = null;
+      await new Promise<void>((resolve) => {
+        this.#idle.push(resolve);
+        timer = this.#runtime.after(this.#s.drainTimeoutMs, resolve);
+      });
+      (timer as { stop(): void } | null)?.stop();
+      for (const t of [...this.#transfers.values()]) t.act(() => t.session.abort(ErrorCode.NOT_DEFINED, "server shutting down"));
+    }
+    this.#ticker?.stop();
+    this.#ticker = null;
+    main?.close();
+  }
+
+  #reply(address: string, port: number, code: number, message: string): void {
+    this.#main?.send(encodeError(code, message), port, address, () => {});
+  }
+
+  #onMain(data: Uint8Array, address: string, port: number): void {
+    if (this.#s.singlePort) {
+      const t = this.#transfers.get(keyOf(address, port));
+      if (t) return t.receive(data, address, port);
+    }
+    const packet = decode(data);
+    if (packet.op === 0) return this.#reply(address, port, ErrorCode.ILLEGAL_OPERATION, packet.message);
+    if (packet.op === 1 || packet.op === 2) {
+      this.#request(packet, address, port).catch((e) => this.#s.onError(e, "request"));
+      return;
+    }
+    if (packet.op === 5) return; // an ERROR is never answered
+    this.#reply(address, port, ErrorCode.UNKNOWN_TID, "unknown transfer ID");
+  }
+
+  async #request(req: RequestPacket, address: string, port: number): Promise<void> {
+    const key = keyOf(address, port);
+    if (this.#transfers.has(key) || this.#pending.has(key)) return; // the client repeated its request
+    if (this.#closing) return this.#reply(address, port, ErrorCode.NOT_DEFINED, "server shutting down");
+    if (this.load >= this.#s.maxSessions) return this.#reply(address, port, ErrorCode.NOT_DEFINED, "server busy");
+    if (req.mode === "mail") return this.#reply(address, port, ErrorCode.ILLEGAL_OPERATION, "mail mode is not supported");
+    this.#pending.add(key);
+    try {
+      if (req.op === 1) await this.#startRead(req, address, port, key);
+      else await this.#startWrite(req, address, port, key);
+    } catch (error) {
+      if (error instanceof TftpError) this.#reply(address, port, error.code, error.message);
+      else {
+        this.#s.onError(error, `${req.op === 1 ? "read" : "write"} handler for ${req.filename}`);
+        this.#reply(address, port, ErrorCode.NOT_DEFINED, "internal server error");
+      }
+    } finally {
+      this.#pending.delete(key);
+    }
+  }
+
+  #limits() {
+    return { maxBlksize: this.#s.maxBlksize, maxWindowsize: this.#s.maxWindowsize, timeoutMs: this.#s.timeoutMs };
+  }
+
+  async #startRead(req: RequestPacket, address: string, port: number, key: string): Promise<void> {
+    const match = this.#reads.match(req.filename);
+    if (match === null) throw new TftpError(ErrorCode.FILE_NOT_FOUND, "file not found");
+    const ctx: RequestContext = { address, port, filename: req.filename, params: match.params, mode: req.mode, options: req.options };
+    let source: BlockSource | null = toSource(await match.handler(ctx));
+    if (source === null) throw new TftpError(ErrorCode.FILE_NOT_FOUND, "file not found");
+    let ring = 0;
+    let ringBytes = 0;
+    try {
+      if (req.mode === "netascii") source = new NetasciiSource(source);
+      const negotiated = negotiate("read", req.mode, req.options, this.#limits(), source.size);
+      const slots = ringSlots(negotiated.blksize, negotiated.windowsize);
+      ringBytes = slots * (negotiated.blksize + 4);
+      ring = allocate(ringBytes);
+      if (ring === 0) throw new TftpError(ErrorCode.DISK_FULL, "server out of memory");
+      const session = new SendSession(this.#settings(negotiated), ring, slots);
+      await this.#launch(key, req, address, port, session, negotiated, { source, ring: { ptr: ring, bytes: ringBytes } });
+    } catch (error) {
+      if (ring !== 0) release(ring, ringBytes);
+      await Promise.resolve(source.close()).catch(() => {});
+      throw error;
+    }
+  }
+
+  async #startWrite(req: RequestPacket, address: string, port: number, key: string): Promise<void> {
+    const match = this.#writes.match(req.filename);
+    if (match === null) throw new TftpError(ErrorCode.ACCESS_VIOLATION, "writing this file is not allowed");
+    const negotiated = negotiate("write", req.mode, req.options, this.#limits());
+    const size = negotiated.announcedSize;
+    if (size !== undefined && size > this.#s.maxUploadSize) {
+      throw new TftpError(ErrorCode.DISK_FULL, `file too large: the limit is ${this.#s.maxUploadSize} bytes`);
+    }
+    const ctx: WriteContext = { address, port, filename: req.filename, params: match.params, mode: req.mode, options: req.options, size };
+    const route = match.handler;
+    if (route.accept && (await route.accept(ctx)) === false) throw new TftpError(ErrorCode.ACCESS_VIOLATION, "upload refused");
+
+    const upload = new UploadStream();
+    const netascii = req.mode === "netascii" ? new NetasciiDecoder() : null;
+    const session = new ReceiveSession(this.#settings(negotiated), {
+      // The datagram's buffer belongs to the adapter: keep a copy (netascii decoding makes one anyway).
+      write: (payload) => upload.push(netascii ? netascii.push(payload) : payload.slice()),
+      end: () => {
+        if (netascii) {
+          const tail = netascii.end();
+          if (tail.length > 0) upload.push(tail);
+        }
+        upload.end();
+        queueMicrotask(decide); // the verdict may be in already
+      },
+    }, this.#s.maxUploadSize);
+    const t = await this.#launch(key, req, address, port, session, negotiated, { upload });
+    upload.onDrain(() => t.act((now) => session.resume(now)));
+
+    // The handler runs alongside the transfer; its verdict decides the last ACK.
+    let verdict: { ok: true } | { ok: false; code: number; message: string } | null = null;
+    function decide() {
+      const v = verdict;
+      if (v === null) return;
+      if (!v.ok) {
+        t.act((now) => (session.state === "finishing" ? session.finish(false, now, v.code, v.message) : session.abort(v.code, v.message)));
+      } else if (session.state === "finishing") t.act((now) => session.finish(true, now));
+      else {
+        // The handler is done before the upload is: take the rest without queueing it.
+        upload.discard();
+        t.act((now) => session.resume(now));
+      }
+    }
+    Promise.resolve()
+      .then(() => route.handle({ ...ctx, body: upload.stream }))
+      .then(
+        (result) => {
+          verdict = result === false ? { ok: false, code: ErrorCode.ACCESS_VIOLATION, message: "upload refused" } : { ok: true };
+        },
+        (error) => {
+          if (error instanceof TftpError) verdict = { ok: false, code: error.code, message: error.message };
+          else {
+            if (!session.finished) this.#s.onError(error, `write handler for ${req.filename}`);
+            verdict = { ok: false, code: ErrorCode.NOT_DEFINED, message: "internal server error" };
+          }
+        },
+      )
+      .then(decide);
+  }
+
+  #settings(n: Negotiated) {
+    return { blksize: n.blksize, windowsize: n.windowsize, timeoutMs: n.timeoutMs, retries: this.#s.retries, oack: n.reply ? encodeOack(n.reply) : null };
+  }
+
+  async #launch(
+    key: string,
+    req: RequestPacket,
+    address: string,
+    port: number,
+    session: SendSession | ReceiveSession,
+    negotiated: Negotiated,
+    parts: { source?: BlockSource; ring?: { ptr: number; bytes: number }; upload?: UploadStream },
+  ): Promise<Transfer> {
+    if (this.#closing || this.#main === null) throw new TftpError(ErrorCode.NOT_DEFINED, "server shutting down");
+    let transfer: Transfer | null = null;
+    let transport: DatagramTransport;
+    if (this.#s.singlePort) transport = this.#main;
+    else {
+      transport = await this.#runtime.bind(this.#s.hostname, 0, (d, a, p) => transfer?.receive(d, a, p));
+    }
+    transfer = new Transfer({
+      kind: req.op === 1 ? "read" : "write",
+      address,
+      port,
+      filename: req.filename,
+      session,
+      transport,
+      ownsTransport: !this.#s.singlePort,
+      now: () => this.#runtime.now(),
+      onFinished: (t) => this.#finished(key, t),
+      onError: this.#s.onError,
+      ...parts,
+    });
+    this.#details.set(transfer, { negotiated });
+    this.#transfers.set(key, transfer);
+    this.#ensureTicker();
+    transfer.start();
+    return transfer;
+  }
+
+  #ensureTicker(): void {
+    if (this.#ticker) return;
+    const every = Math.max(10, Math.min(100, Math.floor(this.#s.timeoutMs / 4)));
+    this.#ticker = this.#runtime.startTicker(every, () => this.tick());
+  }
+
+  /** Runs every due timeout. The runtime calls it from the ticker; tests call it with a fake clock. */
+  tick(): void {
+    const now = this.#runtime.now();
+    for (const t of this.#transfers.values()) t.tick(now);
+  }
+
+  #finished(key: string, t: Transfer): void {
+    if (this.#transfers.get(key) === t) this.#transfers.delete(key);
+    if (this.#transfers.size === 0) {
+      this.#ticker?.stop();
+      this.#ticker = null;
+      for (const resolve of this.#idle.splice(0)) resolve();
+    }
+    const n = this.#details.get(t)!.negotiated;
+    const s = t.session;
+    const event: TransferEvent = {
+      kind: t.kind,
+      address: t.address,
+      port: t.port,
+      filename: t.filename,
+      bytes: s.bytes,
+      durationMs: this.#runtime.now() - t.startedAt,
+      retransmits: s.retransmits,
+      blksize: n.blksize,
+      windowsize: n.windowsize,
+      options: n.reply,
+      outcome: s.state === "done" ? "ok" : "failed",
+    };
+    if (s.failure) event.error = { ...s.failure };
+    try {
+      this.#s.onTransfer?.(event);
+    } catch (error) {
+      this.#s.onError(error, "onTransfer");
+    }
+  }
+}

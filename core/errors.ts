@@ -1,0 +1,13 @@
+/**
+ * The one exception a handler throws on purpose: it becomes a TFTP ERROR packet
+ * with this code and message. Any other exception becomes ERROR 0 with a
+ * generic message (the details go to the log, not to the client).
+ */
+export class TftpError extends Error {
+  readonly code: number;
+  constructor(code: number, message: string) {
+    super(message);
+    this.name = "TftpError";
+    this.code = code;
+  }
+}

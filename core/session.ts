@@ -1,0 +1,407 @@
+/**
+ * The transfer state machine, sans I/O: decoded packets and `now` go in;
+ * datagrams to send (`takeOutgoing`) and a `deadline` come out. No sockets, no
+ * timers, no clock. This file owns every state transition of a transfer.
+ *
+ * SendSession is the side that sends DATA (a server's read, a client's write);
+ * ReceiveSession is the side that receives it.
+ *
+ * ```
+ *  sender:   NEGOTIATING --ACK 0--> TRANSFERRING --ACK of last block--> DONE
+ *            (no OACK: starts in TRANSFERRING)
+ *  receiver: TRANSFERRING --short DATA--> FINISHING --finish(ok)--> DALLYING --deadline--> DONE
+ *  any:      --ERROR received / retries exhausted / abort()--> FAILED
+ * ```
+ *
+ * Retransmission happens only when the deadline passes, never because a
+ * duplicate arrived (RFC 1123's cure for the Sorcerer's Apprentice). Block
+ * numbers are tracked as unbounded sequence numbers and wrapped to 16 bits on
+ * the wire (65535 is followed by 0), so transfers of any size work.
+ */
+import { encodeAck, encodeError, memory, wasm } from "./codec.ts";
+import type { FillTarget } from "./body.ts";
+import { ErrorCode, type Packet } from "./packet.ts";
+
+export const State = {
+  NEGOTIATING: "negotiating",
+  TRANSFERRING: "transferring",
+  FINISHING: "finishing",
+  DALLYING: "dallying",
+  DONE: "done",
+  FAILED: "failed",
+} as const;
+export type State = (typeof State)[keyof typeof State];
+
+export interface SessionSettings {
+  blksize: number;
+  windowsize: number;
+  timeoutMs: number;
+  /** Retransmissions of one packet (or window) before giving up. */
+  retries: number;
+  /** The encoded OACK to open with, or null to use the RFC 1350 defaults. */
+  oack: Uint8Array | null;
+}
+
+/** How a failed transfer failed. `sent`: whether we told the peer with an ERROR. */
+export interface Failure {
+  code: number;
+  message: string;
+  byPeer: boolean;
+}
+
+abstract class Session {
+  state: State = State.TRANSFERRING;
+  /** When handleTimer wants to be called; Infinity when no timer is needed. */
+  deadline = Infinity;
+  failure: Failure | null = null;
+  /** Payload bytes delivered: acknowledged by the peer, or received in order. */
+  abstract get bytes(): number;
+  retransmits = 0;
+  protected retries = 0;
+  protected out: Uint8Array[] = [];
+  readonly settings: SessionSettings;
+
+  constructor(settings: SessionSettings) {
+    this.settings = settings;
+  }
+
+  get finished(): boolean {
+    return this.state === State.DONE || this.state === State.FAILED;
+  }
+
+  /** Datagrams to send now, in order. The caller owns the array. */
+  takeOutgoing(): Uint8Array[] {
+    const out = this.out;
+    if (out.length > 0) this.out = [];
+    return out;
+  }
+
+  /** Ends the transfer, telling the peer with ERROR `code`. */
+  abort(code: number, message: string): void {
+    if (this.finished) return;
+    this.out.push(encodeError(code, message));
+    this.#end(code, message, false);
+  }
+
+  protected peerFailed(code: number, message: string): void {
+    this.#end(code, message, true);
+  }
+
+  #end(code: number, message: string, byPeer: boolean): void {
+    this.state = State.FAILED;
+    this.failure = { code, message, byPeer };
+    this.deadline = Infinity;
+  }
+
+  /** Common handling of what is not this side's business; returns true if handled. */
+  protected receiveOther(packet: Packet): void {
+    if (packet.op === 5) this.peerFailed(packet.code, packet.message); // never answered, never retransmitted
+    else this.abort(ErrorCode.ILLEGAL_OPERATION, "illegal TFTP operation");
+  }
+
+  /** Counts one timeout; returns false (after failing) when the retries are used up. */
+  protected retry(now: number): boolean {
+    if (this.retries >= this.settings.retries) {
+      this.abort(ErrorCode.NOT_DEFINED, "timed out");
+      return false;
+    }
+    this.retries++;
+    this.retransmits++;
+    this.deadline = now + this.settings.timeoutMs;
+    return true;
+  }
+
+  abstract start(now: number): void;
+  abstract receive(packet: Packet, now: number): void;
+  abstract handleTimer(now: number): void;
+}
+
+/** Ring slots for a window: one window plus read-ahead, within a memory budget. */
+export function ringSlots(blksize: number, windowsize: number, budget = 8 * 1024 * 1024): number {
+  const fit = Math.floor(budget / (blksize + 4));
+  return Math.max(windowsize + 1, Math.min(2 * windowsize, fit));
+}
+
+/**
+ * The sending side. Blocks live in a ring of `slots` slots of blksize + 4 bytes
+ * at `ring` in linear memory: the DATA header is written in place in front of
+ * each payload, and the datagrams sent are views of the ring. The caller fills
+ * the ring from its source when `wantFill()` says so (read-ahead happens while
+ * the window is in flight) and reports with `filled()`.
+ *
+ * Sequence numbers: block seq s lives in slot (s - 1) % slots; `acked` <= `sent`
+ * <= `available` <= `last`.
+ */
+export class SendSession extends Session {
+  readonly ring: number;
+  readonly slots: number;
+  readonly stride: number;
+  /** Highest block acknowledged (0: none; the OACK is acknowledged as block 0). */
+  acked = 0;
+  /** Highest block sent. */
+  sent = 0;
+  /** Highest block filled in the ring. */
+  available = 0;
+  /** The final block, once the source has ended; Infinity before. */
+  last = Infinity;
+  #lastLength = 0;
+  #filling = false;
+  #fillSeq = 0;
+  #fillCount = 0;
+
+  constructor(settings: SessionSettings, ring: number, slots: number) {
+    super(settings);
+    this.ring = ring;
+    this.slots = slots;
+    this.stride = settings.blksize + 4;
+  }
+
+  start(now: number): void {
+    if (this.settings.oack) {
+      this.state = State.NEGOTIATING;
+      this.out.push(this.settings.oack);
+      this.deadline = now + this.settings.timeoutMs;
+    } else {
+      this.state = State.TRANSFERRING;
+      this.deadline = now + this.settings.timeoutMs;
+      this.#pump(now);
+    }
+  }
+
+  /** The payload address of block `seq` in linear memory. */
+  payloadOffset(seq: number): number {
+    return this.ring + ((seq - 1) % this.slots) * this.stride + 4;
+  }
+
+  /**
+   * A fill to start now, or null. The ring holds blocks acked+1 .. acked+slots;
+   * a slot is refilled only once its block has been acknowledged.
+   */
+  wantFill(): FillTarget | null {
+    if (this.#filling || this.finished || this.available >= this.last) return null;
+    const count = this.acked + this.slots - this.available;
+    if (count <= 0) return null;
+    this.#filling = true;
+    this.#fillSeq = this.available + 1;
+    this.#fillCount = count;
+    const first = this.#fillSeq;
+    const blksize = this.settings.blksize;
+    return {
+      count,
+      view: (i) => {
+        const at = this.payloadOffset(first + i);
+        return memory().subarray(at, at + blksize);
+      },
+      offset: (i) => this.payloadOffset(first + i),
+    };
+  }
+
+  get bytes(): number {
+    const { blksize } = this.settings;
+    return this.acked === this.last ? (this.last - 1) * blksize + this.#lastLength : this.acked * blksize;
+  }
+
+  get filling(): boolean {
+    return this.#filling;
+  }
+
+  /** The fill from wantFill() wrote `n` bytes; fewer than asked for means the data ended. */
+  filled(n: number, now: number): void {
+    this.#filling = false;
+    if (this.finished) return;
+    const blksize = this.settings.blksize;
+    const full = Math.min(Math.floor(n / blksize), this.#fillCount);
+    const ended = n < this.#fillCount * blksize;
+    const blocks = full + (ended ? 1 : 0);
+    const firstSlot = (this.#fillSeq - 1) % this.slots;
+    wasm.writeDataHeaders(this.ring, this.stride, this.slots, firstSlot, this.#fillSeq, blocks);
+    this.available += blocks;
+    if (ended) {
+      this.last = this.available;
+      this.#lastLength = n - full * blksize;
+    }
+    this.#pump(now);
+  }
+
+  /** The source failed: tell the peer. */
+  fillFailed(message: string): void {
+    this.#filling = false;
+    this.abort(ErrorCode.NOT_DEFINED, message);
+  }
+
+  #packet(seq: number): Uint8Array {
+    const at = this.payloadOffset(seq) - 4;
+    const len = seq === this.last ? this.#lastLength : this.settings.blksize;
+    return memory().subarray(at, at + 4 + len);
+  }
+
+  /** Sends what the window allows and the ring has. */
+  #pump(now: number): void {
+    if (this.state !== State.TRANSFERRING) return;
+    const limit = Math.min(this.acked + this.settings.windowsize, this.available);
+    if (this.sent >= limit) return;
+    for (let seq = this.sent + 1; seq <= limit; seq++) this.out.push(this.#packet(seq));
+    this.sent = limit;
+    this.deadline = now + this.settings.timeoutMs;
+  }
+
+  receive(packet: Packet, now: number): void {
+    if (this.finished) return;
+    if (packet.op !== 4) return this.receiveOther(packet);
+    if (this.state === State.NEGOTIATING) {
+      if (packet.block !== 0) return; // not an answer to the OACK
+      this.state = State.TRANSFERRING;
+      this.retries = 0;
+      this.deadline = now + this.settings.timeoutMs;
+      return this.#pump(now);
+    }
+    // Map the 16-bit block onto the sequence: the nearest at or after `acked`.
+    const seq = this.acked + ((packet.block - this.acked) & 0xffff);
+    if (seq === this.acked || seq > this.sent) return; // duplicate or stray: never resend for it
+    this.acked = seq;
+    this.retries = 0;
+    if (seq === this.last) {
+      this.state = State.DONE;
+      this.deadline = Infinity;
+      return;
+    }
+    // An ACK short of the window's end reports a gap: resume after it (RFC 7440).
+    if (seq < this.sent) this.sent = seq;
+    this.deadline = now + this.settings.timeoutMs; // bounds a source that stalls
+    this.#pump(now);
+  }
+
+  handleTimer(now: number): void {
+    if (this.finished || now < this.deadline) return;
+    if (!this.retry(now)) return;
+    if (this.state === State.NEGOTIATING) this.out.push(this.settings.oack!);
+    else for (let seq = this.acked + 1; seq <= this.sent; seq++) this.out.push(this.#packet(seq));
+  }
+}
+
+/** Where a ReceiveSession puts payloads. */
+export interface Sink {
+  /** Takes a payload (a view valid only during the call); false asks to hold the ACK. */
+  write(payload: Uint8Array): boolean;
+  /** The last block arrived; call finish() with the verdict. */
+  end(): void;
+}
+
+/**
+ * The receiving side. ACKs every `windowsize` blocks (every block in
+ * lock-step), ACKs the last in-order block on a gap, re-ACKs when the block it
+ * last acknowledged arrives again, and dallies after the final ACK to re-ACK a
+ * retransmitted last block.
+ */
+export class ReceiveSession extends Session {
+  /** The next block expected. */
+  expected = 1;
+  /** The block last acknowledged (0 for ACK 0 or the OACK). */
+  lastAck = 0;
+  readonly maxBytes: number;
+  #sink: Sink;
+  #bytes = 0;
+  #inWindow = 0;
+  #holding = false;
+  #gapAcked = false;
+
+  constructor(settings: SessionSettings, sink: Sink, maxBytes = Infinity) {
+    super(settings);
+    this.#sink = sink;
+    this.maxBytes = maxBytes;
+  }
+
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  start(now: number): void {
+    this.state = State.TRANSFERRING;
+    this.out.push(this.settings.oack ?? encodeAck(0));
+    this.deadline = now + this.settings.timeoutMs;
+  }
+
+  #ack(seq: number, now: number): void {
+    this.lastAck = seq;
+    this.#inWindow = 0;
+    this.#gapAcked = false;
+    this.retries = 0;
+    this.out.push(encodeAck(seq));
+    this.deadline = now + this.settings.timeoutMs;
+  }
+
+  receive(packet: Packet, now: number): void {
+    if (this.finished) return;
+    if (packet.op !== 3) return this.receiveOther(packet);
+    const wireLast = this.lastAck & 0xffff;
+    if (this.state === State.DALLYING) {
+      if (packet.block === wireLast) this.out.push(encodeAck(this.lastAck));
+      return;
+    }
+    if (this.state === State.FINISHING) return; // the verdict is pending; the peer will retransmit
+    const { blksize, windowsize } = this.settings;
+    const payload = packet.payload;
+    const diff = (packet.block - this.expected) & 0xffff;
+    if (diff === 0) {
+      if (payload.length > blksize) return this.abort(ErrorCode.ILLEGAL_OPERATION, "block larger than blksize");
+      if (this.#bytes + payload.length > this.maxBytes) {
+        return this.abort(ErrorCode.DISK_FULL, `upload exceeds ${this.maxBytes} bytes`);
+      }
+      this.#bytes += payload.length;
+      this.expected++;
+      const more = this.#sink.write(payload);
+      if (payload.length < blksize) {
+        this.state = State.FINISHING;
+        this.deadline = Infinity;
+        this.#sink.end();
+        return;
+      }
+      this.#inWindow++;
+      if (this.#inWindow >= windowsize) {
+        if (more) this.#ack(this.expected - 1, now);
+        else this.#holding = true;
+      }
+      return;
+    }
+    if (diff < 0x8000) {
+      // A block from the future: one was lost. ACK what we have, once, so the sender resumes after it.
+      if (!this.#gapAcked && !this.#holding) {
+        this.#ack(this.expected - 1, now);
+        this.#gapAcked = true;
+      }
+      return;
+    }
+    // An old block. If it is the one we last acknowledged, our ACK was lost: send it again.
+    if (packet.block === wireLast && !this.#holding) this.out.push(encodeAck(this.lastAck));
+  }
+
+  /** The sink caught up: send the ACK that was held back. */
+  resume(now: number): void {
+    if (!this.#holding || this.state !== State.TRANSFERRING) return;
+    this.#holding = false;
+    this.#ack(this.expected - 1, now);
+  }
+
+  /** The verdict on a complete upload: ACK the last block and dally, or refuse it. */
+  finish(ok: boolean, now: number, code: number = ErrorCode.ACCESS_VIOLATION, message = "upload refused"): void {
+    if (this.state !== State.FINISHING) return;
+    if (!ok) return this.abort(code, message);
+    this.state = State.DALLYING;
+    this.lastAck = this.expected - 1;
+    this.out.push(encodeAck(this.lastAck));
+    this.deadline = now + this.settings.timeoutMs;
+  }
+
+  handleTimer(now: number): void {
+    if (this.finished || now < this.deadline) return;
+    if (this.state === State.DALLYING) {
+      this.state = State.DONE;
+      this.deadline = Infinity;
+      return;
+    }
+    if (!this.retry(now)) return;
+    if (this.#holding) return; // the handler is slow; the peer waits, retries bound the wait
+    if (this.expected === 1 && this.settings.oack) this.out.push(this.settings.oack);
+    else this.out.push(encodeAck(this.lastAck));
+  }
+}

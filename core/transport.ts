@@ -1,0 +1,32 @@
+/**
+ * What the core needs from a runtime: UDP sockets, a clock and one kind of
+ * timer. adapters/node.ts, adapters/deno.ts and adapters/bun.ts implement it;
+ * tests implement it with a fake clock and in-memory datagrams.
+ */
+
+/** Called with each datagram; `data` may be reused by the adapter after the call returns. */
+export type MessageHandler = (data: Uint8Array, address: string, port: number) => void;
+
+export interface DatagramTransport {
+  /** The bound local address and port. */
+  readonly address: string;
+  readonly port: number;
+  /**
+   * Sends one datagram. `data` must stay untouched until `done` is called: the
+   * adapter may hand the very bytes to the kernel later (Node and Deno do not copy).
+   * A send that fails is reported through `done` as well; TFTP recovers by retransmission.
+   */
+  send(data: Uint8Array, port: number, address: string, done: () => void): void;
+  close(): void;
+}
+
+export interface Runtime {
+  /** Binds a UDP socket. Port 0 picks a free port. Rejects when the address is taken. */
+  bind(hostname: string, port: number, onMessage: MessageHandler): Promise<DatagramTransport>;
+  /** Milliseconds, monotonic enough for timeouts. */
+  now(): number;
+  /** A repeating timer; the engine keeps at most one running, and only while transfers live. */
+  startTicker(ms: number, fn: () => void): { stop(): void };
+  /** A one-shot timer (handler deadlines, drain on close). */
+  after(ms: number, fn: () => void): { stop(): void };
+}

@@ -1,0 +1,36 @@
+/**
+ * Emmer: a framework for dynamic TFTP servers. Routes match the requested file
+ * name; handlers get the client's address and port, the name and its captures,
+ * and return what to send, or receive an upload. Runs on Node, Deno and Bun.
+ *
+ * @example
+ * ```ts
+ * import { Emmer, serveDir, TftpError } from "./mod.ts";
+ *
+ * const app = new Emmer({ hostname: "127.0.0.1", port: 3942 });
+ * app.read(/^pxelinux\.cfg\/01-(?<mac>[0-9a-f-]+)$/, ({ address, params }) =>
+ *   `DEFAULT linux\n# ${params.mac} at ${address}\n`);
+ * app.read("secret/*", () => { throw new TftpError(2, "no"); });
+ * app.read("*", serveDir("./tftpboot").read);
+ * await app.listen();
+ * ```
+ *
+ * @module
+ */
+import { Emmer as EmmerCore, type EmmerOptions } from "./core/app.ts";
+import { loadRuntime } from "./adapters/runtime.ts";
+
+/** An Emmer server on the running runtime's sockets (Node, Deno or Bun). */
+export class Emmer extends EmmerCore {
+  constructor(options: EmmerOptions = {}) {
+    super({ runtime: loadRuntime, ...options });
+  }
+}
+
+export type { EmmerOptions, WriteHandler } from "./core/app.ts";
+export type { ReadHandler, RequestContext, TransferEvent, UploadContext, WriteContext, WriteRoute } from "./core/engine.ts";
+export type { BlockSource, FillTarget, ReadBody } from "./core/body.ts";
+export type { DatagramTransport, Runtime } from "./core/transport.ts";
+export { TftpError } from "./core/errors.ts";
+export { ErrorCode } from "./core/packet.ts";
+export { serveDir, type ServeDirOptions, type ServedDir } from "./adapters/fs.ts";
