@@ -164,10 +164,16 @@ export function writeAck(ptr: number, block: number): number {
   return wasm.encodeAck(ptr, block);
 }
 
-/** Writes an ERROR packet into linear memory at ptr; `room` bytes are available. */
+/**
+ * Writes an ERROR packet into linear memory at ptr; `room` (at least 512) bytes
+ * are available. NULs are dropped first, then the UTF-8 bytes are cut so the
+ * packet fits in 512 bytes (a cut may split a character: it is bytes on the wire).
+ */
 export function writeError(ptr: number, room: number, code: number, message: string): number {
-  const { written } = encoder.encodeInto(message, memory().subarray(ptr + 4, ptr + room - 1));
-  return wasm.encodeError(ptr, code, written);
+  const bytes = encoder.encode(message.replaceAll("\0", ""));
+  const len = Math.min(bytes.length, room - 5);
+  memory().set(len === bytes.length ? bytes : bytes.subarray(0, len), ptr + 4);
+  return wasm.encodeError(ptr, code, len);
 }
 
 function copyOut(len: number): Uint8Array {

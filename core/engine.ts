@@ -173,11 +173,24 @@ export class Engine {
       if (req.op === 1) await this.#startRead(req, address, port, key);
       else await this.#startWrite(req, address, port, key);
     } catch (error) {
-      if (error instanceof TftpError) this.#reply(address, port, error.code, error.message);
-      else {
-        this.#s.onError(error, `${req.op === 1 ? "read" : "write"} handler for ${req.filename}`);
-        this.#reply(address, port, ErrorCode.NOT_DEFINED, "internal server error");
-      }
+      let refusal = { code: ErrorCode.NOT_DEFINED as number, message: "internal server error" };
+      if (error instanceof TftpError) refusal = { code: error.code, message: error.message };
+      else this.#s.onError(error, `${req.op === 1 ? "read" : "write"} handler for ${req.filename}`);
+      this.#reply(address, port, refusal.code, refusal.message);
+      this.#emit({
+        kind: req.op === 1 ? "read" : "write",
+        address,
+        port,
+        filename: req.filename,
+        bytes: 0,
+        durationMs: 0,
+        retransmits: 0,
+        blksize: 512,
+        windowsize: 1,
+        options: null,
+        outcome: "failed",
+        error: { ...refusal, byPeer: false },
+      });
     } finally {
       this.#pending.delete(key);
     }
@@ -346,6 +359,10 @@ export class Engine {
       outcome: s.state === "done" ? "ok" : "failed",
     };
     if (s.failure) event.error = { ...s.failure };
+    this.#emit(event);
+  }
+
+  #emit(event: TransferEvent): void {
     try {
       this.#s.onTransfer?.(event);
     } catch (error) {

@@ -1,0 +1,176 @@
+/**
+ * The command line: serves a folder over TFTP.
+ *
+ *   npx emmer-node [flags]            (this file bundled to dist/emmer-node.js)
+ *   deno run -A serve.ts [flags]
+ *   bun run serve.ts [flags]
+ *
+ * @module
+ */
+import process from "node:process";
+import { stat } from "node:fs/promises";
+import { resolve } from "node:path";
+import { Emmer, serveDir, type TransferEvent } from "./mod.ts";
+
+const USAGE = `Usage: emmer-node [flags]
+
+Serves the files of a folder over TFTP (read-only unless --write).
+
+  --root DIR            folder to serve (default: the current folder)
+  --host ADDR           address to listen on (default: 127.0.0.1; 0.0.0.0 or :: for all)
+  --port N              UDP port (default: 3942; TFTP's standard port is 69)
+  --write               accept uploads: create and replace files under the root
+  --max-blksize N       largest blksize granted, 8..65464 (default: 65464)
+  --max-windowsize N    largest windowsize granted, 1..65535 (default: 64)
+  --timeout S           retransmission timeout in seconds, 1..255 (default: 1)
+  --retries N           retransmissions before a transfer is given up, 0..100 (default: 5)
+  --single-port         answer every transfer from the listening port (NAT, containers)
+  --verbose             log options, retransmissions and handler errors in full
+  --help                show this help
+`;
+
+interface Flags {
+  root: string;
+  host: string;
+  port: number;
+  write: boolean;
+  maxBlksize: number;
+  maxWindowsize: number;
+  timeout: number;
+  retries: number;
+  singlePort: boolean;
+  verbose: boolean;
+}
+
+class UsageError extends Error {}
+
+const NUMERIC: Record<string, [keyof Flags, number, number]> = {
+  "--port": ["port", 0, 65535],
+  "--max-blksize": ["maxBlksize", 8, 65464],
+  "--max-windowsize": ["maxWindowsize", 1, 65535],
+  "--timeout": ["timeout", 1, 255],
+  "--retries": ["retries", 0, 100],
+};
+
+function parseFlags(args: string[]): Flags | "help" {
+  const flags: Flags = {
+    root: ".",
+    host: "127.0.0.1",
+    port: 3942,
+    write: false,
+    maxBlksize: 65464,
+    maxWindowsize: 64,
+    timeout: 1,
+    retries: 5,
+    singlePort: false,
+    verbose: false,
+  };
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    const eq = arg.indexOf("=");
+    const name = arg.startsWith("--") && eq > 0 ? arg.slice(0, eq) : arg;
+    const inline = arg.startsWith("--") && eq > 0 ? arg.slice(eq + 1) : undefined;
+    const value = () => {
+      const v = inline ?? args[++i];
+      if (v === undefined || v === "") throw new UsageError(`${name} needs a value`);
+      return v;
+    };
+    const bare = () => {
+      if (inline !== undefined) throw new UsageError(`${name} takes no value`);
+    };
+    if (name === "--help" || name === "-h") return "help";
+    else if (name === "--write") (bare(), flags.write = true);
+    else if (name === "--verbose") (bare(), flags.verbose = true);
+    else if (name === "--single-port") (bare(), flags.singlePort = true);
+    else if (name === "--root") flags.root = value();
+    else if (name === "--host") flags.host = value();
+    else if (name in NUMERIC) {
+      const [key, min, max] = NUMERIC[name];
+      const v = value();
+      const n = /^[0-9]+$/.test(v) ? Number(v) : NaN;
+      if (!(n >= min && n <= max)) throw new UsageError(`${name} must be an integer from ${min} to ${max}, not "${v}"`);
+      (flags[key] as number) = n;
+    } else throw new UsageError(`unknown flag "${arg}"`);
+  }
+  return flags;
+}
+
+function size(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 ** 2) return `${(bytes / 1024).toFixed(1)} KiB`;
+  return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
+}
+
+function formatEvent(e: TransferEvent, verbose: boolean): string {
+  const client = e.address.includes(":") ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
+  const outcome = e.outcome === "ok"
+    ? "ok"
+    : `failed: ${e.error?.byPeer ? "client sent" : "sent"} ERROR ${e.error?.code} ${e.error?.message}`;
+  let line = `${new Date().toISOString()} ${client} ${e.kind} ${JSON.stringify(e.filename)} ${size(e.bytes)} ${(e.durationMs / 1000).toFixed(3)} s ${outcome}`;
+  if (verbose) {
+    const rate = e.durationMs > 0 ? `${(e.bytes / 1024 ** 2 / (e.durationMs / 1000)).toFixed(1)} MiB/s` : "-";
+    line += ` | ${rate} blksize=${e.blksize} windowsize=${e.windowsize} retransmits=${e.retransmits} oack=${JSON.stringify(e.options)}`;
+  }
+  return line;
+}
+
+async function main(): Promise<number> {
+  let flags: Flags | "help";
+  try {
+    flags = parseFlags(process.argv.slice(2));
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    console.error(`emmer-node: ${error.message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (flags === "help") {
+    console.log(USAGE);
+    return 0;
+  }
+  const root = resolve(flags.root);
+  const st = await stat(root).catch(() => null);
+  if (!st?.isDirectory()) {
+    console.error(`emmer-node: --root ${flags.root}: not a folder`);
+    return 2;
+  }
+  const verbose = flags.verbose;
+  const app = new Emmer({
+    hostname: flags.host,
+    port: flags.port,
+    maxBlksize: flags.maxBlksize,
+    maxWindowsize: flags.maxWindowsize,
+    timeout: flags.timeout,
+    retries: flags.retries,
+    singlePort: flags.singlePort,
+    onTransfer: (e) => console.log(formatEvent(e, verbose)),
+    onError: (error, context) => console.error(`emmer-node: ${context}: ${verbose ? (error as Error)?.stack ?? error : error}`),
+  });
+  const dir = serveDir(root, { write: flags.write });
+  app.read("*", dir.read);
+  if (dir.write) app.write("*", dir.write);
+  try {
+    await app.listen();
+  } catch (error) {
+    console.error(`emmer-node: cannot listen on ${flags.host}:${flags.port}: ${(error as Error).message}`);
+    return 1;
+  }
+  const a = app.address!;
+  console.log(`emmer-node: serving ${root} (${flags.write ? "read-write" : "read-only"}) on ${a.address}:${a.port}; Ctrl-C stops`);
+  await new Promise<void>((done) => {
+    let stopping = false;
+    const stop = () => {
+      if (stopping) process.exit(130); // a second Ctrl-C does not wait
+      stopping = true;
+      console.log("emmer-node: stopping (live transfers get 5 s to finish)");
+      app.close().then(done);
+    };
+    process.on("SIGINT", stop);
+    process.on("SIGTERM", stop);
+  });
+  return 0;
+}
+
+main().then((code) => process.exit(code), (error) => {
+  console.error("emmer-node:", error);
+  process.exit(1);
+});

@@ -1,0 +1,197 @@
+// The sending side of core/session.ts, sans I/O, on a fake clock: what it
+// sends for each packet received and each deadline passed.
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { encodeOack } from "../core/codec.ts";
+import type { DataPacket, Packet } from "../core/packet.ts";
+import { State } from "../core/session.ts";
+import { ack, bytesOf, concat, error, type Sender, sender } from "./support/session_driver.ts";
+
+const isData = (p: Packet): p is DataPacket => p.op === 3;
+
+/** A well-behaved client: ACKs the last block of each window. Returns the blocks it got, in order. */
+function download(s: Sender, windowsize: number, now = 0): DataPacket[] {
+  s.session.start(now);
+  s.pump(now);
+  let pending = s.out();
+  const got: DataPacket[] = [];
+  let guard = 0;
+  while (pending.length > 0) {
+    assert.ok(++guard < 1_000_000, "transfer does not end");
+    assert.ok(pending.length <= windowsize, `sent ${pending.length} blocks in a window of ${windowsize}`);
+    const blocks = pending.filter(isData);
+    assert.is(blocks.length, pending.length, "only DATA is sent");
+    got.push(...blocks);
+    pending = s.feed(ack(blocks[blocks.length - 1].block), now);
+  }
+  return got;
+}
+
+for (const blksize of [8, 512]) {
+  for (const windowsize of [1, 4]) {
+    for (const size of [0, 1, blksize - 1, blksize, blksize + 1, 2 * blksize, 5 * blksize, 5 * blksize + 3]) {
+      test(`read of ${size} bytes at blksize ${blksize}, windowsize ${windowsize}`, () => {
+        const body = bytesOf(size, size + 7);
+        const s = sender(body, { blksize, windowsize });
+        const got = download(s, windowsize);
+        assert.equal(concat(got.map((d) => d.payload)), body);
+        // A length that is a multiple of blksize (0 included) ends with an empty block.
+        assert.is(got.length, Math.floor(size / blksize) + 1);
+        assert.ok(got[got.length - 1].payload.length < blksize);
+        got.forEach((d, i) => assert.is(d.block, i + 1));
+        assert.is(s.session.state, State.DONE);
+        assert.is(s.session.bytes, size);
+        assert.is(s.session.deadline, Infinity);
+        s.free();
+      });
+    }
+  }
+}
+
+test("block numbers wrap from 65535 to 0 and the data survives (70000 blocks)", () => {
+  const blocks = 70_000;
+  const body = bytesOf(blocks * 8 + 5, 3);
+  const s = sender(body, { blksize: 8, windowsize: 16 });
+  const got = download(s, 16);
+  assert.is(got.length, blocks + 1);
+  assert.is(got[65534].block, 65535);
+  assert.is(got[65535].block, 0);
+  assert.is(got[65536].block, 1);
+  assert.equal(concat(got.map((d) => d.payload)), body);
+  assert.is(s.session.state, State.DONE);
+  s.free();
+});
+
+test("a duplicate ACK never causes a resend (Sorcerer's Apprentice)", () => {
+  const s = sender(bytesOf(5000), { blksize: 512 });
+  s.session.start(0);
+  s.pump(0);
+  assert.is((s.out()[0] as DataPacket).block, 1);
+  assert.is((s.feed(ack(1), 10)[0] as DataPacket).block, 2);
+  assert.equal(s.feed(ack(1), 20), [], "duplicate ACK 1 answered");
+  assert.equal(s.feed(ack(1), 30), [], "duplicate ACK 1 answered");
+  assert.is((s.feed(ack(2), 40)[0] as DataPacket).block, 3);
+  s.free();
+});
+
+test("an ACK for a block not yet sent is ignored", () => {
+  const s = sender(bytesOf(5000));
+  s.session.start(0);
+  s.pump(0);
+  s.out();
+  assert.equal(s.feed(ack(7), 1), []);
+  assert.is(s.session.acked, 0);
+  assert.is((s.feed(ack(1), 2)[0] as DataPacket).block, 2);
+  s.free();
+});
+
+test("a timeout resends the window; retries run out into ERROR 0", () => {
+  const s = sender(bytesOf(5000), { retries: 2, timeoutMs: 1000 });
+  s.session.start(0);
+  s.pump(0);
+  s.out();
+  assert.is(s.session.deadline, 1000);
+  assert.equal(s.timer(999), [], "fired early");
+  const r1 = s.timer(1000);
+  assert.is(r1.length, 1);
+  assert.is((r1[0] as DataPacket).block, 1);
+  assert.is(s.session.deadline, 2000);
+  assert.is((s.timer(2000)[0] as DataPacket).block, 1);
+  const end = s.timer(3000);
+  assert.is(end.length, 1);
+  assert.equal({ op: end[0].op, code: (end[0] as { code: number }).code }, { op: 5, code: 0 });
+  assert.is(s.session.state, State.FAILED);
+  assert.is(s.session.retransmits, 2);
+  s.free();
+});
+
+test("a retransmission after an ACK counts from that ACK: retries reset on progress", () => {
+  const s = sender(bytesOf(5000), { retries: 1 });
+  s.session.start(0);
+  s.pump(0);
+  s.out();
+  s.timer(1000); // retry 1 of 1
+  s.feed(ack(1), 1500);
+  assert.is((s.timer(2500)[0] as DataPacket).block, 2, "progress did not reset the retry count");
+  s.free();
+});
+
+test("an ERROR from the client ends the transfer silently", () => {
+  const s = sender(bytesOf(5000));
+  s.session.start(0);
+  s.pump(0);
+  s.out();
+  assert.equal(s.feed(error(0, "user cancelled"), 5), []);
+  assert.is(s.session.state, State.FAILED);
+  assert.equal(s.session.failure, { code: 0, message: "user cancelled", byPeer: true });
+  assert.equal(s.timer(10_000), [], "a failed session still retransmits");
+  s.free();
+});
+
+test("a DATA sent to a sender is an illegal operation: ERROR 4", () => {
+  const s = sender(bytesOf(100));
+  s.session.start(0);
+  s.pump(0);
+  s.out();
+  const out = s.feed(new Uint8Array([0, 3, 0, 1, 9]), 1);
+  assert.is(out[0].op, 5);
+  assert.is((out[0] as { code: number }).code, 4);
+  assert.is(s.session.state, State.FAILED);
+  s.free();
+});
+
+test("a lost block mid-window: the receiver's ACK of the last in-order block makes the sender resume after it", () => {
+  const s = sender(bytesOf(512 * 20), { windowsize: 4 });
+  s.session.start(0);
+  s.pump(0);
+  assert.equal(s.out().map((p) => (p as DataPacket).block), [1, 2, 3, 4]);
+  // block 3 lost: the client has 1, 2 and ACKs 2
+  assert.equal(s.feed(ack(2), 5).map((p) => (p as DataPacket).block), [3, 4, 5, 6]);
+  assert.equal(s.feed(ack(6), 6).map((p) => (p as DataPacket).block), [7, 8, 9, 10]);
+  s.free();
+});
+
+test("with options: the OACK goes first, alone; ACK 0 starts the data; a timeout resends the OACK", () => {
+  const oack = encodeOack({ blksize: "1024", windowsize: "8" });
+  const s = sender(bytesOf(100_000), { blksize: 1024, windowsize: 8, oack });
+  s.session.start(0);
+  s.pump(0);
+  const first = s.out();
+  assert.equal(first, [{ op: 6, options: { blksize: "1024", windowsize: "8" } }], "only the OACK before the first ACK");
+  assert.equal(s.feed(ack(1), 1), [], "ACK 1 cannot answer an OACK");
+  assert.equal(s.timer(1000), first, "OACK not retransmitted");
+  const window = s.feed(ack(0), 1001);
+  assert.equal(window.map((p) => (p as DataPacket).block), [1, 2, 3, 4, 5, 6, 7, 8]);
+  assert.is((window[0] as DataPacket).payload.length, 1024);
+  s.free();
+});
+
+test("reordered ACKs: an old ACK after a newer one changes nothing", () => {
+  const s = sender(bytesOf(512 * 40), { windowsize: 4 });
+  s.session.start(0);
+  s.pump(0);
+  s.out();
+  s.feed(ack(4), 1);
+  assert.equal(s.feed(ack(2), 2), [], "old ACK moved the window back");
+  assert.is(s.session.acked, 4);
+  s.free();
+});
+
+test("duplicated packets: every ACK twice still gives the file exactly once", () => {
+  const body = bytesOf(512 * 7 + 100);
+  const s = sender(body, { windowsize: 2 });
+  s.session.start(0);
+  s.pump(0);
+  let pending = s.out();
+  const got: DataPacket[] = [];
+  while (pending.length > 0) {
+    got.push(...(pending as DataPacket[]));
+    const a = ack(pending[pending.length - 1].op === 3 ? (pending[pending.length - 1] as DataPacket).block : 0);
+    pending = s.feed(a, 0);
+    assert.equal(s.feed(a, 0), [], "a duplicated ACK produced packets");
+  }
+  assert.equal(concat(got.map((d) => d.payload)), body);
+  s.free();
+});
+
+test.run();
