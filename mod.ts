@@ -18,6 +18,7 @@
  * @module
  */
 import { Emmer as EmmerCore, type EmmerOptions } from "./core/app.ts";
+import { type ClientOptions, TftpClient as ClientCore } from "./core/client.ts";
 import { loadRuntime } from "./adapters/runtime.ts";
 
 /** An Emmer server on the running runtime's sockets (Node, Deno or Bun). */
@@ -27,6 +28,14 @@ export class Emmer extends EmmerCore {
   }
 }
 
+/** A TFTP client (get, put) on the running runtime's sockets. */
+export class TftpClient extends ClientCore {
+  constructor(host: string, port = 69, options: Partial<ClientOptions> = {}) {
+    super(host, port, { runtime: loadRuntime, ...options });
+  }
+}
+
+export type { GetResult, TransferOptions } from "./core/client.ts";
 export type { EmmerOptions, WriteHandler } from "./core/app.ts";
 export type { ReadHandler, RequestContext, TransferEvent, UploadContext, WriteContext, WriteRoute } from "./core/engine.ts";
 export type { BlockSource, FillTarget, ReadBody } from "./core/body.ts";

@@ -1,0 +1,209 @@
+/**
+ * A TFTP client on the same machinery as the server: the request phase is
+ * here; once the server answers from its transfer port, a ReceiveSession (get)
+ * or a SendSession (put) runs the transfer, driven by a Transfer.
+ */
+import { allocate } from "./arena.ts";
+import { NetasciiSource, type ReadBody, toSource } from "./body.ts";
+import { decode, encodeError, encodeRequest, NetasciiDecoder } from "./codec.ts";
+import { TftpError } from "./errors.ts";
+import { DEFAULT_BLKSIZE } from "./options.ts";
+import { ErrorCode, type Options, type Packet } from "./packet.ts";
+import { ReceiveSession, ringSlots, SendSession, type SessionSettings } from "./session.ts";
+import { Transfer } from "./transfer.ts";
+import type { DatagramTransport, Runtime } from "./transport.ts";
+
+export interface ClientOptions {
+  /** Sockets and clock; mod.ts's TftpClient supplies the running runtime's. */
+  runtime: Runtime | (() => Promise<Runtime>);
+  /** Retransmission timeout in milliseconds. Default 1000. */
+  timeoutMs?: number;
+  /** Retransmissions before giving up. Default 5. */
+  retries?: number;
+}
+
+export interface TransferOptions {
+  mode?: "octet" | "netascii";
+  blksize?: number;
+  windowsize?: number;
+  /** Ask for (get) or announce (put) the size. */
+  tsize?: boolean;
+  /** Seconds, sent as the timeout option. */
+  timeout?: number;
+}
+
+export interface GetResult {
+  data: Uint8Array;
+  /** The server's OACK, or null when it sent none. */
+  oack: Options | null;
+}
+
+/** `size`: for a put, the size to announce; a put of unknown size announces none. */
+function requestOptions(o: TransferOptions, put: boolean, size?: number): Options {
+  const opts: Options = {};
+  if (o.blksize !== undefined) opts.blksize = String(o.blksize);
+  if (o.timeout !== undefined) opts.timeout = String(o.timeout);
+  if (o.tsize && !(put && size === undefined)) opts.tsize = String(size ?? 0);
+  if (o.windowsize !== undefined) opts.windowsize = String(o.windowsize);
+  return opts;
+}
+
+export class TftpClient {
+  readonly host: string;
+  readonly port: number;
+  #options: ClientOptions;
+
+  constructor(host: string, port: number, options: ClientOptions) {
+    this.host = host;
+    this.port = port;
+    this.#options = options;
+  }
+
+  async #runtime(): Promise<Runtime> {
+    const r = this.#options.runtime;
+    return typeof r === "function" ? await r() : r;
+  }
+
+  #settings(oack: Options | null, asked: TransferOptions): SessionSettings {
+    const blksize = oack?.blksize ? Number(oack.blksize) : DEFAULT_BLKSIZE;
+    const windowsize = oack?.windowsize ? Number(oack.windowsize) : 1;
+    if (
+      (oack?.blksize && !(blksize >= 8 && blksize <= (asked.blksize ?? DEFAULT_BLKSIZE))) ||
+      (oack?.windowsize && !(windowsize >= 1 && windowsize <= (asked.windowsize ?? 1)))
+    ) {
+      throw new TftpError(ErrorCode.OPTION_REFUSED, "the server answered an option with a value out of range");
+    }
+    const timeoutMs = oack?.timeout ? Number(oack.timeout) * 1000 : this.#options.timeoutMs ?? 1000;
+    return { blksize, windowsize, timeoutMs, retries: this.#options.retries ?? 5, oack: null };
+  }
+
+  /**
+   * Sends the request until the server answers from its transfer port; then
+   * calls `begin` with the transport, the server's port and its first packet.
+   */
+  async #request<T>(
+    request: Uint8Array,
+    begin: (t: { runtime: Runtime; transport: DatagramTransport; port: number; first: Packet; done: (v: T) => void; fail: (e: unknown) => void; route: (r: (d: Uint8Array, a: string, p: number) => void) => void }) => void,
+  ): Promise<T> {
+    const runtime = await this.#runtime();
+    let handler: ((d: Uint8Array, a: string, p: number) => void) | null = null;
+    const transport = await runtime.bind(this.host.includes(":") ? "::" : "0.0.0.0", 0, (d, a, p) => handler?.(d, a, p));
+    return await new Promise<T>((resolve, reject) => {
+      let settled = false;
+      let tries = 0;
+      const timeoutMs = this.#options.timeoutMs ?? 1000;
+      const retries = this.#options.retries ?? 5;
+      let timer = runtime.after(timeoutMs, resend);
+      function resend() {
+        if (++tries > retries) return fail(new TftpError(ErrorCode.NOT_DEFINED, "no answer from the server"));
+        transport.send(request, port, host, () => {});
+        timer = runtime.after(timeoutMs, resend);
+      }
+      const { host, port } = this;
+      const done = (v: T) => {
+        if (settled) return;
+        settled = true;
+        resolve(v);
+      };
+      const fail = (e: unknown) => {
+        if (settled) return;
+        settled = true;
+        timer.stop();
+        transport.close();
+        reject(e);
+      };
+      handler = (data, address, fromPort) => {
+        const first = decode(data);
+        if (first.op === 0) return; // not an answer
+        timer.stop();
+        if (first.op === 5) return fail(new TftpError(first.code, first.message));
+        handler = null;
+        try {
+          begin({ runtime, transport, port: fromPort, first, done, fail, route: (r) => (handler = r) });
+        } catch (e) {
+          if (e instanceof TftpError) transport.send(encodeError(e.code, e.message), fromPort, address, () => {});
+          fail(e);
+        }
+      };
+      transport.send(request, port, host, () => {});
+    });
+  }
+
+  #drive(transfer: Transfer, runtime: Runtime, settings: SessionSettings): void {
+    const ticker = runtime.startTicker(Math.max(10, Math.min(100, settings.timeoutMs / 4)), () => {
+      transfer.tick(runtime.now());
+      if (transfer.session.finished) ticker.stop();
+    });
+  }
+
+  /** Downloads a file. Rejects with a TftpError when the server sends an ERROR. */
+  get(filename: string, options: TransferOptions = {}): Promise<GetResult> {
+    const mode = options.mode ?? "octet";
+    const request = encodeRequest(1, filename, mode, requestOptions(options, false));
+    return this.#request<GetResult>(request, ({ runtime, transport, port, first, done, fail, route }) => {
+      const oack = first.op === 6 ? first.options : null;
+      if (first.op !== 6 && first.op !== 3) throw new TftpError(ErrorCode.ILLEGAL_OPERATION, "unexpected answer");
+      const settings = this.#settings(oack, options);
+      const chunks: Uint8Array[] = [];
+      const netascii = mode === "netascii" ? new NetasciiDecoder() : null;
+      let session: ReceiveSession;
+      session = new ReceiveSession(settings, {
+        write: (p) => (chunks.push(netascii ? netascii.push(p) : p.slice()), true),
+        end: () => {
+          if (netascii) chunks.push(netascii.end());
+          queueMicrotask(() => {
+            transfer.act((now) => session.finish(true, now));
+            const data = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+            let at = 0;
+            for (const c of chunks) (data.set(c, at), at += c.length);
+            done({ data, oack });
+          });
+        },
+      });
+      const transfer = new Transfer({
+        kind: "read", address: this.host, port, filename, session, transport, ownsTransport: true,
+        now: () => runtime.now(),
+        onFinished: (t) => {
+          const f = t.session.failure;
+          if (f) fail(new TftpError(f.code, f.message));
+        },
+        onError: () => {},
+      });
+      route((d, a, p) => transfer.receive(d, a, p));
+      if (oack) transfer.start(); // ACK 0 answers the OACK
+      else transfer.act((now) => session.receive(first, now)); // DATA 1 came straight away: no options
+      this.#drive(transfer, runtime, settings);
+    });
+  }
+
+  /** Uploads a body (anything a read handler may return). */
+  put(filename: string, body: ReadBody, options: TransferOptions = {}): Promise<void> {
+    const mode = options.mode ?? "octet";
+    const raw = toSource(body) ?? toSource(new Uint8Array(0))!;
+    const source = mode === "netascii" ? new NetasciiSource(raw) : raw;
+    const request = encodeRequest(2, filename, mode, requestOptions(options, true, mode === "octet" ? raw.size : undefined));
+    return this.#request<void>(request, ({ runtime, transport, port, first, done, fail, route }) => {
+      const oack = first.op === 6 ? first.options : null;
+      if (!(first.op === 6 || (first.op === 4 && first.block === 0))) throw new TftpError(ErrorCode.ILLEGAL_OPERATION, "unexpected answer");
+      const settings = this.#settings(oack, options);
+      const slots = ringSlots(settings.blksize, settings.windowsize);
+      const bytes = slots * (settings.blksize + 4);
+      const ring = allocate(bytes);
+      if (ring === 0) throw new TftpError(ErrorCode.DISK_FULL, "out of memory");
+      const session = new SendSession(settings, ring, slots);
+      const transfer = new Transfer({
+        kind: "write", address: this.host, port, filename, session, transport, ownsTransport: true,
+        now: () => runtime.now(), source, ring: { ptr: ring, bytes },
+        onFinished: (t) => {
+          const f = t.session.failure;
+          if (f) fail(new TftpError(f.code, f.message));
+          else done();
+        },
+        onError: () => {},
+      });
+      route((d, a, p) => transfer.receive(d, a, p));
+      transfer.start();
+      this.#drive(transfer, runtime, settings);
+    });
+  }
+}

@@ -1,0 +1,245 @@
+// The public API (mod.ts) on real UDP sockets on 127.0.0.1: routes, every kind
+// of body, errors from handlers, uploads and their verdicts, limits.
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { Emmer, type EmmerOptions, TftpClient, TftpError } from "../mod.ts";
+import { bytesOf } from "./support/session_driver.ts";
+import { rawExchange, rawRequest } from "./support/raw.ts";
+
+async function server(setup: (app: Emmer) => void, options: EmmerOptions = {}) {
+  const errors: unknown[] = [];
+  const app = new Emmer({ port: 0, drainTimeout: 300, onError: (e) => errors.push(e), ...options });
+  setup(app);
+  await app.listen();
+  const client = new TftpClient("127.0.0.1", app.address!.port, { timeoutMs: 500, retries: 3 });
+  return { app, client, errors, port: app.address!.port };
+}
+
+async function rejects(p: Promise<unknown>, code: number, message?: string) {
+  try {
+    await p;
+  } catch (e) {
+    assert.instance(e, TftpError);
+    assert.is((e as TftpError).code, code, `ERROR ${(e as TftpError).code} ${(e as Error).message}`);
+    if (message !== undefined) assert.is((e as Error).message, message);
+    return;
+  }
+  assert.unreachable(`expected ERROR ${code}`);
+}
+
+const body = bytesOf(100_000, 5);
+const text = new TextDecoder();
+
+const bodies: [string, () => unknown, boolean][] = [
+  ["string", () => "x".repeat(1000) + "é", true],
+  ["Uint8Array", () => body, true],
+  ["ArrayBuffer", () => body.slice().buffer, true],
+  ["Blob", () => new Blob([body]), true],
+  ["ReadableStream", () => new Blob([body]).stream(), false],
+  ["async generator", async function* () {
+    for (let i = 0; i < body.length; i += 777) yield body.subarray(i, i + 777);
+  }, false],
+  ["Response with Content-Length", () => new Response(body, { headers: { "content-length": String(body.length) } }), true],
+  ["{ body: stream, size }", () => ({ body: new Blob([body]).stream(), size: body.length }), true],
+];
+
+for (const [name, make, sized] of bodies) {
+  test(`a read handler returning ${name} is served${sized ? ", with tsize" : ""}`, async () => {
+    const { app, client } = await server((app) => app.read("f", make as () => never));
+    try {
+      const expected = name === "string" ? new TextEncoder().encode("x".repeat(1000) + "é") : body;
+      const r = await client.get("f", { blksize: 1468, tsize: true });
+      assert.equal(r.data, expected);
+      assert.is(r.oack?.tsize, sized ? String(expected.length) : undefined);
+    } finally {
+      await app.close();
+    }
+  });
+}
+
+test("routes: first match wins; named groups become params; the handler sees the client's address and port", async () => {
+  let seen: { address: string; port: number } | null = null;
+  const { app, client } = await server((app) => {
+    app.read(/^pxelinux\.cfg\/01-(?<mac>[0-9a-f-]+)$/, ({ address, port, params }) => {
+      seen = { address, port };
+      return `mac=${params.mac}`;
+    });
+    app.read("pxelinux.cfg/*", () => "fallback");
+    app.read("*", () => "any");
+  });
+  try {
+    assert.is(text.decode((await client.get("pxelinux.cfg/01-aa-bb-cc-dd-ee-ff")).data), "mac=aa-bb-cc-dd-ee-ff");
+    assert.is(seen!.address, "127.0.0.1");
+    assert.ok(seen!.port > 0 && seen!.port !== app.address!.port);
+    assert.is(text.decode((await client.get("pxelinux.cfg/default")).data), "fallback");
+    assert.is(text.decode((await client.get("other/file")).data), "any");
+  } finally {
+    await app.close();
+  }
+});
+
+test("handler errors: TftpError is sent as is; null is ERROR 1; a crash is ERROR 0, logged, and the server keeps serving", async () => {
+  const { app, client, errors } = await server((app) => {
+    app.read("denied", () => {
+      throw new TftpError(2, "not for you");
+    });
+    app.read("null", () => null);
+    app.read("crash", () => {
+      throw new Error("bug in handler");
+    });
+    app.read("async-crash", async () => {
+      await Promise.resolve();
+      throw new Error("async bug");
+    });
+    app.read("ok", () => "fine");
+  });
+  try {
+    await rejects(client.get("denied"), 2, "not for you");
+    await rejects(client.get("null"), 1);
+    await rejects(client.get("crash"), 0, "internal server error");
+    await rejects(client.get("async-crash"), 0, "internal server error");
+    await rejects(client.get("no-route/x"), 1);
+    assert.is(errors.length, 2);
+    assert.match(String(errors[0]), "bug in handler");
+    assert.is(text.decode((await client.get("ok")).data), "fine");
+  } finally {
+    await app.close();
+  }
+});
+
+test("mail mode is refused with ERROR 4; garbage on the listening port gets ERROR 4", async () => {
+  const { app, port } = await server((app) => app.read("*", () => "x"));
+  try {
+    const mail = await rawRequest(port, [0, 1, ..."f\0mail\0"].map((c) => (typeof c === "string" ? c.charCodeAt(0) : c)));
+    assert.equal([mail[1], mail[3]], [5, 4]);
+    const junk = await rawRequest(port, [0, 1, 0x66]);
+    assert.equal([junk[1], junk[3]], [5, 4]);
+  } finally {
+    await app.close();
+  }
+});
+
+test("a streaming body of 64 MiB is served block by block (windowsize 16, blksize 65464)", async () => {
+  const size = 64 * 1024 * 1024;
+  let produced = 0;
+  const { app, client } = await server((app) =>
+    app.read("big", () =>
+      new ReadableStream<Uint8Array>({
+        pull(c) {
+          if (produced >= size) return c.close();
+          const chunk = new Uint8Array(Math.min(1 << 20, size - produced)).fill(produced >>> 20);
+          produced += chunk.length;
+          c.enqueue(chunk);
+        },
+      }, { highWaterMark: 0 })
+    )
+  );
+  try {
+    const r = await client.get("big", { blksize: 65464, windowsize: 16 });
+    assert.is(r.data.length, size);
+    assert.is(r.data[size - 1], 63);
+    assert.is(r.data[5 << 20], 5);
+  } finally {
+    await app.close();
+  }
+});
+
+test("uploads: the handler gets the stream; accept sees the announced size; verdicts decide the last ACK", async () => {
+  const stored = new Map<string, Uint8Array>();
+  let announced: number | undefined;
+  const { app, client } = await server((app) => {
+    app.write("configs/*", {
+      accept: ({ size }) => {
+        announced = size;
+        return size === undefined || size < 1_000_000;
+      },
+      handle: async ({ filename, body }) => {
+        stored.set(filename, new Uint8Array(await new Response(body).arrayBuffer()));
+      },
+    });
+    app.write("refuse-at-end", async ({ body }) => {
+      await new Response(body).arrayBuffer();
+      return false;
+    });
+    app.write("full", async ({ body }) => {
+      await body.cancel();
+      throw new TftpError(3, "quota exceeded");
+    });
+  }, { maxUploadSize: 2_000_000 });
+  try {
+    await client.put("configs/a", body, { blksize: 1000, tsize: true });
+    assert.equal(stored.get("configs/a"), body);
+    assert.is(announced, body.length);
+    await client.put("configs/b", bytesOf(5000), { windowsize: 4 });
+    assert.equal(stored.get("configs/b"), bytesOf(5000));
+    assert.is(announced, undefined);
+    await rejects(client.put("configs/big", bytesOf(1_500_000), { tsize: true }), 2);
+    assert.not.ok(stored.has("configs/big"));
+    await rejects(client.put("configs/huge", bytesOf(3_000_000), { tsize: true }), 3);
+    await rejects(client.put("configs/huge", bytesOf(3_000_000), { blksize: 65464 }), 3);
+    await rejects(client.put("refuse-at-end", bytesOf(3000)), 2, "upload refused");
+    await rejects(client.put("full", bytesOf(3000)), 3, "quota exceeded");
+    await rejects(client.put("elsewhere", bytesOf(10)), 2);
+  } finally {
+    await app.close();
+  }
+});
+
+test("at maxSessions, a new request gets ERROR 0 server busy", async () => {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const { app, client } = await server((app) => {
+    app.read("slow", async () => {
+      await gate;
+      return "done";
+    });
+    app.read("fast", () => "fast");
+  }, { maxSessions: 1 });
+  try {
+    const slow = client.get("slow");
+    await new Promise((r) => setTimeout(r, 50)); // let the first request reach its handler
+    await rejects(client.get("fast"), 0, "server busy");
+    release();
+    assert.is(text.decode((await slow).data), "done");
+    assert.is(text.decode((await client.get("fast")).data), "fast");
+  } finally {
+    await app.close();
+  }
+});
+
+test("netascii: LF goes out as CR LF and comes back as LF, both ways", async () => {
+  const lines = "line one\nline two\r\nbare\rend\n";
+  let uploaded = "";
+  const { app, client } = await server((app) => {
+    app.read("t.txt", () => lines);
+    app.write("u.txt", async ({ body }) => {
+      uploaded = await new Response(body).text();
+    });
+  });
+  try {
+    assert.is(text.decode((await client.get("t.txt", { mode: "netascii" })).data), lines);
+    assert.is(text.decode((await client.get("t.txt", { mode: "octet" })).data), lines);
+    await client.put("u.txt", lines, { mode: "netascii", blksize: 8 });
+    assert.is(uploaded, lines);
+  } finally {
+    await app.close();
+  }
+});
+
+test("single-port mode: transfers are answered from the listening port", async () => {
+  const { app, client } = await server((app) => app.read("*", ({ port }) => `p${port}`), { singlePort: true });
+  try {
+    const [a, b] = await Promise.all([client.get("one", { blksize: 100 }), client.get("two")]);
+    assert.match(text.decode(a.data), /^p\d+$/);
+    assert.match(text.decode(b.data), /^p\d+$/);
+    assert.is.not(text.decode(a.data), text.decode(b.data));
+    const rrq = [0, 1, ...new TextEncoder().encode("x\0octet\0")];
+    const first = await rawExchange(app.address!.port, rrq);
+    assert.equal([first.data[1], first.data[3]], [3, 1], "DATA 1");
+    assert.is(first.port, app.address!.port, "answered from another port");
+  } finally {
+    await app.close();
+  }
+});
+
+test.run();
