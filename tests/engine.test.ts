@@ -1,0 +1,140 @@
+// The engine on a fake clock and an in-memory network: transfer IDs, timeouts,
+// read-ahead bounds and shutdown, with time as an input.
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { Emmer } from "../core/app.ts";
+import { decode, encodeAck, encodeRequest } from "../core/codec.ts";
+import type { Packet } from "../core/packet.ts";
+import { FakeNet, fakePeer } from "./support/fake_runtime.ts";
+import { bytesOf } from "./support/session_driver.ts";
+
+async function setup(configure: (app: Emmer) => void, options = {}) {
+  const net = new FakeNet();
+  const app = new Emmer({ runtime: net, hostname: "127.0.0.1", port: 69, timeout: 1, retries: 2, drainTimeout: 3000, onError: () => {}, ...options });
+  configure(app);
+  await app.listen();
+  return { net, app };
+}
+
+const packets = (inbox: { data: Uint8Array; port: number }[]) => inbox.map((m) => ({ ...(decode(m.data) as Packet), from: m.port }));
+
+test("a stranger's packet on a transfer port gets ERROR 5; the transfer goes on", async () => {
+  const { net } = await setup((app) => app.read("f", () => bytesOf(2000)));
+  const client = await fakePeer(net, "127.0.0.2");
+  const stranger = await fakePeer(net, "127.0.0.3");
+  client.send(encodeRequest(1, "f", "octet", {}), 69);
+  await net.deliver();
+  const [d1] = packets(client.take());
+  assert.equal([d1.op, (d1 as { block: number }).block], [3, 1]);
+  assert.is.not(d1.from, 69, "DATA must come from a new port");
+  stranger.send(encodeAck(1), d1.from);
+  await net.deliver();
+  const [e] = packets(stranger.take());
+  assert.equal([e.op, (e as { code: number }).code], [5, 5]);
+  assert.equal(client.take(), [], "the stranger's ACK moved the transfer");
+  client.send(encodeAck(1), d1.from);
+  await net.deliver();
+  const [d2] = packets(client.take());
+  assert.equal([d2.op, (d2 as { block: number }).block], [3, 2]);
+});
+
+test("timeouts: the same DATA again after each timeout, then ERROR 0, and the session is gone", async () => {
+  const { net, app } = await setup((app) => app.read("f", () => bytesOf(2000)));
+  const client = await fakePeer(net, "127.0.0.2");
+  client.send(encodeRequest(1, "f", "octet", {}), 69);
+  await net.deliver();
+  const port = client.take()[0].port;
+  await net.advance(999);
+  await net.deliver();
+  assert.equal(client.take(), [], "retransmitted before the timeout");
+  await net.advance(101);
+  await net.deliver();
+  assert.equal(packets(client.take()).map((p) => [p.op, (p as { block: number }).block]), [[3, 1]]);
+  await net.advance(1100);
+  await net.deliver();
+  assert.equal(packets(client.take()).map((p) => p.op), [3]);
+  await net.advance(1100);
+  await net.deliver();
+  const end = packets(client.take());
+  assert.equal(end.map((p) => [p.op, (p as { code: number }).code]), [[5, 0]]);
+  assert.is(end[0].from, port);
+  assert.is(app.engine!.load, 0);
+});
+
+test("a retransmitted request does not start a second transfer", async () => {
+  let calls = 0;
+  const { net, app } = await setup((app) => app.read("f", () => (calls++, bytesOf(100))));
+  const client = await fakePeer(net, "127.0.0.2");
+  const rrq = encodeRequest(1, "f", "octet", {});
+  client.send(rrq, 69);
+  client.send(rrq, 69);
+  await net.deliver();
+  assert.is(calls, 1);
+  assert.is(app.engine!.load, 1);
+  assert.is(client.take().length, 1);
+});
+
+test("a stream is read ahead by at most the ring: memory stays flat whatever its length", async () => {
+  let pulled = 0;
+  const blksize = 1024;
+  const { net } = await setup((app) =>
+    app.read("endless", () =>
+      new ReadableStream<Uint8Array>({
+        pull(c) {
+          pulled += 4096;
+          c.enqueue(new Uint8Array(4096));
+        },
+      }, { highWaterMark: 0 })
+    )
+  );
+  const client = await fakePeer(net, "127.0.0.2");
+  client.send(encodeRequest(1, "endless", "octet", { blksize: String(blksize), windowsize: "8" }), 69);
+  await net.deliver();
+  const port = client.take()[0].port; // the OACK
+  let acked = 0;
+  client.send(encodeAck(0), port);
+  for (let round = 0; round < 50; round++) {
+    await net.deliver();
+    const got = packets(client.take());
+    assert.is(got.length, 8, "a full window each round");
+    acked += 8;
+    client.send(encodeAck(acked & 0xffff), port);
+    // The ring holds 16 blocks of 1 KiB: at most that beyond what was acknowledged, plus one chunk.
+    assert.ok(pulled <= (acked + 16) * blksize + 4096, `pulled ${pulled} bytes with ${acked} blocks acknowledged`);
+  }
+});
+
+test("close(): live transfers get the drain time, then ERROR 0; the port is released", async () => {
+  const { net, app } = await setup((app) => app.read("f", () => bytesOf(5000)), { retries: 100 });
+  const client = await fakePeer(net, "127.0.0.2");
+  client.send(encodeRequest(1, "f", "octet", {}), 69);
+  await net.deliver();
+  client.take();
+  let closed = false;
+  const closing = app.close().then(() => (closed = true));
+  await net.advance(2000);
+  assert.not.ok(closed, "closed before the drain time");
+  await net.advance(1000);
+  await closing;
+  await net.deliver();
+  const last = packets(client.take()).pop()!;
+  assert.equal([last.op, (last as { message: string }).message], [5, "server shutting down"]);
+  await net.bind("127.0.0.1", 69, () => {}); // rebinding works: the listening socket is closed
+});
+
+test("close() with a transfer that finishes in time resolves as soon as it does", async () => {
+  const { net, app } = await setup((app) => app.read("f", () => bytesOf(10)));
+  const client = await fakePeer(net, "127.0.0.2");
+  client.send(encodeRequest(1, "f", "octet", {}), 69);
+  await net.deliver();
+  const port = client.take()[0].port;
+  let closed = false;
+  const closing = app.close().then(() => (closed = true));
+  client.send(encodeAck(1), port);
+  await net.deliver();
+  await closing;
+  assert.ok(closed);
+  assert.is(net.time, 0, "waited for the drain timeout");
+});
+
+test.run();

@@ -1,0 +1,102 @@
+/**
+ * A Runtime with a fake clock and an in-memory network, for engine tests:
+ * datagrams wait in a queue until the test delivers them, and time moves only
+ * when the test advances it. Nothing sleeps.
+ */
+import type { DatagramTransport, MessageHandler, Runtime } from "../../core/transport.ts";
+
+interface Datagram {
+  data: Uint8Array;
+  from: { address: string; port: number };
+  to: { address: string; port: number };
+}
+
+export class FakeNet implements Runtime {
+  time = 0;
+  queue: Datagram[] = [];
+  #sockets = new Map<string, MessageHandler>();
+  #nextPort = 40000;
+  #tickers = new Set<{ ms: number; fn: () => void; next: number }>();
+  #timers = new Set<{ at: number; fn: () => void }>();
+
+  now = () => this.time;
+
+  bind(hostname: string, port: number, onMessage: MessageHandler): Promise<DatagramTransport> {
+    const p = port || this.#nextPort++;
+    const key = `${hostname}:${p}`;
+    if (this.#sockets.has(key)) return Promise.reject(new Error(`${key} in use`));
+    this.#sockets.set(key, onMessage);
+    const queue = this.queue;
+    const sockets = this.#sockets;
+    return Promise.resolve({
+      address: hostname,
+      port: p,
+      send(data, toPort, toAddress, done) {
+        queue.push({ data: data.slice(), from: { address: hostname, port: p }, to: { address: toAddress, port: toPort } });
+        queueMicrotask(done); // like the real adapters: the send completes later
+      },
+      close() {
+        sockets.delete(key);
+      },
+    });
+  }
+
+  startTicker(ms: number, fn: () => void) {
+    const t = { ms, fn, next: this.time + ms };
+    this.#tickers.add(t);
+    return { stop: () => void this.#tickers.delete(t) };
+  }
+
+  after(ms: number, fn: () => void) {
+    const t = { at: this.time + ms, fn };
+    this.#timers.add(t);
+    return { stop: () => void this.#timers.delete(t) };
+  }
+
+  /** Lets promises and send completions run. */
+  async settle(): Promise<void> {
+    for (let i = 0; i < 3; i++) {
+      for (let j = 0; j < 50; j++) await Promise.resolve();
+      await new Promise<void>((r) => setTimeout(r, 0));
+    }
+  }
+
+  /** Delivers every queued datagram (and what they cause, until quiet). */
+  async deliver(filter: (d: Datagram) => boolean = () => true): Promise<void> {
+    await this.settle();
+    while (this.queue.length > 0) {
+      const batch = this.queue.splice(0);
+      for (const d of batch) {
+        if (!filter(d)) continue;
+        this.#sockets.get(`${d.to.address}:${d.to.port}`)?.(d.data, d.from.address, d.from.port);
+      }
+      await this.settle();
+    }
+  }
+
+  /** Moves the clock, firing tickers and timers that come due. */
+  async advance(ms: number): Promise<void> {
+    const end = this.time + ms;
+    while (true) {
+      const due = [...this.#tickers].map((t) => t.next).concat([...this.#timers].map((t) => t.at)).filter((x) => x <= end);
+      if (due.length === 0) break;
+      this.time = Math.min(...due);
+      for (const t of [...this.#tickers]) if (t.next <= this.time) (t.next += t.ms, t.fn());
+      for (const t of [...this.#timers]) if (t.at <= this.time) (this.#timers.delete(t), t.fn());
+      await this.settle();
+    }
+    this.time = end;
+  }
+}
+
+/** A client socket on the fake network that keeps what it receives. */
+export async function fakePeer(net: FakeNet, address = "127.0.0.2") {
+  const inbox: { data: Uint8Array; port: number }[] = [];
+  const t = await net.bind(address, 0, (data, _a, port) => inbox.push({ data: data.slice(), port }));
+  return {
+    port: t.port,
+    inbox,
+    send: (bytes: Uint8Array, port: number, to = "127.0.0.1") => t.send(bytes, port, to, () => {}),
+    take: () => inbox.splice(0),
+  };
+}
