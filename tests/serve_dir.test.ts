@@ -1,0 +1,136 @@
+// serveDir on real files and real sockets: what it serves, what it refuses,
+// and what an upload leaves behind.
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Emmer, serveDir, TftpClient, TftpError } from "../mod.ts";
+import { bytesOf } from "./support/session_driver.ts";
+
+async function withDir(fn: (ctx: { top: string; root: string; client: TftpClient }) => Promise<void>) {
+  const top = await mkdtemp(join(tmpdir(), "emmer-dir-"));
+  const root = join(top, "root");
+  await mkdir(join(root, "sub"), { recursive: true });
+  await writeFile(join(top, "secret.txt"), "outside the root");
+  await writeFile(join(root, "hello.txt"), "hello\n");
+  await writeFile(join(root, "sub", "deep.bin"), bytesOf(70_000));
+  await symlink(join(top, "secret.txt"), join(root, "escape"));
+  await symlink(join(root, "hello.txt"), join(root, "inside-link"));
+  await symlink("loop-b", join(root, "loop-a"));
+  await symlink("loop-a", join(root, "loop-b"));
+  const app = new Emmer({ port: 0, drainTimeout: 200, onError: () => {} });
+  const dir = serveDir(root, { write: true });
+  app.read("*", dir.read);
+  app.write("*", dir.write!);
+  await app.listen();
+  try {
+    await fn({ top, root, client: new TftpClient("127.0.0.1", app.address!.port, { timeoutMs: 300, retries: 2 }) });
+  } finally {
+    await app.close();
+    await rm(top, { recursive: true, force: true });
+  }
+}
+
+async function errorCode(p: Promise<unknown>): Promise<number> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof TftpError) return e.code;
+    throw e;
+  }
+  return -1;
+}
+
+test("serves files, subfolders, leading slashes and links that stay inside", () =>
+  withDir(async ({ client }) => {
+    const t = new TextDecoder();
+    assert.is(t.decode((await client.get("hello.txt")).data), "hello\n");
+    assert.is(t.decode((await client.get("/hello.txt")).data), "hello\n");
+    assert.is(t.decode((await client.get("inside-link")).data), "hello\n");
+    const deep = await client.get("sub/deep.bin", { tsize: true, blksize: 1468 });
+    assert.equal(deep.data, bytesOf(70_000));
+    assert.is(deep.oack?.tsize, "70000");
+  }));
+
+const hostile: [string, number[]][] = [
+  ["../secret.txt", [2]],
+  ["sub/../../secret.txt", [2]],
+  ["sub/../hello.txt", [2]],
+  ["..", [2]],
+  ["..\\secret.txt", [2]],
+  ["sub\\deep.bin", [2]],
+  ["/../secret.txt", [2]],
+  ["escape", [2]],
+  ["loop-a", [1, 2]],
+  ["sub", [2]],
+  ["/", [2]],
+  ["missing.txt", [1]],
+  ["x".repeat(2000), [2]],
+  ["x".repeat(4096), [4]], // the request itself is too long
+  ["%2e%2e/secret.txt", [1]],
+  ["\u2024\u2024/secret.txt", [1]],
+];
+
+for (const [name, codes] of hostile) {
+  test(`read of ${JSON.stringify(name.length > 40 ? name.slice(0, 20) + "..." : name)} is refused with ERROR ${codes.join(" or ")}`, () =>
+    withDir(async ({ client }) => {
+      const code = await errorCode(client.get(name));
+      assert.ok(codes.includes(code), `got ${code}`);
+    }));
+}
+
+test("uploads land whole via a temporary name; refused names change nothing outside the root", () =>
+  withDir(async ({ top, root, client }) => {
+    await client.put("new.bin", bytesOf(100_000, 3), { blksize: 1468 });
+    assert.equal(new Uint8Array(await readFile(join(root, "new.bin"))), bytesOf(100_000, 3));
+    await client.put("hello.txt", "replaced\n");
+    assert.is(await readFile(join(root, "hello.txt"), "utf8"), "replaced\n");
+    assert.is(await errorCode(client.put("../secret.txt", "x")), 2);
+    assert.is(await errorCode(client.put("escape", "x")), 2);
+    assert.is(await errorCode(client.put("sub", "x")), 2);
+    assert.is(await errorCode(client.put("nodir/file", "x")), 1);
+    assert.is(await readFile(join(top, "secret.txt"), "utf8"), "outside the root");
+    const names = (await readdir(root, { recursive: true })).filter((n) => n.includes("emmer-upload"));
+    assert.equal(names, [], "temporary files left behind");
+  }));
+
+test("an upload abandoned midway leaves neither the file nor a temporary file", () =>
+  withDir(async ({ root }) => {
+    const app = new Emmer({ port: 0, timeout: 1, retries: 0, drainTimeout: 100, onError: () => {} });
+    const dir = serveDir(root, { write: true });
+    let handlerDone!: () => void;
+    const settled = new Promise<void>((r) => (handlerDone = r));
+    app.write("*", {
+      accept: dir.write!.accept,
+      handle: async (ctx) => {
+        try {
+          await dir.write!.handle(ctx);
+        } finally {
+          handlerDone();
+        }
+      },
+    });
+    await app.listen();
+    try {
+      const { rawExchange } = await import("./support/raw.ts");
+      const wrq = [0, 2, ...new TextEncoder().encode("partial.bin\0octet\0")];
+      const first = await rawExchange(app.address!.port, wrq);
+      assert.equal([first.data[1], first.data[3]], [4, 0], "ACK 0");
+      let tempSeen = false;
+      for (let i = 0; i < 100 && !tempSeen; i++) {
+        tempSeen = (await readdir(root)).some((n) => n.includes("emmer-upload"));
+        if (!tempSeen) await new Promise((r) => setTimeout(r, 10));
+      }
+      assert.ok(tempSeen, "the upload never reached a temporary file");
+      // The client vanishes. The server gives up after its one timeout; the handler cleans up.
+      await settled;
+      const names = await readdir(root);
+      assert.not.ok(names.includes("partial.bin"));
+      assert.equal(names.filter((n) => n.includes("emmer-upload")), []);
+    } finally {
+      await app.close();
+    }
+  }));
+
+test.run();
