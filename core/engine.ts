@@ -147,6 +147,18 @@ export class Engine {
     this.#main?.send(encodeError(code, message), port, address, () => {});
   }
 
+  /**
+   * Refuses a request from a port of its own, as a transfer would answer: some
+   * clients (atftp) only listen for the server's transfer ID after a request.
+   */
+  #refuse(address: string, port: number, code: number, message: string): void {
+    if (this.#s.singlePort) return this.#reply(address, port, code, message);
+    this.#runtime.bind(this.#s.hostname, 0, () => {}).then(
+      (t) => t.send(encodeError(code, message), port, address, () => t.close()),
+      () => this.#reply(address, port, code, message),
+    );
+  }
+
   #onMain(data: Uint8Array, address: string, port: number): void {
     if (this.#s.singlePort) {
       const t = this.#transfers.get(keyOf(address, port));
@@ -167,7 +179,7 @@ export class Engine {
     if (this.#transfers.has(key) || this.#pending.has(key)) return; // the client repeated its request
     if (this.#closing) return this.#reply(address, port, ErrorCode.NOT_DEFINED, "server shutting down");
     if (this.load >= this.#s.maxSessions) return this.#reply(address, port, ErrorCode.NOT_DEFINED, "server busy");
-    if (req.mode === "mail") return this.#reply(address, port, ErrorCode.ILLEGAL_OPERATION, "mail mode is not supported");
+    if (req.mode === "mail") return this.#refuse(address, port, ErrorCode.ILLEGAL_OPERATION, "mail mode is not supported");
     this.#pending.add(key);
     try {
       if (req.op === 1) await this.#startRead(req, address, port, key);
@@ -176,7 +188,7 @@ export class Engine {
       let refusal = { code: ErrorCode.NOT_DEFINED as number, message: "internal server error" };
       if (error instanceof TftpError) refusal = { code: error.code, message: error.message };
       else this.#s.onError(error, `${req.op === 1 ? "read" : "write"} handler for ${req.filename}`);
-      this.#reply(address, port, refusal.code, refusal.message);
+      this.#refuse(address, port, refusal.code, refusal.message);
       this.#emit({
         kind: req.op === 1 ? "read" : "write",
         address,

@@ -33,9 +33,8 @@
 //   literal value "enable" in an RRQ; bare "tsize" sends 0, a WRQ the file
 //   size), --option "mode netascii" (there is no --mode flag). Prints "Option
 //   x = y" on stderr for each. Exit 255 on a server ERROR (and leaves an empty
-//   local file on get) and on no answer (6 retries of 5 s, ~30 s). An ERROR
-//   sent from the server's listening port instead of a fresh TID port is
-//   seen only after a 5 s "timeout: retrying".
+//   local file on get) and on no answer (6 retries of 5 s, ~30 s; an ICMP
+//   port-unreachable also just costs a 5 s "timeout: retrying").
 // busybox 1.35 tftp .... busybox tftp -g|-p -r REMOTE -l LOCAL [-b N] HOST PORT
 //   Always sends "tsize" (0 on get, file size on put); -b N adds blksize N
 //   before it, except -b 512 which sends nothing extra. Octet only (no

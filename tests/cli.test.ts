@@ -1,0 +1,118 @@
+// The emmer-node command as users run it: the bundled dist/emmer-node.js in a
+// child process, real flags, real sockets, Ctrl-C.
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { TftpClient, TftpError } from "../mod.ts";
+import { bytesOf } from "./support/session_driver.ts";
+
+const repo = join(dirname(fileURLToPath(import.meta.url)), "..");
+const bin = join(repo, "dist", "emmer-node.js");
+
+test.before(() => {
+  if (!existsSync(bin)) spawnSync(process.execPath, [join(repo, "scripts", "build-cli.mjs")], { stdio: "inherit" });
+});
+
+function runToEnd(args: string[]) {
+  return spawnSync(process.execPath, [bin, ...args], { encoding: "utf8", timeout: 20_000 });
+}
+
+/** Starts the server; resolves with its port once it prints its startup line. */
+function start(args: string[], cwd = repo): Promise<{ child: ChildProcess; port: number; out: () => string }> {
+  const child = spawn(process.execPath, [bin, ...args], { cwd, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stderr!.on("data", (d) => (out += d));
+  return new Promise((resolve, reject) => {
+    child.stdout!.on("data", (d) => {
+      out += d;
+      const m = /on [0-9.:]+:(\d+);/.exec(out);
+      if (m) resolve({ child, port: Number(m[1]), out: () => out });
+    });
+    child.on("exit", (code) => reject(new Error(`emmer-node exited ${code}: ${out}`)));
+  });
+}
+
+function stop(child: ChildProcess): Promise<number | null> {
+  return new Promise((resolve) => {
+    child.on("exit", (code) => resolve(code));
+    child.kill("SIGINT");
+  });
+}
+
+for (const [args, message] of [
+  [["--bogus"], /unknown flag "--bogus"/],
+  [["--port", "70000"], /--port must be an integer from 0 to 65535/],
+  [["--port"], /--port needs a value/],
+  [["--max-blksize", "7"], /--max-blksize must be an integer from 8 to 65464/],
+  [["--timeout", "1.5"], /--timeout must be an integer/],
+  [["--write=yes"], /--write takes no value/],
+  [["--root", "/nonexistent/emmer"], /not a folder/],
+] as [string[], RegExp][]) {
+  test(`emmer-node ${args.join(" ")}: a clear message and exit 2`, () => {
+    const r = runToEnd(args);
+    assert.is(r.status, 2);
+    assert.match(r.stderr, message);
+  });
+}
+
+test("emmer-node --help prints the flags and exits 0", () => {
+  const r = runToEnd(["--help"]);
+  assert.is(r.status, 0);
+  for (const flag of ["--root", "--host", "--port", "--write", "--max-blksize", "--max-windowsize", "--timeout", "--retries", "--verbose"]) {
+    assert.ok(r.stdout.includes(flag), `${flag} missing from --help`);
+  }
+});
+
+test("with no flags it serves the current folder read-only on 127.0.0.1:3942, logs each transfer, stops on Ctrl-C", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "emmer-cli-"));
+  try {
+    await writeFile(join(dir, "boot.bin"), bytesOf(300_000, 4));
+    const { child, port, out } = await start([], dir);
+    assert.is(port, 3942);
+    const client = new TftpClient("127.0.0.1", 3942, { timeoutMs: 500 });
+    assert.equal((await client.get("boot.bin", { blksize: 1468 })).data, bytesOf(300_000, 4));
+    try {
+      await client.put("new.bin", "x");
+      assert.unreachable("a read-only server accepted an upload");
+    } catch (e) {
+      assert.instance(e, TftpError);
+      assert.is((e as TftpError).code, 2);
+    }
+    assert.is(await stop(child), 0);
+    assert.match(out(), /127\.0\.0\.1:\d+ read "boot\.bin" 293\.0 KiB [0-9.]+ s ok/);
+    assert.match(out(), /write "new\.bin" 0 B .* failed: sent ERROR 2/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("--write --root DIR --port 0 accepts uploads into DIR", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "emmer-cli-"));
+  try {
+    const { child, port } = await start(["--write", "--root", dir, "--port", "0", "--verbose"]);
+    const client = new TftpClient("127.0.0.1", port, { timeoutMs: 500 });
+    await client.put("up.bin", bytesOf(50_000, 9), { blksize: 1000 });
+    assert.equal(new Uint8Array(await readFile(join(dir, "up.bin"))), bytesOf(50_000, 9));
+    assert.is(await stop(child), 0);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("a port already in use: a message and exit 1", async () => {
+  const { child, port } = await start(["--port", "0"]);
+  try {
+    const r = runToEnd(["--port", String(port)]);
+    assert.is(r.status, 1);
+    assert.match(r.stderr, /cannot listen on 127\.0\.0\.1:\d+/);
+  } finally {
+    await stop(child);
+  }
+});
+
+test.run();
