@@ -6,9 +6,9 @@
 #
 # tftpd-hpa's postinst starts a system server on 0.0.0.0:69 (/srv/tftp) through
 # invoke-rc.d. The tests never use port 69, so policy-rc.d below stops the
-# package from starting (or failing to start: no systemd in containers) any
-# service during this install; if a system tftpd already runs on port 69 we
-# leave it alone and say so.
+# package from starting (or failing to start: no init in containers, port 69
+# busy) any service during this install. A system tftpd that already runs on
+# port 69 is left alone and reported.
 set -euo pipefail
 
 packages=(tftp-hpa tftpd-hpa atftp busybox curl)
@@ -29,21 +29,25 @@ if [ "${#missing[@]}" -gt 0 ]; then
   # Package lists on a fresh machine may be missing or stale: refresh them before installing.
   $SUDO apt-get update -q
 
-  # Keep maintainer scripts from starting services (exit 101 = "not allowed"),
-  # unless a policy-rc.d is already there; remove ours afterwards.
+  # Keep maintainer scripts from starting services: tftpd-hpa's postinst does
+  # "invoke-rc.d tftpd-hpa start || exit 1", which fails the whole install when
+  # the daemon cannot start (no init system, port 69 taken). A policy-rc.d
+  # that exits 101 ("action forbidden") makes invoke-rc.d skip it and return 0.
+  # Any existing policy-rc.d is put back afterwards.
   policy=/usr/sbin/policy-rc.d
-  ours=0
-  if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
-    $SUDO chmod 755 "$policy"
-    ours=1
-  fi
-  cleanup() { if [ "$ours" -eq 1 ]; then $SUDO rm -f "$policy"; fi; }
-  trap cleanup EXIT
+  backup="$policy.install-peers.bak"
+  if [ -e "$policy" ]; then $SUDO mv -f "$policy" "$backup"; fi
+  restore() {
+    $SUDO rm -f "$policy"
+    if [ -e "$backup" ]; then $SUDO mv -f "$backup" "$policy"; fi
+  }
+  trap restore EXIT
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+  $SUDO chmod 755 "$policy"
 
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
     -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}"
-  cleanup
+  restore
   trap - EXIT
 else
   echo "install-peers: all of ${packages[*]} already installed"

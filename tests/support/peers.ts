@@ -13,19 +13,20 @@
 //   timeout cannot be left out on their own, only all options together with
 //   --tftp-no-options (used here when no option is asked). No windowsize.
 //   netascii: ";mode=netascii" on the URL (or -B). curl sends mode netascii but
-//   does NOT translate line endings on get: the local file keeps CRLF.
+//   translates nothing: a get keeps the CRLFs, a put sends bare LFs as is.
 //   Exit codes on a server ERROR: 68 for code 1 (not found), 69 for 2, 70 for
 //   3, 71 for 0 and 4, 72-74 for 5-7, 42 for 8 (option refused); the message
 //   text is often a stale "getpeername() failed with errno 107" (curl 7.88
-//   bug), so trust the exit code. No local file is left after a failed get. No answer: curl waits about 300 s (retry 6 s), so only
-//   the hard timeout ends it.
+//   bug), so trust the exit code. No local file is left after a failed get.
+//   No answer: curl waits about 300 s (retry 6 s); only the hard timeout ends it.
 // tftp-hpa 5.2 ......... tftp -l -m octet|netascii HOST PORT -c get REMOTE LOCAL
 //   (-c must come last; -l = literal, so ":" in REMOTE is not host:file).
 //   Sends no options at all, ever (no blksize, tsize, windowsize). Its default
 //   mode is netascii, so -m octet is always passed. netascii is translated
-//   both ways. EXIT CODE IS 0 ON A SERVER ERROR ("Error code 1: File not
-//   found" is printed on stdout) and the local file is created (empty) before
-//   the request; use failed() below. No answer: "Transfer timed out." on
+//   both ways (put: LF -> CR LF, CR -> CR NUL; atftp does the same).
+//   EXIT CODE IS 0 ON A SERVER ERROR ("Error code 1: File not found" is
+//   printed on stdout) and the local file is created (empty) before the
+//   request; use failed() below. No answer: "Transfer timed out." on
 //   stdout after 25 s, exit 69.
 // atftp 0.8.0 .......... atftp -g|-p -r REMOTE -l LOCAL [--option ...] HOST PORT
 //   Sends no options by default. --option "blksize N", --option "windowsize N",
@@ -40,10 +41,12 @@
 //   before it, except -b 512 which sends nothing extra. Octet only (no
 //   netascii), no windowsize. Exit 1 on a server ERROR ("tftp: server error:
 //   (1) File not found" on stderr; the partial local file is removed) and on
-//   no answer ("tftp: timeout", ~13 s). LOCAL "-" means stdout/stdin.
+//   no answer ("tftp: timeout", ~13 s). LOCAL "-" means stdout/stdin. Prints a
+//   progress bar on stderr even when stderr is not a terminal.
 //
 // tftpd-hpa (as a reference server) answers tsize in netascii mode with
-// ERROR 8 "Unsupported option(s) requested": a plain curl netascii get fails.
+// ERROR 8 "Unsupported option(s) requested": curl netascii with any option
+// (curl then also sends tsize) fails there with exit 42.
 
 import { spawn, spawnSync } from "node:child_process";
 
