@@ -116,10 +116,17 @@ abstract class Session {
   abstract handleTimer(now: number): void;
 }
 
-/** Ring slots for a window: one window plus read-ahead, within a memory budget. */
+/** Read-ahead that makes a read call worth its cost (a thread-pool round trip in Node). */
+const READ_AHEAD = 128 * 1024;
+
+/**
+ * Ring slots for a transfer: at least one window plus one block; two windows,
+ * or 128 KiB of read-ahead when that is more; within a memory budget.
+ */
 export function ringSlots(blksize: number, windowsize: number, budget = 8 * 1024 * 1024): number {
-  const fit = Math.floor(budget / (blksize + 4));
-  return Math.max(windowsize + 1, Math.min(2 * windowsize, fit));
+  const stride = blksize + 4;
+  const want = Math.max(2 * windowsize, Math.ceil(READ_AHEAD / stride));
+  return Math.max(windowsize + 1, Math.min(want, Math.floor(budget / stride)));
 }
 
 /**
@@ -175,12 +182,18 @@ export class SendSession extends Session {
 
   /**
    * A fill to start now, or null. The ring holds blocks acked+1 .. acked+slots;
-   * a slot is refilled only once its block has been acknowledged.
+   * a slot is refilled only once its block has been acknowledged. Fills come
+   * in batches of half the ring (fewer, larger reads), or sooner when less
+   * than a window is left. Until the peer's first ACK only two windows are
+   * read: a client that never answers costs little.
    */
   wantFill(): FillTarget | null {
     if (this.#filling || this.finished || this.available >= this.last) return null;
-    const count = this.acked + this.slots - this.available;
+    const { windowsize } = this.settings;
+    const depth = this.acked === 0 ? Math.min(this.slots, 2 * windowsize) : this.slots;
+    const count = this.acked + depth - this.available;
     if (count <= 0) return null;
+    if (this.available - this.acked > windowsize && count < this.slots / 2) return null;
     this.#filling = true;
     this.#fillSeq = this.available + 1;
     this.#fillCount = count;
