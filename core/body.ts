@@ -167,9 +167,10 @@ export function toSource(body: ReadBody): BlockSource | null {
   if (typeof body === "object") {
     if (isBlockSource(body)) return body;
     if ("body" in body) {
-      const inner = toSource(body.body);
-      if (inner === null || body.size === undefined) return inner;
-      const size = body.size;
+      const sized = body as { body: ReadBody; size?: number };
+      const inner = toSource(sized.body);
+      if (inner === null || sized.size === undefined) return inner;
+      const size = sized.size;
       return { size, fill: (t) => inner.fill(t), close: () => inner.close() };
     }
     if (Symbol.asyncIterator in body) {

@@ -126,7 +126,7 @@ export function concat(parts: Uint8Array[]): Uint8Array {
 }
 
 /** Deterministic bytes of a given length (seeded; not all zeros, so misplaced blocks show). */
-export function bytesOf(length: number, seed = 1): Uint8Array {
+export function bytesOf(length: number, seed = 1): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(length);
   let x = seed >>> 0 || 1;
   for (let i = 0; i < length; i++) {
