@@ -62,22 +62,42 @@ function segments(filename: string): string[] {
   return parts;
 }
 
-/** A file read block by block, straight into the DATA payloads, with one readv per fill. */
+/**
+ * Deno's FileHandle.readv never returns when the file ends before the buffers
+ * are full (seen with Deno 2.9): there, one read into a staging buffer is used.
+ */
+const READV_OK = (globalThis as { Deno?: unknown }).Deno === undefined;
+
+/**
+ * A file read straight into the DATA payloads, one readv per fill. Exactly the
+ * size found at open is served (the tsize announced), even if the file grows.
+ */
 class FileSource implements BlockSource {
   #fh: FileHandle;
   #position = 0;
+  #staging: Uint8Array | null = null;
   readonly size: number;
   constructor(fh: FileHandle, size: number) {
     this.#fh = fh;
     this.size = size;
   }
   async fill(target: FillTarget): Promise<number> {
+    let want = 0;
     const views: Uint8Array[] = [];
-    for (let i = 0; i < target.count; i++) views.push(target.view(i));
-    const want = views.reduce((n, v) => n + v.length, 0);
+    for (let i = 0; i < target.count && want < this.size - this.#position; i++) {
+      const v = target.view(i);
+      const n = Math.min(v.length, this.size - this.#position - want);
+      views.push(n < v.length ? v.subarray(0, n) : v);
+      want += n;
+    }
+    const total = READV_OK ? await this.#readv(views, want) : await this.#readStaged(target, want);
+    this.#position += total;
+    return total;
+  }
+  async #readv(views: Uint8Array[], want: number): Promise<number> {
     let total = 0;
     while (total < want) {
-      // Short reads happen (signals, special files): read the rest, until a read gives nothing.
+      // Short reads happen (signals, a file that shrank): read the rest until a read gives nothing.
       let skip = total;
       const rest: Uint8Array[] = [];
       for (const v of views) {
@@ -87,13 +107,27 @@ class FileSource implements BlockSource {
           skip = 0;
         }
       }
-      const n = typeof this.#fh.readv === "function"
-        ? (await this.#fh.readv(rest, this.#position + total)).bytesRead
-        : (await this.#fh.read(rest[0], 0, rest[0].length, this.#position + total)).bytesRead;
+      const n = (await this.#fh.readv(rest, this.#position + total)).bytesRead;
       if (n === 0) break;
       total += n;
     }
-    this.#position += total;
+    return total;
+  }
+  async #readStaged(target: FillTarget, want: number): Promise<number> {
+    if (this.#staging === null || this.#staging.length < want) this.#staging = new Uint8Array(want);
+    const staging = this.#staging;
+    let total = 0;
+    while (total < want) {
+      const n = (await this.#fh.read(staging, total, want - total, this.#position + total)).bytesRead;
+      if (n === 0) break;
+      total += n;
+    }
+    for (let i = 0, at = 0; at < total; i++) {
+      const v = target.view(i); // fresh after the await
+      const n = Math.min(v.length, total - at);
+      v.set(staging.subarray(at, at + n));
+      at += n;
+    }
     return total;
   }
   close(): Promise<void> {

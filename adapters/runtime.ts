@@ -1,12 +1,29 @@
 /**
  * Picks the running runtime's adapter by dynamic import, so that no runtime
- * ever loads another runtime's code.
+ * ever loads another runtime's code. Deno without its unstable net API (a
+ * script run without --unstable-net) uses node:dgram, which Deno provides.
  */
 import type { Runtime } from "../core/transport.ts";
+
+export type RuntimeName = "node" | "deno" | "bun";
+
+const g = globalThis as { Deno?: { listenDatagram?: unknown }; Bun?: unknown };
+
+/** The runtime this code runs on. */
+export function runtimeName(): RuntimeName {
+  if (g.Bun !== undefined) return "bun";
+  if (g.Deno !== undefined) return "deno";
+  return "node";
+}
 
 let loaded: Promise<Runtime> | null = null;
 
 export function loadRuntime(): Promise<Runtime> {
-  loaded ??= import("./node.ts").then((m) => m.runtime);
+  loaded ??= (() => {
+    const name = runtimeName();
+    if (name === "bun") return import("./bun.ts").then((m) => m.runtime);
+    if (name === "deno" && typeof g.Deno!.listenDatagram === "function") return import("./deno.ts").then((m) => m.runtime);
+    return import("./node.ts").then((m) => m.runtime);
+  })();
   return loaded;
 }

@@ -1,0 +1,80 @@
+/**
+ * Bun's own UDP sockets (Bun.udpSocket) behind core/transport.ts.
+ */
+import type { DatagramTransport, MessageHandler, Runtime } from "../core/transport.ts";
+import { standardTimers } from "./timers.ts";
+
+interface BunUdpSocket {
+  readonly port: number;
+  readonly address: { address: string; port: number };
+  /** false: the kernel's buffer is full; `drain` is called when there is room again. */
+  send(data: Uint8Array, port: number, address: string): boolean;
+  close(): void;
+}
+declare const Bun: {
+  udpSocket(options: {
+    hostname: string;
+    port: number;
+    binaryType: "uint8array";
+    socket: {
+      data(socket: BunUdpSocket, data: Uint8Array, port: number, address: string): void;
+      drain(socket: BunUdpSocket): void;
+      error?(socket: BunUdpSocket, error: Error): void;
+    };
+  }): Promise<BunUdpSocket>;
+};
+
+interface Pending {
+  data: Uint8Array;
+  port: number;
+  address: string;
+  done: () => void;
+}
+
+export async function bind(hostname: string, port: number, onMessage: MessageHandler): Promise<DatagramTransport> {
+  // Datagrams the kernel could not take yet, in order; sent again on `drain`.
+  const backlog: Pending[] = [];
+  let closed = false;
+  const socket = await Bun.udpSocket({
+    hostname,
+    port,
+    binaryType: "uint8array",
+    socket: {
+      data: (_s, data, fromPort, address) => onMessage(data, address, fromPort),
+      drain: () => flush(),
+      error: () => {}, // ICMP errors and the like: the transfer's retries cope
+    },
+  });
+  function trySend(p: Pending): boolean {
+    try {
+      return socket.send(p.data, p.port, p.address);
+    } catch {
+      return true; // a bad address or a closed socket: drop it, TFTP retransmits
+    }
+  }
+  function flush() {
+    while (backlog.length > 0 && !closed) {
+      if (!trySend(backlog[0])) return;
+      backlog.shift()!.done();
+    }
+  }
+  return {
+    address: socket.address.address,
+    port: socket.port,
+    send(data, toPort, address, done) {
+      const p = { data, port: toPort, address, done };
+      if (closed) return queueMicrotask(done);
+      // Bun copies into the kernel at once; `done` still comes later, never inside send().
+      if (backlog.length === 0 && trySend(p)) queueMicrotask(done);
+      else backlog.push(p);
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      socket.close();
+      for (const p of backlog.splice(0)) p.done();
+    },
+  };
+}
+
+export const runtime: Runtime = { bind, ...standardTimers };
