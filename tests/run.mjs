@@ -1,14 +1,28 @@
-// Runs every tests/**/*.test.ts file in its own process (uvu through tsx) and
-// ends with one line: "N passed, N failed, N skipped".
-//   node tests/run.mjs [filter...]    only files whose path contains a filter
-// A file that crashes or exits non-zero without uvu's summary counts as one failure.
+// Runs every tests/**/*.test.ts file in its own process, on Node (through tsx),
+// Deno and Bun (both from the npm devDependencies), and ends with one line:
+// "N passed, N failed, N skipped" over all three.
+//   node tests/run.mjs [--runtimes node,deno,bun] [filter...]
+// Filters keep the files whose path contains one of them. A file that crashes
+// or exits non-zero without uvu's summary counts as one failure. Tooling checks
+// (type check, WASM freshness) are about the sources, not a runtime: Node only.
 import { spawn } from "node:child_process";
-import { readdirSync, statSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
-const filters = process.argv.slice(2);
+const args = process.argv.slice(2);
+const rtFlag = args.indexOf("--runtimes");
+const runtimes = rtFlag >= 0 ? args.splice(rtFlag, 2)[1].split(",") : ["node", "deno", "bun"];
+const filters = args;
+const TOOLING = ["typecheck.test.ts", "wasm_fresh.test.ts"];
+
+const bin = (name) => join(root, "node_modules", ".bin", name);
+const COMMANDS = {
+  node: [process.execPath, join(root, "node_modules", "tsx", "dist", "cli.mjs")],
+  deno: [bin("deno"), "run", "-A"],
+  bun: [bin("bun"), "run"],
+};
 
 function find(dir) {
   const out = [];
@@ -21,45 +35,66 @@ function find(dir) {
 }
 
 const files = find(join(root, "tests")).filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)));
-const tsx = join(root, "node_modules", "tsx", "dist", "cli.mjs");
-let passed = 0;
-let failed = 0;
-let skipped = 0;
 
-function run(file) {
+function run(cmd, file) {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [tsx, file], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(cmd[0], [...cmd.slice(1), file], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     child.stdout.on("data", (d) => {
       out += d;
       process.stdout.write(d);
     });
     child.stderr.on("data", (d) => process.stderr.write(d));
+    child.on("error", (e) => resolve({ code: -1, out: String(e) }));
     child.on("close", (code) => resolve({ code, out }));
   });
 }
 
-for (const file of files) {
-  const name = relative(root, file);
-  console.log(`\n# ${name}`);
-  const { code, out } = await run(file);
-  const plain = out.replace(/\x1b\[[0-9;]*m/g, "");
-  const total = Number(/Total:\s+(\d+)/.exec(plain)?.[1] ?? NaN);
-  const ok = Number(/Passed:\s+(\d+)/.exec(plain)?.[1] ?? NaN);
-  const skip = Number(/Skipped:\s+(\d+)/.exec(plain)?.[1] ?? 0);
-  if (Number.isNaN(total) || Number.isNaN(ok)) {
-    console.log(`# ${name}: no uvu summary (exit ${code}): counted as 1 failure`);
-    failed++;
+const totals = {};
+for (const rt of runtimes) {
+  const t = (totals[rt] = { passed: 0, failed: 0, skipped: 0 });
+  const cmd = COMMANDS[rt];
+  if (!cmd) {
+    console.log(`# unknown runtime ${rt}: counted as 1 failure`);
+    t.failed++;
     continue;
   }
-  passed += ok;
-  skipped += skip;
-  const bad = total - ok - skip;
-  failed += bad;
-  if (bad === 0 && code !== 0) {
-    console.log(`# ${name}: exited ${code} after its tests: counted as 1 failure`);
-    failed++;
+  if (!existsSync(cmd[0])) {
+    console.log(`# ${rt}: ${cmd[0]} is missing (npm ci installs it): counted as 1 failure`);
+    t.failed++;
+    continue;
+  }
+  for (const file of files) {
+    if (rt !== "node" && TOOLING.some((x) => file.endsWith(x))) continue;
+    const name = relative(root, file);
+    console.log(`\n# [${rt}] ${name}`);
+    const { code, out } = await run(cmd, file);
+    const plain = out.replace(/\x1b\[[0-9;]*m/g, "");
+    const total = Number(/Total:\s+(\d+)/.exec(plain)?.[1] ?? NaN);
+    const ok = Number(/Passed:\s+(\d+)/.exec(plain)?.[1] ?? NaN);
+    const skip = Number(/Skipped:\s+(\d+)/.exec(plain)?.[1] ?? 0);
+    if (Number.isNaN(total) || Number.isNaN(ok)) {
+      console.log(`# [${rt}] ${name}: no uvu summary (exit ${code}): counted as 1 failure`);
+      t.failed++;
+      continue;
+    }
+    t.passed += ok;
+    t.skipped += skip;
+    // uvu counts skipped tests outside Total
+    const bad = Math.max(0, total - ok);
+    t.failed += bad;
+    if (bad === 0 && code !== 0) {
+      console.log(`# [${rt}] ${name}: exited ${code} after its tests: counted as 1 failure`);
+      t.failed++;
+    }
   }
 }
-console.log(`\n${passed} passed, ${failed} failed, ${skipped} skipped`);
-process.exit(failed > 0 || files.length === 0 ? 1 : 0);
+
+console.log("");
+const all = { passed: 0, failed: 0, skipped: 0 };
+for (const [rt, t] of Object.entries(totals)) {
+  console.log(`${rt}: ${t.passed} passed, ${t.failed} failed, ${t.skipped} skipped`);
+  for (const k of Object.keys(all)) all[k] += t[k];
+}
+console.log(`${all.passed} passed, ${all.failed} failed, ${all.skipped} skipped`);
+process.exit(all.failed > 0 || files.length === 0 ? 1 : 0);

@@ -91,7 +91,8 @@ test("uploads land whole via a temporary name; refused names change nothing outs
     assert.is(await errorCode(client.put("sub", "x")), 2);
     assert.is(await errorCode(client.put("nodir/file", "x")), 1);
     assert.is(await readFile(join(top, "secret.txt"), "utf8"), "outside the root");
-    const names = (await readdir(root, { recursive: true })).filter((n) => n.includes("emmer-upload"));
+    // Not readdir's `recursive`: Bun's follows the symlink loop in the root.
+    const names = [...(await readdir(root)), ...(await readdir(join(root, "sub")))].filter((n) => n.includes("emmer-upload"));
     assert.equal(names, [], "temporary files left behind");
   }));
 
