@@ -1,12 +1,15 @@
-// Throughput of Emmer against real TFTP servers, side by side in one run.
-//   npm run bench [-- --size-mib N --runs N --only NAME]
+// Throughput of Emmer on Node, Deno and Bun against real TFTP servers
+// (tftpd-hpa, atftpd), side by side in one run.
+//   npm run bench [-- --size-mib N --runs N --only TEXT]
 // Each scenario runs the same client against each server, alternating the
 // order, `runs` times; every download is checked by sha256; the table shows
-// medians and the ratio Emmer / peer. Peak memory is each server process's
-// VmHWM (peak resident set) from /proc at the end.
+// medians and the ratio of each Emmer to the best peer server. Peak memory is
+// each server process's VmHWM (peak resident set) from /proc at the end.
+// tftpd-hpa forks a process per transfer: its figure is the listening parent's.
+// Peers that are missing are reported as missing.
 import { spawn, spawnSync } from "node:child_process";
 import { createHash, randomFillSync } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -21,93 +24,121 @@ const RUNS = Number(arg("--runs", "3"));
 const ONLY = arg("--only", "");
 
 const dir = mkdtempSync(join(tmpdir(), "emmer-bench-"));
-const file = join(dir, "root", "file.bin");
-spawnSync("mkdir", ["-p", join(dir, "root")]);
+const root = join(dir, "root");
+mkdirSync(root);
+const file = join(root, "file.bin");
 {
   const buf = Buffer.allocUnsafe(SIZE);
   randomFillSync(buf);
   writeFileSync(file, buf);
 }
 const want = createHash("sha256").update(readFileSync(file)).digest("hex");
-
 const has = (cmd) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
-const started = [];
+const bin = (name) => join(repo, "node_modules", ".bin", name);
 
-function startServer(name, cmd, args, port) {
-  const child = spawn(cmd, args, { stdio: ["ignore", "ignore", "pipe"] });
-  let err = "";
-  child.stderr.on("data", (d) => (err += d));
-  started.push(child);
-  return { name, child, port, err: () => err };
-}
+// ---- servers ----------------------------------------------------------------
+const candidates = [
+  { name: "emmer/node", emmer: true, cmd: process.execPath, args: (p) => [join(repo, "dist", "emmer-node.js"), "--root", root, "--port", p] },
+  { name: "emmer/deno", emmer: true, cmd: bin("deno"), args: (p) => ["run", "-A", "--config", join(repo, "deno.json"), join(repo, "serve.ts"), "--root", root, "--port", p] },
+  { name: "emmer/bun", emmer: true, cmd: bin("bun"), args: (p) => ["run", join(repo, "serve.ts"), "--root", root, "--port", p] },
+  { name: "tftpd-hpa", cmd: "/usr/sbin/in.tftpd", args: (p) => ["-L", "-u", "root", "-s", root, "-a", `127.0.0.1:${p}`] },
+  {
+    name: "atftpd",
+    cmd: join(repo, "bench", ".peers", "atftpd", "usr", "sbin", "atftpd"),
+    args: (p) => ["--daemon", "--no-fork", "--port", p, "--bind-address", "127.0.0.1", "--user", "root", "--group", "root", "--logfile", "/dev/null", root],
+    hint: "bash bench/install-atftpd.sh",
+  },
+];
+if (!existsSync(join(repo, "dist", "emmer-node.js"))) spawnSync(process.execPath, [join(repo, "scripts", "build-cli.mjs")], { stdio: "inherit" });
 
-function peakKiB(pid) {
-  try {
-    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-    return m ? Number(m[1]) : NaN;
-  } catch {
-    return NaN;
+const servers = [];
+let port = 16900;
+for (const c of candidates) {
+  if (!existsSync(c.cmd)) {
+    console.log(`${c.name}: missing (${c.hint ?? c.cmd})`);
+    continue;
   }
+  const p = String(++port);
+  const child = spawn(c.cmd, c.args(p), { stdio: ["ignore", "ignore", "ignore"] });
+  servers.push({ ...c, port: p, child });
+}
+await new Promise((r) => setTimeout(r, 2500));
+
+// ---- clients ----------------------------------------------------------------
+function check(out) {
+  if (!existsSync(out) || statSync(out).size !== SIZE) return false;
+  return createHash("sha256").update(readFileSync(out)).digest("hex") === want;
 }
 
-function sha(path) {
-  return createHash("sha256").update(readFileSync(path)).digest("hex");
-}
-
-function timeClient(cmd, args, out) {
+function timed(cmd, args, out) {
   rmSync(out, { force: true });
   const t0 = process.hrtime.bigint();
   const r = spawnSync(cmd, args, { timeout: 300_000, encoding: "utf8" });
   const s = Number(process.hrtime.bigint() - t0) / 1e9;
-  if (r.status !== 0) throw new Error(`${cmd} ${args.join(" ")} exited ${r.status}: ${r.stderr}`);
-  if (!existsSync(out) || statSync(out).size !== SIZE || sha(out) !== want) throw new Error(`${cmd}: wrong bytes`);
+  if (r.status !== 0 || !check(out)) return NaN; // failed or wrong bytes: no figure
   return s;
 }
 
-const servers = [];
-const ports = { emmer: 16901, "tftpd-hpa": 16902, atftpd: 16903 };
-const bin = join(repo, "dist", "emmer-node.js");
-if (!existsSync(bin)) spawnSync(process.execPath, [join(repo, "scripts", "build-cli.mjs")], { stdio: "inherit" });
-servers.push(startServer("emmer (node)", process.execPath, [bin, "--root", join(dir, "root"), "--port", String(ports.emmer)], ports.emmer));
-if (existsSync("/usr/sbin/in.tftpd")) {
-  servers.push(startServer("tftpd-hpa", "/usr/sbin/in.tftpd", ["-L", "-u", "root", "-s", join(dir, "root"), "-a", `127.0.0.1:${ports["tftpd-hpa"]}`], ports["tftpd-hpa"]));
-} else console.log("tftpd-hpa: missing (apt-get install tftpd-hpa)");
-await new Promise((r) => setTimeout(r, 1000));
-
 const scenarios = [];
-if (has("curl")) {
-  for (const blksize of [512, 1468, 65464]) {
-    scenarios.push({
-      name: `curl, blksize ${blksize}`,
-      run: (port, out) => timeClient("curl", ["-s", "--tftp-blksize", String(blksize), "-o", out, `tftp://127.0.0.1:${port}/file.bin`], out),
-    });
-  }
-} else console.log("curl: missing");
+for (const blksize of [512, 1468, 65464]) {
+  scenarios.push({
+    name: `curl, blksize ${blksize}`,
+    client: "curl",
+    run: (p, out) => timed("curl", ["-s", "--tftp-blksize", String(blksize), "-o", out, `tftp://127.0.0.1:${p}/file.bin`], out),
+  });
+}
+for (const windowsize of [16, 64]) {
+  scenarios.push({
+    name: `atftp, blksize 1468, windowsize ${windowsize}`,
+    client: "atftp",
+    windowed: true,
+    run: (p, out) =>
+      timed("atftp", ["-g", "-r", "file.bin", "-l", out, "--option", "blksize 1468", "--option", `windowsize ${windowsize}`, "127.0.0.1", p], out),
+  });
+}
 
 const rows = [];
 for (const sc of scenarios) {
   if (ONLY && !sc.name.includes(ONLY)) continue;
-  const times = Object.fromEntries(servers.map((s) => [s.name, []]));
+  if (!has(sc.client)) {
+    console.log(`${sc.name}: client ${sc.client} missing`);
+    continue;
+  }
+  // tftpd-hpa has no windowsize: a windowed client would measure lock-step there.
+  const targets = servers.filter((s) => !(sc.windowed && s.name === "tftpd-hpa"));
+  const times = Object.fromEntries(targets.map((s) => [s.name, []]));
   for (let i = 0; i < RUNS; i++) {
-    const order = i % 2 === 0 ? servers : [...servers].reverse();
+    const order = i % 2 === 0 ? targets : [...targets].reverse();
     for (const s of order) times[s.name].push(sc.run(s.port, join(dir, "out.bin")));
   }
-  const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+  const median = (xs) => {
+    const ok = xs.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
+    return ok.length === xs.length ? ok[Math.floor(ok.length / 2)] : NaN;
+  };
   const mibs = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, SIZE / 1024 / 1024 / median(v)]));
   rows.push({ scenario: sc.name, mibs });
-  console.log(sc.name, Object.entries(mibs).map(([k, v]) => `${k} ${v.toFixed(1)} MiB/s`).join(", "));
+  console.log(sc.name, Object.entries(mibs).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(", "));
 }
 
 const names = servers.map((s) => s.name);
-const emmer = names[0];
-console.log(`\n${SIZE / 1024 / 1024} MiB file, loopback, median of ${RUNS} runs (MiB/s)\n`);
-console.log(`| scenario | ${names.join(" | ")} | ${names.slice(1).map((n) => `emmer / ${n}`).join(" | ")} |`);
-console.log(`|---|${names.map(() => "---:").join("|")}|${names.slice(1).map(() => "---:").join("|")}|`);
+const emmers = servers.filter((s) => s.emmer).map((s) => s.name);
+const peers = servers.filter((s) => !s.emmer).map((s) => s.name);
+const fmt = (v) => (v === undefined ? "-" : Number.isNaN(v) ? "failed" : v.toFixed(1));
+console.log(`\n${SIZE / 1024 / 1024} MiB file on loopback, median of ${RUNS} runs, MiB/s (ratios: Emmer / best peer server)\n`);
+console.log(`| scenario | ${names.join(" | ")} | ${emmers.map((n) => `${n} / best peer`).join(" | ")} |`);
+console.log(`|---|${names.map(() => "---:").join("|")}|${emmers.map(() => "---:").join("|")}|`);
 for (const r of rows) {
-  console.log(
-    `| ${r.scenario} | ${names.map((n) => r.mibs[n].toFixed(1)).join(" | ")} | ${names.slice(1).map((n) => (r.mibs[emmer] / r.mibs[n]).toFixed(2) + "x").join(" | ")} |`,
-  );
+  const best = Math.max(...peers.map((p) => r.mibs[p]).filter((v) => v !== undefined && !Number.isNaN(v)));
+  const ratios = emmers.map((e) => (Number.isFinite(best) && best > 0 ? (r.mibs[e] / best).toFixed(2) + "x" : "-"));
+  console.log(`| ${r.scenario} | ${names.map((n) => fmt(r.mibs[n])).join(" | ")} | ${ratios.join(" | ")} |`);
 }
-console.log(`\npeak memory (VmHWM): ${servers.map((s) => `${s.name} ${(peakKiB(s.child.pid) / 1024).toFixed(1)} MiB`).join(", ")}`);
-for (const child of started) child.kill("SIGTERM");
+const peak = (pid) => {
+  try {
+    return Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))[1]) / 1024;
+  } catch {
+    return NaN;
+  }
+};
+console.log(`\npeak memory (VmHWM): ${servers.map((s) => `${s.name} ${peak(s.child.pid).toFixed(1)} MiB`).join(", ")}`);
+for (const s of servers) s.child.kill("SIGTERM");
 rmSync(dir, { recursive: true, force: true });
