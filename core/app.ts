@@ -12,7 +12,7 @@ export interface EmmerOptions {
   hostname?: string;
   /** UDP port. Default 3942 (a development port; TFTP's own is 69). 0 picks a free one. */
   port?: number;
-  /** Retransmission timeout in seconds when the client asks for none (RFC 2349 timeout). Default 1. */
+  /** Retransmission timeout in seconds when the client asks for none (RFC 2349 timeout); fractions allowed. Default 1. */
   timeout?: number;
   /** Retransmissions of a packet before a transfer is given up. Default 5. */
   retries?: number;
@@ -22,6 +22,10 @@ export interface EmmerOptions {
   maxWindowsize?: number;
   /** Concurrent transfers (and requests in their handlers); beyond it, ERROR 0 "server busy". Default 1000. */
   maxSessions?: number;
+  /** New requests per client address per second (bursts of as many allowed); beyond it, ERROR 0. Default 100. */
+  maxRequestsPerSecond?: number;
+  /** Seconds a handler (read handler, accept, or write verdict) may take; then ERROR 0. Default 30. */
+  handlerTimeout?: number;
   /** Largest upload in bytes; a bigger announced tsize or upload gets ERROR 3. Default 1 GiB. */
   maxUploadSize?: number;
   /** Answer every transfer from the listening port (for NAT and containers) instead of a new port each. Default false. */
@@ -54,11 +58,14 @@ export class Emmer {
   constructor(options: EmmerOptions = {}) {
     const o = options;
     checkInt("port", o.port ?? 3942, 0, 65535);
-    checkInt("timeout", o.timeout ?? 1, 1, 255);
+    const timeout = o.timeout ?? 1;
+    if (!(timeout >= 0.01 && timeout <= 255)) throw new RangeError(`timeout must be from 0.01 to 255 seconds, not ${timeout}`);
     checkInt("retries", o.retries ?? 5, 0, 100);
     checkInt("maxBlksize", o.maxBlksize ?? MAX_BLKSIZE, 8, MAX_BLKSIZE);
     checkInt("maxWindowsize", o.maxWindowsize ?? 64, 1, 65535);
     checkInt("maxSessions", o.maxSessions ?? 1000, 1, 1_000_000);
+    checkInt("maxRequestsPerSecond", o.maxRequestsPerSecond ?? 100, 1, 1_000_000);
+    if (!((o.handlerTimeout ?? 30) > 0)) throw new RangeError("handlerTimeout must be positive");
     this.#options = { ...options };
   }
 
@@ -94,6 +101,8 @@ export class Emmer {
       maxBlksize: o.maxBlksize ?? MAX_BLKSIZE,
       maxWindowsize: o.maxWindowsize ?? 64,
       maxSessions: o.maxSessions ?? 1000,
+      maxRequestsPerSecond: o.maxRequestsPerSecond ?? 100,
+      handlerTimeoutMs: (o.handlerTimeout ?? 30) * 1000,
       maxUploadSize: o.maxUploadSize ?? 1024 ** 3,
       singlePort: o.singlePort ?? false,
       drainTimeoutMs: o.drainTimeout ?? 5000,

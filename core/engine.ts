@@ -16,6 +16,7 @@ import { negotiate, type Negotiated } from "./options.ts";
 import { ErrorCode, type Mode, type Options, type RequestPacket } from "./packet.ts";
 import type { Router } from "./router.ts";
 import { encodeOack, NetasciiDecoder } from "./codec.ts";
+import { RateLimiter } from "./rate_limit.ts";
 import { ReceiveSession, ringSlots, SendSession } from "./session.ts";
 import { Transfer } from "./transfer.ts";
 import type { DatagramTransport, Runtime } from "./transport.ts";
@@ -80,6 +81,8 @@ export interface EngineSettings {
   maxBlksize: number;
   maxWindowsize: number;
   maxSessions: number;
+  maxRequestsPerSecond: number;
+  handlerTimeoutMs: number;
   maxUploadSize: number;
   singlePort: boolean;
   drainTimeoutMs: number;
@@ -101,12 +104,34 @@ export class Engine {
   #closing = false;
   #idle: (() => void)[] = [];
   #details = new WeakMap<Transfer, { negotiated: Negotiated }>();
+  #rate: RateLimiter;
 
   constructor(runtime: Runtime, reads: Router<ReadHandler>, writes: Router<WriteRoute>, settings: EngineSettings) {
     this.#runtime = runtime;
     this.#reads = reads;
     this.#writes = writes;
     this.#s = settings;
+    this.#rate = new RateLimiter(settings.maxRequestsPerSecond);
+  }
+
+  /**
+   * Waits for a handler, at most handlerTimeoutMs. A late result is handed to
+   * `late` (to close what it opened) and otherwise ignored.
+   */
+  #deadline<T>(work: () => T | Promise<T>, late: (value: T) => void = () => {}): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      let done = false;
+      const timer = this.#runtime.after(this.#s.handlerTimeoutMs, () => {
+        done = true;
+        reject(new TftpError(ErrorCode.NOT_DEFINED, "handler timed out"));
+      });
+      Promise.resolve()
+        .then(work)
+        .then(
+          (value) => (done ? late(value) : (timer.stop(), (done = true), resolve(value))),
+          (error) => (done ? undefined : (timer.stop(), (done = true), reject(error))),
+        );
+    });
   }
 
   get address(): { address: string; port: number } | null {
@@ -179,6 +204,7 @@ export class Engine {
     if (this.#transfers.has(key) || this.#pending.has(key)) return; // the client repeated its request
     if (this.#closing) return this.#reply(address, port, ErrorCode.NOT_DEFINED, "server shutting down");
     if (this.load >= this.#s.maxSessions) return this.#reply(address, port, ErrorCode.NOT_DEFINED, "server busy");
+    if (!this.#rate.take(address, this.#runtime.now())) return this.#reply(address, port, ErrorCode.NOT_DEFINED, "too many requests");
     if (req.mode === "mail") return this.#refuse(address, port, ErrorCode.ILLEGAL_OPERATION, "mail mode is not supported");
     this.#pending.add(key);
     try {
@@ -216,7 +242,14 @@ export class Engine {
     const match = this.#reads.match(req.filename);
     if (match === null) throw new TftpError(ErrorCode.FILE_NOT_FOUND, "file not found");
     const ctx: RequestContext = { address, port, filename: req.filename, params: match.params, mode: req.mode, options: req.options };
-    let source: BlockSource | null = toSource(await match.handler(ctx));
+    const body = await this.#deadline(() => match.handler(ctx), (late) => {
+      // The client was told the handler timed out; close what it opened meanwhile.
+      try {
+        const src = toSource(late);
+        if (src) Promise.resolve(src.close()).catch(() => {});
+      } catch { /* not a body: nothing to close */ }
+    });
+    let source: BlockSource | null = toSource(body);
     if (source === null) throw new TftpError(ErrorCode.FILE_NOT_FOUND, "file not found");
     let ring = 0;
     let ringBytes = 0;
@@ -246,7 +279,10 @@ export class Engine {
     }
     const ctx: WriteContext = { address, port, filename: req.filename, params: match.params, mode: req.mode, options: req.options, size };
     const route = match.handler;
-    if (route.accept && (await route.accept(ctx)) === false) throw new TftpError(ErrorCode.ACCESS_VIOLATION, "upload refused");
+    const accept = route.accept;
+    if (accept && (await this.#deadline(() => accept(ctx))) === false) {
+      throw new TftpError(ErrorCode.ACCESS_VIOLATION, "upload refused");
+    }
 
     const upload = new UploadStream();
     const netascii = req.mode === "netascii" ? new NetasciiDecoder() : null;
@@ -260,6 +296,13 @@ export class Engine {
         }
         upload.end();
         queueMicrotask(decide); // the verdict may be in already
+        // A verdict that never comes must not hold the client (and a session) forever.
+        verdictTimer = this.#runtime.after(this.#s.handlerTimeoutMs, () => {
+          if (verdict === null) {
+            verdict = { ok: false, code: ErrorCode.NOT_DEFINED, message: "handler timed out" };
+            decide();
+          }
+        });
       },
     }, this.#s.maxUploadSize);
     const t = await this.#launch(key, req, address, port, session, negotiated, { upload });
@@ -267,9 +310,11 @@ export class Engine {
 
     // The handler runs alongside the transfer; its verdict decides the last ACK.
     let verdict: { ok: true } | { ok: false; code: number; message: string } | null = null;
+    let verdictTimer: { stop(): void } | null = null;
     function decide() {
       const v = verdict;
       if (v === null) return;
+      verdictTimer?.stop();
       if (!v.ok) {
         t.act((now) => (session.state === "finishing" ? session.finish(false, now, v.code, v.message) : session.abort(v.code, v.message)));
       } else if (session.state === "finishing") t.act((now) => session.finish(true, now));
@@ -283,9 +328,11 @@ export class Engine {
       .then(() => route.handle({ ...ctx, body: upload.stream }))
       .then(
         (result) => {
+          if (verdict !== null) return; // already timed out
           verdict = result === false ? { ok: false, code: ErrorCode.ACCESS_VIOLATION, message: "upload refused" } : { ok: true };
         },
         (error) => {
+          if (verdict !== null) return;
           if (error instanceof TftpError) verdict = { ok: false, code: error.code, message: error.message };
           else {
             if (!session.finished) this.#s.onError(error, `write handler for ${req.filename}`);

@@ -49,6 +49,9 @@ export interface Failure {
   byPeer: boolean;
 }
 
+/** Retransmissions of the first packet before the peer has answered (see Session.retry). */
+export const INITIAL_RETRIES = 2;
+
 abstract class Session {
   state: State = State.TRANSFERRING;
   /** When handleTimer wants to be called; Infinity when no timer is needed. */
@@ -99,9 +102,17 @@ abstract class Session {
     else this.abort(ErrorCode.ILLEGAL_OPERATION, "illegal TFTP operation");
   }
 
-  /** Counts one timeout; returns false (after failing) when the retries are used up. */
+  /** True once the peer has answered anything after the request: until then it may be spoofed. */
+  protected abstract get peerConfirmed(): boolean;
+
+  /**
+   * Counts one timeout; returns false (after failing) when the retries are used
+   * up. Until the peer has confirmed it exists, at most INITIAL_RETRIES: a
+   * spoofed request buys one packet and a couple of copies, not a barrage.
+   */
   protected retry(now: number): boolean {
-    if (this.retries >= this.settings.retries) {
+    const limit = this.peerConfirmed ? this.settings.retries : Math.min(this.settings.retries, INITIAL_RETRIES);
+    if (this.retries >= limit) {
       this.abort(ErrorCode.NOT_DEFINED, "timed out");
       return false;
     }
@@ -207,6 +218,10 @@ export class SendSession extends Session {
       },
       offset: (i) => this.payloadOffset(first + i),
     };
+  }
+
+  protected get peerConfirmed(): boolean {
+    return this.acked > 0 || (this.settings.oack !== null && this.state !== State.NEGOTIATING);
   }
 
   get bytes(): number {
@@ -326,6 +341,10 @@ export class ReceiveSession extends Session {
 
   get bytes(): number {
     return this.#bytes;
+  }
+
+  protected get peerConfirmed(): boolean {
+    return this.expected > 1;
   }
 
   start(now: number): void {

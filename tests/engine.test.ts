@@ -112,6 +112,8 @@ test("close(): live transfers get the drain time, then ERROR 0; the port is rele
   const client = await fakePeer(net, "127.0.0.2");
   client.send(encodeRequest(1, "f", "octet", {}), 69);
   await net.deliver();
+  client.send(encodeAck(1), client.take()[0].port); // a confirmed client, then silence
+  await net.deliver();
   client.take();
   let closed = false;
   const closing = app.close().then(() => (closed = true));

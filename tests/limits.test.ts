@@ -1,0 +1,110 @@
+// Abuse limits, on a fake clock: amplification by spoofed requests, requests per
+// address, handlers that never answer, the rate limiter's own memory.
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { Emmer } from "../core/app.ts";
+import { decode, encodeData, encodeRequest } from "../core/codec.ts";
+import { RateLimiter } from "../core/rate_limit.ts";
+import { INITIAL_RETRIES } from "../core/session.ts";
+import { FakeNet, fakePeer } from "./support/fake_runtime.ts";
+import { bytesOf } from "./support/session_driver.ts";
+
+async function setup(configure: (app: Emmer) => void, options = {}) {
+  const net = new FakeNet();
+  const app = new Emmer({ runtime: net, hostname: "127.0.0.1", port: 69, timeout: 1, retries: 5, onError: () => {}, ...options });
+  configure(app);
+  await app.listen();
+  return { net, app };
+}
+
+const op = (d: Uint8Array) => (decode(d) as { op: number }).op;
+
+for (const [name, options] of [["no options", {}], ["blksize 65464 and windowsize 64", { blksize: "65464", windowsize: "64" }]] as const) {
+  test(`amplification (${name}): a spoofed request gets one packet and ${INITIAL_RETRIES} copies, then nothing`, async () => {
+    const { net, app } = await setup((app) => app.read("*", () => bytesOf(10_000_000)));
+    const victim = await fakePeer(net, "127.0.0.9"); // never answers: its address was spoofed
+    const request = encodeRequest(1, "kernel.img", "octet", options);
+    victim.send(request, 69);
+    await net.deliver();
+    for (let i = 0; i < 40; i++) {
+      await net.advance(500);
+      await net.deliver();
+    }
+    const got = victim.take();
+    const bytesOut = got.reduce((n, m) => n + m.data.length, 0);
+    // The packet, its copies, and the short ERROR that ends the transfer.
+    assert.is(got.length, 1 + INITIAL_RETRIES + 1, "packets sent to the victim");
+    assert.ok(new Set(got.slice(0, -1).map((m) => op(m.data))).size === 1, "always the same packet");
+    assert.is(op(got[got.length - 1].data), 5);
+    // With the RFC 1350 default the one packet is a 516-byte DATA; with options, a short OACK.
+    const bound = (1 + INITIAL_RETRIES) * (4 + 512) + 16;
+    assert.ok(bytesOut <= bound, `${bytesOut} bytes out for a ${request.length}-byte request`);
+    console.log(`    ${name}: ${bytesOut} bytes out / ${request.length} bytes in = ${(bytesOut / request.length).toFixed(1)}x`);
+    assert.is(app.engine!.load, 0, "the session was not released");
+  });
+}
+
+test("requests per address: beyond the rate, ERROR 0; other addresses and later requests are served", async () => {
+  const { net } = await setup((app) => app.read("*", () => "x"), { maxRequestsPerSecond: 5 });
+  const flood = await Promise.all(Array.from({ length: 6 }, () => fakePeer(net, "127.0.0.2"))); // one address, six ports
+  const other = await fakePeer(net, "127.0.0.3");
+  flood.forEach((f, i) => f.send(encodeRequest(1, `f${i}`, "octet", {}), 69));
+  other.send(encodeRequest(1, "g", "octet", {}), 69);
+  await net.deliver();
+  const answers = flood.flatMap((f) => f.take()).map((m) => decode(m.data) as { op: number; message?: string });
+  assert.is(answers.filter((a) => a.op === 3).length, 5);
+  assert.equal(answers.filter((a) => a.op === 5).map((a) => a.message), ["too many requests"]);
+  assert.is(op(other.take()[0].data), 3);
+  await net.advance(1000);
+  const later = await fakePeer(net, "127.0.0.2");
+  later.send(encodeRequest(1, "later", "octet", {}), 69);
+  await net.deliver();
+  assert.is(op(later.take()[0].data), 3, "still refused a second later");
+});
+
+test("a read handler that never settles: ERROR 0 after handlerTimeout, and nothing is held", async () => {
+  const { net, app } = await setup((app) => app.read("*", () => new Promise(() => {})), { handlerTimeout: 5 });
+  const client = await fakePeer(net, "127.0.0.2");
+  client.send(encodeRequest(1, "stuck", "octet", {}), 69);
+  await net.deliver();
+  assert.is(app.engine!.load, 1);
+  await net.advance(4999);
+  await net.deliver();
+  assert.equal(client.take(), []);
+  await net.advance(1);
+  await net.deliver();
+  const [e] = client.take().map((m) => decode(m.data) as { op: number; message: string });
+  assert.equal([e.op, e.message], [5, "handler timed out"]);
+  assert.is(app.engine!.load, 0);
+});
+
+test("a write handler whose verdict never comes: ERROR 0 instead of the last ACK", async () => {
+  const { net, app } = await setup((app) =>
+    app.write("*", async ({ body }) => {
+      await new Response(body).arrayBuffer();
+      await new Promise(() => {});
+    }), { handlerTimeout: 3 });
+  const client = await fakePeer(net, "127.0.0.2");
+  client.send(encodeRequest(2, "up", "octet", {}), 69);
+  await net.deliver();
+  const port = client.take()[0].port; // ACK 0
+  client.send(encodeData(1, bytesOf(100)), port);
+  await net.deliver();
+  assert.equal(client.take(), [], "the last ACK came before the verdict");
+  await net.advance(3000);
+  await net.deliver();
+  const [e] = client.take().map((m) => decode(m.data) as { op: number; message: string });
+  assert.equal([e.op, e.message], [5, "handler timed out"]);
+  assert.is(app.engine!.load, 0);
+});
+
+test("the rate limiter forgets idle addresses first and stays bounded", () => {
+  const r = new RateLimiter(10, 100);
+  for (let i = 0; i < 1000; i++) assert.ok(r.take(`10.0.${i >> 8}.${i & 255}`, i));
+  assert.ok(r.size <= 100, `${r.size} addresses kept`);
+  for (let i = 0; i < 10; i++) r.take("busy", 2000);
+  assert.not.ok(r.take("busy", 2000), "an empty bucket gave a token");
+  assert.ok(r.take("busy", 2100), "a tenth of a second refills one token at 10/s");
+});
+
+test.run();
