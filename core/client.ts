@@ -74,7 +74,8 @@ export class TftpClient {
       throw new TftpError(ErrorCode.OPTION_REFUSED, "the server answered an option with a value out of range");
     }
     const timeoutMs = oack?.timeout ? Number(oack.timeout) * 1000 : this.#options.timeoutMs ?? 1000;
-    return { blksize, windowsize, timeoutMs, retries: this.#options.retries ?? 5, oack: null };
+    const retries = this.#options.retries ?? 5;
+    return { blksize, windowsize, timeoutMs, retries, firstRetries: retries, oack: null };
   }
 
   /**

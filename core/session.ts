@@ -40,6 +40,12 @@ export interface SessionSettings {
   retries: number;
   /** The encoded OACK to open with, or null to use the RFC 1350 defaults. */
   oack: Uint8Array | null;
+  /**
+   * Retransmissions allowed before the peer has answered once (default
+   * INITIAL_RETRIES). A server keeps it small: its peer may be spoofed. A client
+   * already heard from the server, and passes its full retries.
+   */
+  firstRetries?: number;
 }
 
 /** How a failed transfer failed. `sent`: whether we told the peer with an ERROR. */
@@ -48,6 +54,12 @@ export interface Failure {
   message: string;
   byPeer: boolean;
 }
+
+/**
+ * How long a receiver dallies after its last ACK, in timeouts: long enough to
+ * hear a retransmission of the last block from a peer with the same timeout.
+ */
+export const DALLY_TIMEOUTS = 3;
 
 /** Retransmissions of the first packet before the peer has answered (see Session.retry). */
 export const INITIAL_RETRIES = 2;
@@ -111,7 +123,8 @@ abstract class Session {
    * spoofed request buys one packet and a couple of copies, not a barrage.
    */
   protected retry(now: number): boolean {
-    const limit = this.peerConfirmed ? this.settings.retries : Math.min(this.settings.retries, INITIAL_RETRIES);
+    const first = this.settings.firstRetries ?? INITIAL_RETRIES;
+    const limit = this.peerConfirmed ? this.settings.retries : Math.min(this.settings.retries, first);
     if (this.retries >= limit) {
       this.abort(ErrorCode.NOT_DEFINED, "timed out");
       return false;
@@ -275,6 +288,7 @@ export class SendSession extends Session {
 
   receive(packet: Packet, now: number): void {
     if (this.finished) return;
+    if (packet.op === 6) return; // a duplicate of the OACK that started a client's upload
     if (packet.op !== 4) return this.receiveOther(packet);
     if (this.state === State.NEGOTIATING) {
       if (packet.block !== 0) return; // not an answer to the OACK
@@ -329,6 +343,7 @@ export class ReceiveSession extends Session {
   readonly maxBytes: number;
   #sink: Sink;
   #bytes = 0;
+  #dallies = 0;
   #inWindow = 0;
   #holding = false;
   #gapAcked = false;
@@ -364,10 +379,20 @@ export class ReceiveSession extends Session {
 
   receive(packet: Packet, now: number): void {
     if (this.finished) return;
+    if (packet.op === 6) {
+      // A client's download: the server repeats its OACK because our ACK 0 was lost. Late copies are ignored.
+      if (this.expected === 1 && this.settings.oack === null) this.out.push(encodeAck(0));
+      return;
+    }
     if (packet.op !== 3) return this.receiveOther(packet);
     const wireLast = this.lastAck & 0xffff;
     if (this.state === State.DALLYING) {
-      if (packet.block === wireLast) this.out.push(encodeAck(this.lastAck));
+      // The last block again: our last ACK was lost. ACK it again and dally on, a bounded number of times.
+      if (packet.block === wireLast && this.#dallies < this.settings.retries) {
+        this.#dallies++;
+        this.out.push(encodeAck(this.lastAck));
+        this.deadline = now + DALLY_TIMEOUTS * this.settings.timeoutMs;
+      }
       return;
     }
     if (this.state === State.FINISHING) return; // the verdict is pending; the peer will retransmit
@@ -421,7 +446,7 @@ export class ReceiveSession extends Session {
     this.state = State.DALLYING;
     this.lastAck = this.expected - 1;
     this.out.push(encodeAck(this.lastAck));
-    this.deadline = now + this.settings.timeoutMs;
+    this.deadline = now + DALLY_TIMEOUTS * this.settings.timeoutMs;
   }
 
   handleTimer(now: number): void {

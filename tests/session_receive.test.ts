@@ -40,16 +40,23 @@ for (const windowsize of [1, 3]) {
   }
 }
 
-test("dallying: a retransmitted last block is re-ACKed; the deadline ends the transfer", () => {
-  const r = receiver();
+test("dallying: three timeouts after the last ACK, extended by each retransmitted last block (bounded)", () => {
+  const r = receiver({ retries: 2 });
   r.start(0);
   r.feed(data(1, bytesOf(10)), 1);
   r.session.finish(true, 2);
-  r.take();
-  assert.equal(acks(r.feed(data(1, bytesOf(10)), 3)), [1]);
-  assert.equal(r.timer(1001), [], "dallied less than the timeout");
+  assert.equal(acks(r.take()), [1]);
+  assert.equal(r.timer(3001), [], "dallied less than three timeouts");
   assert.is(r.session.state, State.DALLYING);
-  assert.equal(r.timer(1002), []);
+  // the last ACK was lost: the block comes again, is re-ACKed, and the dally starts over
+  assert.equal(acks(r.feed(data(1, bytesOf(10)), 3001)), [1]);
+  assert.equal(r.timer(3002), []);
+  assert.is(r.session.state, State.DALLYING);
+  assert.equal(acks(r.feed(data(1, bytesOf(10)), 4000)), [1]);
+  assert.equal(r.feed(data(1, bytesOf(10)), 4500), [], "re-ACKed beyond the retries");
+  assert.equal(r.timer(6999), []);
+  assert.is(r.session.state, State.DALLYING);
+  r.timer(7000);
   assert.is(r.session.state, State.DONE);
 });
 

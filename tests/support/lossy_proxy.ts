@@ -1,0 +1,116 @@
+/**
+ * A seeded fault-injecting UDP proxy for TFTP, on 127.0.0.1: loss,
+ * duplication, reordering and delay, in both directions.
+ *
+ * TFTP changes ports mid-conversation (the server answers from a new transfer
+ * ID), so the proxy mirrors that: each client gets its own upstream socket,
+ * and each server port it hears from gets its own client-facing socket, so
+ * the client too sees a new port per transfer.
+ *
+ *   client --> listen ------------ upstream(client) --> server:69
+ *   client <-- downstream(client, T) <-- upstream(client) <-- server:T
+ */
+import { loadRuntime } from "../../adapters/runtime.ts";
+import type { DatagramTransport } from "../../core/transport.ts";
+import { rng } from "./random_packets.ts";
+
+export interface Faults {
+  /** Probability that a datagram is dropped. */
+  loss: number;
+  /** Probability that a datagram is sent twice. */
+  duplicate: number;
+  /** Probability that a datagram is held back (so later ones overtake it). */
+  reorder: number;
+  /** Longest hold-back, in milliseconds. */
+  maxDelayMs: number;
+  seed: number;
+}
+
+export interface ProxyStats {
+  forwarded: number;
+  dropped: number;
+  duplicated: number;
+  delayed: number;
+}
+
+interface Client {
+  address: string;
+  port: number;
+  upstream: DatagramTransport;
+  downstream: Map<number, Promise<DatagramTransport>>;
+}
+
+export async function startProxy(serverPort: number, faults: Faults) {
+  const runtime = await loadRuntime();
+  const random = rng(faults.seed);
+  const stats: ProxyStats = { forwarded: 0, dropped: 0, duplicated: 0, delayed: 0 };
+  const clients = new Map<string, Promise<Client>>();
+  const sockets: DatagramTransport[] = [];
+  const timers = new Set<{ stop(): void }>();
+  let closed = false;
+
+  function forward(via: DatagramTransport, data: Uint8Array, port: number, address: string) {
+    if (closed) return;
+    const copy = data.slice();
+    if (random() < faults.loss) {
+      stats.dropped++;
+      return;
+    }
+    const copies = random() < faults.duplicate ? 2 : 1;
+    if (copies === 2) stats.duplicated++;
+    for (let i = 0; i < copies; i++) {
+      stats.forwarded++;
+      if (random() < faults.reorder) {
+        stats.delayed++;
+        const t = runtime.after(1 + random() * faults.maxDelayMs, () => {
+          timers.delete(t);
+          if (!closed) via.send(copy, port, address, () => {});
+        });
+        timers.add(t);
+      } else via.send(copy, port, address, () => {});
+    }
+  }
+
+  async function bind(onMessage: (d: Uint8Array, a: string, p: number) => void) {
+    const t = await runtime.bind("127.0.0.1", 0, onMessage);
+    sockets.push(t);
+    return t;
+  }
+
+  function clientFor(address: string, port: number): Promise<Client> {
+    const key = `${address}|${port}`;
+    let c = clients.get(key);
+    if (!c) {
+      c = (async () => {
+        const client: Client = { address, port, upstream: null!, downstream: new Map() };
+        client.upstream = await bind((data, _a, fromPort) => {
+          // From the server: answer the client from a socket standing for that server port.
+          if (fromPort === serverPort) return forward(listen, data, port, address);
+          let d = client.downstream.get(fromPort);
+          if (!d) {
+            d = bind((back) => forward(client.upstream, back, fromPort, "127.0.0.1"));
+            client.downstream.set(fromPort, d);
+          }
+          d.then((down) => forward(down, data, port, address));
+        });
+        return client;
+      })();
+      clients.set(key, c);
+    }
+    return c;
+  }
+
+  const listen = await bind((data, address, port) => {
+    clientFor(address, port).then((c) => forward(c.upstream, data, serverPort, "127.0.0.1"));
+  });
+
+  return {
+    port: listen.port,
+    stats,
+    close() {
+      closed = true;
+      for (const t of timers) t.stop();
+      for (const s of sockets) s.close();
+    },
+  };
+}
