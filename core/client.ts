@@ -114,6 +114,7 @@ export class TftpClient {
         reject(e);
       };
       handler = (data, address, fromPort) => {
+        if (address !== host) return; // a stranger, not the server we asked
         const first = decode(data);
         if (first.op === 0) return; // not an answer
         timer.stop();

@@ -2,11 +2,19 @@
 // and what an upload leaves behind.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import { spawnSync } from "node:child_process";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Emmer, serveDir, TftpClient, TftpError } from "../mod.ts";
 import { bytesOf } from "./support/session_driver.ts";
+
+/** What lies outside the root, to check that nothing there was created or changed. */
+async function outside(top: string): Promise<string> {
+  const names = (await readdir(top)).filter((n) => n !== "root").sort();
+  const secret = await stat(join(top, "secret.txt"));
+  return JSON.stringify({ names, secret: await readFile(join(top, "secret.txt"), "utf8"), mtime: secret.mtimeMs });
+}
 
 async function withDir(fn: (ctx: { top: string; root: string; client: TftpClient }) => Promise<void>) {
   const top = await mkdtemp(join(tmpdir(), "emmer-dir-"));
@@ -19,13 +27,18 @@ async function withDir(fn: (ctx: { top: string; root: string; client: TftpClient
   await symlink(join(root, "hello.txt"), join(root, "inside-link"));
   await symlink("loop-b", join(root, "loop-a"));
   await symlink("loop-a", join(root, "loop-b"));
+  // A FIFO would block a reader forever; a device node could be anything. Both must be refused unopened.
+  spawnSync("mkfifo", [join(root, "fifo")]);
+  if (spawnSync("mknod", [join(root, "device"), "c", "1", "3"]).status !== 0) await writeFile(join(root, "device"), "");
   const app = new Emmer({ port: 0, drainTimeout: 200, onError: () => {} });
   const dir = serveDir(root, { write: true });
   app.read("*", dir.read);
   app.write("*", dir.write!);
   await app.listen();
   try {
+    const before = await outside(top);
     await fn({ top, root, client: new TftpClient("127.0.0.1", app.address!.port, { timeoutMs: 300, retries: 2 }) });
+    assert.is(await outside(top), before, "something outside the root changed");
   } finally {
     await app.close();
     await rm(top, { recursive: true, force: true });
@@ -55,6 +68,17 @@ test("serves files, subfolders, leading slashes and links that stay inside", () 
 
 const hostile: [string, number[]][] = [
   ["../secret.txt", [2]],
+  ["./../secret.txt", [2]],
+  ["sub/..", [2]],
+  ["sub/deep.bin/..", [2]],
+  ["sub/./../../secret.txt", [2]],
+  ["/etc/passwd", [1]], // a leading / is the root: root/etc/passwd does not exist
+  ["//etc//passwd", [1]],
+  ["..%2fsecret.txt", [1]],
+  ["\uff0e\uff0e/secret.txt", [1]], // fullwidth full stops
+  ["\u002e\u0301\u002e/secret.txt", [1]], // combining accent between the dots
+  ["fifo", [2]],
+  ["device", [2]],
   ["sub/../../secret.txt", [2]],
   ["sub/../hello.txt", [2]],
   ["..", [2]],
@@ -72,6 +96,25 @@ const hostile: [string, number[]][] = [
   ["\u2024\u2024/secret.txt", [1]],
 ];
 
+test("names a TFTP request cannot carry are refused too when a handler is called directly (NUL)", async () => {
+  const top = await mkdtemp(join(tmpdir(), "emmer-dir-"));
+  try {
+    const dir = serveDir(top);
+    const ctx = { address: "127.0.0.1", port: 1, params: {}, mode: "octet" as const, options: {} };
+    for (const filename of ["a\0b", "secret\0/../x"]) {
+      try {
+        await dir.read({ ...ctx, filename });
+        assert.unreachable(`${JSON.stringify(filename)} was accepted`);
+      } catch (e) {
+        assert.instance(e, TftpError);
+        assert.is((e as TftpError).code, 2);
+      }
+    }
+  } finally {
+    await rm(top, { recursive: true, force: true });
+  }
+});
+
 for (const [name, codes] of hostile) {
   test(`read of ${JSON.stringify(name.length > 40 ? name.slice(0, 20) + "..." : name)} is refused with ERROR ${codes.join(" or ")}`, () =>
     withDir(async ({ client }) => {
@@ -87,6 +130,10 @@ test("uploads land whole via a temporary name; refused names change nothing outs
     await client.put("hello.txt", "replaced\n");
     assert.is(await readFile(join(root, "hello.txt"), "utf8"), "replaced\n");
     assert.is(await errorCode(client.put("../secret.txt", "x")), 2);
+    assert.is(await errorCode(client.put("sub/../../new.txt", "x")), 2);
+    assert.is(await errorCode(client.put("loop-a", "x")), 2);
+    assert.is(await errorCode(client.put("fifo", "x")), 2);
+    assert.is(await errorCode(client.put("inside-link", "x")), 2); // a symlink, even one inside, is not replaced
     assert.is(await errorCode(client.put("escape", "x")), 2);
     assert.is(await errorCode(client.put("sub", "x")), 2);
     assert.is(await errorCode(client.put("nodir/file", "x")), 1);

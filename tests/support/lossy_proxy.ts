@@ -47,6 +47,8 @@ export async function startProxy(serverPort: number, faults: Faults) {
   const clients = new Map<string, Promise<Client>>();
   const sockets: DatagramTransport[] = [];
   const timers = new Set<{ stop(): void }>();
+  /** Transfer ports the server has answered from (for fuzzers aiming at live transfers). */
+  const serverPorts = new Set<number>();
   let closed = false;
 
   function forward(via: DatagramTransport, data: Uint8Array, port: number, address: string) {
@@ -83,12 +85,16 @@ export async function startProxy(serverPort: number, faults: Faults) {
     if (!c) {
       c = (async () => {
         const client: Client = { address, port, upstream: null!, downstream: new Map() };
-        client.upstream = await bind((data, _a, fromPort) => {
+        client.upstream = await bind((data, fromAddress, fromPort) => {
+          if (fromAddress !== "127.0.0.1") return; // only the server talks to an upstream socket
           // From the server: answer the client from a socket standing for that server port.
           if (fromPort === serverPort) return forward(listen, data, port, address);
+          serverPorts.add(fromPort);
           let d = client.downstream.get(fromPort);
           if (!d) {
-            d = bind((back) => forward(client.upstream, back, fromPort, "127.0.0.1"));
+            d = bind((back, a, p) => {
+              if (a === address && p === port) forward(client.upstream, back, fromPort, "127.0.0.1"); // only its client
+            });
             client.downstream.set(fromPort, d);
           }
           d.then((down) => forward(down, data, port, address));
@@ -107,6 +113,7 @@ export async function startProxy(serverPort: number, faults: Faults) {
   return {
     port: listen.port,
     stats,
+    serverPorts,
     close() {
       closed = true;
       for (const t of timers) t.stop();
