@@ -40,7 +40,9 @@ export function bind(hostname: string, port: number, onMessage: MessageHandler):
         received = await conn.receive(buffer);
       } catch {
         if (closed) return;
-        continue; // e.g. an ICMP error reported on the socket: not fatal
+        // e.g. an ICMP error reported on the socket: not fatal; yield so a lasting error cannot spin
+        await new Promise((r) => setTimeout(r, 1));
+        continue;
       }
       const [data, from] = received;
       onMessage(data, from.hostname, from.port);

@@ -77,35 +77,37 @@ class FileSource implements BlockSource {
   #position = 0;
   #staging: Uint8Array | null = null;
   readonly size: number;
+  /** readv writes into the views after an await. */
+  readonly capturesViews = READV_OK;
   constructor(fh: FileHandle, size: number) {
     this.#fh = fh;
     this.size = size;
   }
   async fill(target: FillTarget): Promise<number> {
-    let want = 0;
-    const views: Uint8Array[] = [];
-    for (let i = 0; i < target.count && want < this.size - this.#position; i++) {
-      const v = target.view(i);
-      const n = Math.min(v.length, this.size - this.#position - want);
-      views.push(n < v.length ? v.subarray(0, n) : v);
-      want += n;
-    }
-    const total = READV_OK ? await this.#readv(views, want) : await this.#readStaged(target, want);
+    const left = this.size - this.#position;
+    const want = Math.min(left, target.count * (target.count > 0 ? target.view(0).length : 0));
+    const total = READV_OK ? await this.#readv(target, want) : await this.#readStaged(target, want);
     this.#position += total;
     return total;
   }
-  async #readv(views: Uint8Array[], want: number): Promise<number> {
+  async #readv(target: FillTarget, want: number): Promise<number> {
     let total = 0;
     while (total < want) {
-      // Short reads happen (signals, a file that shrank): read the rest until a read gives nothing.
-      let skip = total;
+      // Views are taken afresh on each pass: the memory may have grown during the await.
+      // Short reads happen (more than 1024 buffers, signals, a file that shrank): read the rest.
       const rest: Uint8Array[] = [];
-      for (const v of views) {
-        if (skip >= v.length) skip -= v.length;
-        else {
-          rest.push(skip > 0 ? v.subarray(skip) : v);
-          skip = 0;
+      let skip = total;
+      let room = want - total;
+      for (let i = 0; i < target.count && room > 0; i++) {
+        const v = target.view(i);
+        if (skip >= v.length) {
+          skip -= v.length;
+          continue;
         }
+        const part = v.subarray(skip, skip + Math.min(v.length - skip, room));
+        skip = 0;
+        room -= part.length;
+        rest.push(part);
       }
       const n = (await this.#fh.readv(rest, this.#position + total)).bytesRead;
       if (n === 0) break;
@@ -150,7 +152,12 @@ async function writeAll(fh: FileHandle, body: ReadableStream<Uint8Array>): Promi
     }
     batch = [];
     size = 0;
-    await fh.write(buf, 0, buf.length);
+    // A short write (a disk filling up) must not pass for a complete one.
+    for (let at = 0; at < buf.length; ) {
+      const { bytesWritten } = await fh.write(buf, at, buf.length - at);
+      if (bytesWritten <= 0) throw Object.assign(new Error("no space left"), { code: "ENOSPC" });
+      at += bytesWritten;
+    }
   };
   const reader = body.getReader();
   for (;;) {

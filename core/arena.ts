@@ -13,7 +13,10 @@ import { ARENA_BASE, ensureMemory } from "./codec.ts";
 export const ARENA_LIMIT = 3 * 1024 * 1024 * 1024;
 
 const MIN_CLASS = 10; // 1 KiB
+const MAX_CLASS = 31;
 const free: number[][] = [];
+/** The size class of each region handed out (a region may serve a smaller request). */
+const classOf = new Map<number, number>();
 let top = ARENA_BASE;
 let inUse = 0;
 
@@ -21,26 +24,43 @@ function sizeClass(bytes: number): number {
   return Math.max(MIN_CLASS, Math.ceil(Math.log2(Math.max(1, bytes))));
 }
 
-/** Returns a region of at least `bytes` bytes, or 0 when the arena is exhausted. */
+/**
+ * Returns a region of at least `bytes` bytes, or 0 when the arena is exhausted.
+ * A free region of the right class first; then fresh memory; then, when the
+ * arena is full, a larger free region split in halves (so that memory once
+ * used by big rings serves small ones). Split regions are not merged again.
+ */
 export function allocate(bytes: number): number {
   const c = sizeClass(bytes);
-  const size = 2 ** c;
-  const list = free[c];
-  let ptr = list && list.length > 0 ? list.pop()! : 0;
+  let cls = c;
+  let ptr = free[c]?.pop() ?? 0;
   if (ptr === 0) {
-    if (top + size > ARENA_LIMIT || !ensureMemory(top + size)) return 0;
-    ptr = top;
-    top += size;
+    const size = 2 ** c;
+    if (top + size <= ARENA_LIMIT && ensureMemory(top + size)) {
+      ptr = top;
+      top += size;
+    } else {
+      // Split a larger free region: keep its first 2^c bytes, free the halves of the rest.
+      let big = c + 1;
+      while (big <= MAX_CLASS && !(free[big]?.length)) big++;
+      if (big > MAX_CLASS) return 0;
+      ptr = free[big]!.pop()!;
+      for (let k = c; k < big; k++) (free[k] ??= []).push(ptr + 2 ** k);
+      cls = c;
+    }
   }
-  inUse += size;
+  classOf.set(ptr, cls);
+  inUse += 2 ** cls;
   return ptr;
 }
 
-/** Gives back a region from {@link allocate}; `bytes` is the size that was asked for. */
-export function release(ptr: number, bytes: number): void {
-  const c = sizeClass(bytes);
-  (free[c] ??= []).push(ptr);
-  inUse -= 2 ** c;
+/** Gives back a region from {@link allocate}. */
+export function release(ptr: number): void {
+  const cls = classOf.get(ptr);
+  if (cls === undefined) return; // not ours, or released twice
+  classOf.delete(ptr);
+  (free[cls] ??= []).push(ptr);
+  inUse -= 2 ** cls;
 }
 
 /** Bytes handed out and not yet released (for stats and tests). */

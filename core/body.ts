@@ -27,6 +27,12 @@ export interface FillTarget {
 export interface BlockSource {
   /** Total bytes, when known in advance (answered as tsize). */
   readonly size?: number;
+  /**
+   * True when fill() hands views to an operation that writes into them after
+   * an await (a positioned file read): the ring then stays reserved until the
+   * fill settles. Sources that take a fresh view after every await leave it unset.
+   */
+  readonly capturesViews?: boolean;
   fill(target: FillTarget): number | Promise<number>;
   close(): void | Promise<void>;
 }
@@ -201,6 +207,9 @@ export class NetasciiSource implements BlockSource {
   #end = 0;
   #innerDone = false;
   #stageTarget: FillTarget;
+  /** The inner fill writing into the staging area, if any: close() frees it only after. */
+  #innerFill: Promise<number> | null = null;
+  #closed = false;
 
   /** Throws when linear memory is exhausted. */
   constructor(inner: BlockSource) {
@@ -218,7 +227,17 @@ export class NetasciiSource implements BlockSource {
       let off = 0;
       while (off < cap) {
         if (this.#start === this.#end && !this.#innerDone) {
-          const n = await this.#inner.fill(this.#stageTarget);
+          if (this.#closed) break;
+          const pending = Promise.resolve(this.#inner.fill(this.#stageTarget));
+          this.#innerFill = pending;
+          let n: number;
+          try {
+            n = await pending;
+          } finally {
+            this.#innerFill = null;
+            if (this.#closed) this.#freeStage();
+          }
+          if (this.#closed) break;
           this.#start = 0;
           this.#end = n;
           if (n < STAGE) this.#innerDone = true;
@@ -234,9 +253,14 @@ export class NetasciiSource implements BlockSource {
     return total;
   }
 
-  close(): void | Promise<void> {
-    if (this.#stage !== 0) release(this.#stage, STAGE);
+  #freeStage(): void {
+    if (this.#stage !== 0) release(this.#stage);
     this.#stage = 0;
+  }
+
+  close(): void | Promise<void> {
+    this.#closed = true;
+    if (this.#innerFill === null) this.#freeStage(); // else when the inner fill settles
     return this.#inner.close();
   }
 }

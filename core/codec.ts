@@ -10,6 +10,7 @@
  *  OUT  (540 B)         decode results (u32 fields, see assembly/index.ts)
  *  NA   (16 B)          netascii converter state, loaded and saved around each call
  *  SCRATCH (128 KiB)    small packets being encoded; netascii one-shot conversions
+ *  TRASH (64 KiB)       late fills of ended transfers (never read)
  *  arena ...            block rings handed out by core/arena.ts (grows the memory)
  * ```
  *
@@ -66,8 +67,14 @@ const OUT = IN + MAX_CONTROL_PACKET;
 const NA = OUT + (7 + 4 * MAX_OPTIONS) * 4;
 const SCRATCH = align(NA + 16, 16);
 export const SCRATCH_SIZE = 128 * 1024;
+/**
+ * Where late fills of an ended transfer land (one block's worth): its ring may
+ * already serve another transfer. What is written here is never read.
+ */
+export const TRASH = align(SCRATCH + SCRATCH_SIZE, 64);
+export const TRASH_SIZE = 65536;
 /** First byte free for core/arena.ts. */
-export const ARENA_BASE: number = align(SCRATCH + SCRATCH_SIZE, 64);
+export const ARENA_BASE: number = align(TRASH + TRASH_SIZE, 64);
 
 let cachedBuffer: ArrayBuffer | null = null;
 let cachedU8 = new Uint8Array(0);

@@ -103,6 +103,8 @@ export class Engine {
   #ticker: { stop(): void } | null = null;
   #closing = false;
   #idle: (() => void)[] = [];
+  #mainSending = 0;
+  #mainDrained: (() => void)[] = [];
   #details = new WeakMap<Transfer, { negotiated: Negotiated }>();
   #rate: RateLimiter;
 
@@ -146,7 +148,21 @@ export class Engine {
   async listen(): Promise<void> {
     if (this.#main) throw new Error("already listening");
     this.#closing = false;
-    this.#main = await this.#runtime.bind(this.#s.hostname, this.#s.port, (d, a, p) => this.#onMain(d, a, p));
+    const main = await this.#runtime.bind(this.#s.hostname, this.#s.port, (d, a, p) => this.#onMain(d, a, p));
+    // Sends on the listening socket are counted, so that close() lets the last ones out first.
+    this.#main = {
+      address: main.address,
+      port: main.port,
+      send: (data, port, address, done) => {
+        this.#mainSending++;
+        main.send(data, port, address, () => {
+          this.#mainSending--;
+          done();
+          if (this.#mainSending === 0) for (const resolve of this.#mainDrained.splice(0)) resolve();
+        });
+      },
+      close: () => main.close(),
+    };
   }
 
   /** Stops listening; live transfers get drainTimeoutMs to finish, then ERROR 0. */
@@ -165,6 +181,7 @@ export class Engine {
     }
     this.#ticker?.stop();
     this.#ticker = null;
+    if (this.#mainSending > 0) await new Promise<void>((resolve) => this.#mainDrained.push(resolve));
     main?.close();
   }
 
@@ -187,7 +204,11 @@ export class Engine {
   #onMain(data: Uint8Array, address: string, port: number): void {
     if (this.#s.singlePort) {
       const t = this.#transfers.get(keyOf(address, port));
-      if (t) return t.receive(data, address, port);
+      if (t) {
+        // A repeated request: the client missed our first packet, which the session resends on its own.
+        if (data.length >= 2 && data[0] === 0 && (data[1] === 1 || data[1] === 2)) return;
+        return t.receive(data, address, port);
+      }
     }
     const packet = decode(data);
     if (packet.op === 0) return this.#reply(address, port, ErrorCode.ILLEGAL_OPERATION, packet.message);
@@ -263,7 +284,7 @@ export class Engine {
       const session = new SendSession(this.#settings(negotiated), ring, slots);
       await this.#launch(key, req, address, port, session, negotiated, { source, ring: { ptr: ring, bytes: ringBytes } });
     } catch (error) {
-      if (ring !== 0) release(ring, ringBytes);
+      if (ring !== 0) release(ring);
       await Promise.resolve(source.close()).catch(() => {});
       throw error;
     }

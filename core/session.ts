@@ -18,7 +18,7 @@
  * numbers are tracked as unbounded sequence numbers and wrapped to 16 bits on
  * the wire (65535 is followed by 0), so transfers of any size work.
  */
-import { encodeAck, encodeError, memory, wasm } from "./codec.ts";
+import { encodeAck, encodeError, memory, TRASH, wasm } from "./codec.ts";
 import type { FillTarget } from "./body.ts";
 import { ErrorCode, type Packet } from "./packet.ts";
 
@@ -177,6 +177,7 @@ export class SendSession extends Session {
   last = Infinity;
   #lastLength = 0;
   #filling = false;
+  #detached = false;
   #fillSeq = 0;
   #fillCount = 0;
 
@@ -226,11 +227,24 @@ export class SendSession extends Session {
     return {
       count,
       view: (i) => {
-        const at = this.payloadOffset(first + i);
+        const at = this.#fillOffset(first + i);
         return memory().subarray(at, at + blksize);
       },
-      offset: (i) => this.payloadOffset(first + i),
+      offset: (i) => this.#fillOffset(first + i),
     };
+  }
+
+  /** Where a fill writes block `seq`: its ring slot, or the trash once the transfer is over. */
+  #fillOffset(seq: number): number {
+    return this.#detached ? TRASH : this.payloadOffset(seq);
+  }
+
+  /**
+   * The transfer is over and its ring goes back to the arena: from now on a
+   * fill still running (a stream that answers late) writes into the trash.
+   */
+  detach(): void {
+    this.#detached = true;
   }
 
   protected get peerConfirmed(): boolean {

@@ -49,8 +49,10 @@ export class Transfer {
   #onSent = () => {
     this.#inflight--;
     if (this.#inflight > 0) return;
-    if (this.#disposed) this.#closeTransport();
-    else if (this.#fillWaiting) this.#startFill();
+    if (this.#disposed) {
+      this.#releaseRing();
+      this.#closeTransport();
+    } else if (this.#fillWaiting) this.#startFill();
   };
 
   constructor(init: TransferInit) {
@@ -146,12 +148,18 @@ export class Transfer {
     this.act(() => (this.session as SendSession).fillFailed("error reading the file"));
   }
 
+  /**
+   * Gives the ring back once nothing can touch it: no datagram of it waits in
+   * the transport, and no fill holds views of it (a detached session sends
+   * later fills to the trash, unless the source captured views before).
+   */
   #releaseRing(): void {
     const ring = this.#ringHeld;
-    if (ring === undefined) return;
-    if (this.session instanceof SendSession && this.session.filling) return; // the fill still writes into it
+    if (ring === undefined || this.#inflight > 0) return;
+    const session = this.session as SendSession;
+    if (session.filling && this.#init.source?.capturesViews) return; // released when that fill settles
     this.#ringHeld = undefined;
-    release(ring.ptr, ring.bytes);
+    release(ring.ptr);
   }
 
   #closeTransport(): void {
@@ -165,6 +173,7 @@ export class Transfer {
   #dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
+    if (this.session instanceof SendSession) this.session.detach();
     this.#releaseRing();
     const source = this.#init.source;
     if (source) {

@@ -3,16 +3,25 @@
  * datagrams wait in a queue until the test delivers them, and time moves only
  * when the test advances it. Nothing sleeps.
  */
+import { memory, wasm } from "../../core/codec.ts";
 import type { DatagramTransport, MessageHandler, Runtime } from "../../core/transport.ts";
 
 interface Datagram {
   data: Uint8Array;
   from: { address: string; port: number };
   to: { address: string; port: number };
+  /** Set while the sender's bytes have not been read yet (lazy sends). */
+  done?: () => void;
+  read?: () => Uint8Array;
 }
 
 export class FakeNet implements Runtime {
   time = 0;
+  /**
+   * Lazy sends, like Deno's: the bytes are read, and the send reported done,
+   * only when the datagram is delivered. Default: copied at once, done in a microtask.
+   */
+  lazySends = false;
   queue: Datagram[] = [];
   #sockets = new Map<string, MessageHandler>();
   #nextPort = 40000;
@@ -28,12 +37,22 @@ export class FakeNet implements Runtime {
     this.#sockets.set(key, onMessage);
     const queue = this.queue;
     const sockets = this.#sockets;
+    const net = this;
     return Promise.resolve({
       address: hostname,
       port: p,
       send(data, toPort, toAddress, done) {
-        queue.push({ data: data.slice(), from: { address: hostname, port: p }, to: { address: toAddress, port: toPort } });
-        queueMicrotask(done); // like the real adapters: the send completes later
+        const from = { address: hostname, port: p };
+        const to = { address: toAddress, port: toPort };
+        if (net.lazySends) {
+          // Like a kernel reading the bytes later: at the same address, even if the memory grew since.
+          const { byteOffset, length } = data;
+          const inWasm = data.buffer === wasm.memory.buffer;
+          queue.push({ data, from, to, done, read: () => (inWasm ? memory().slice(byteOffset, byteOffset + length) : data.slice()) });
+        } else {
+          queue.push({ data: data.slice(), from, to });
+          queueMicrotask(done); // like the real adapters: the send completes later
+        }
       },
       close() {
         sockets.delete(key);
@@ -61,14 +80,23 @@ export class FakeNet implements Runtime {
     }
   }
 
-  /** Delivers every queued datagram (and what they cause, until quiet). */
+  /**
+   * Delivers the queued datagrams that pass `filter` (and what they cause,
+   * until quiet); the others stay queued.
+   */
   async deliver(filter: (d: Datagram) => boolean = () => true): Promise<void> {
     await this.settle();
-    while (this.queue.length > 0) {
-      const batch = this.queue.splice(0);
+    for (;;) {
+      const batch = this.queue.filter(filter);
+      if (batch.length === 0) break;
+      this.queue.splice(0, this.queue.length, ...this.queue.filter((d) => !filter(d)));
       for (const d of batch) {
-        if (!filter(d)) continue;
-        this.#sockets.get(`${d.to.address}:${d.to.port}`)?.(d.data, d.from.address, d.from.port);
+        let data = d.data;
+        if (d.done) {
+          data = d.read!(); // a lazy send: the bytes are read only now
+          d.done();
+        }
+        this.#sockets.get(`${d.to.address}:${d.to.port}`)?.(data, d.from.address, d.from.port);
       }
       await this.settle();
     }

@@ -56,7 +56,7 @@ export function sender(body: Uint8Array, s: Partial<SessionSettings> = {}): Send
       pump(now);
       return out();
     },
-    free: () => release(ring, bytes),
+    free: () => release(ring),
   };
 }
 
