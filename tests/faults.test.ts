@@ -79,7 +79,11 @@ test(`${TRANSFERS} reads and writes through 10% loss, 5% duplication, 5% reorder
   assert.ok(outcome.ok >= TRANSFERS * 0.98, `only ${outcome.ok} of ${TRANSFERS} completed`);
 });
 
-test("atftp with windowsize 16 through the same faults: complete and identical", async () => {
+// atftp 0.8 aborts ("unexpected OACK") when an OACK reaches it twice, which the server rightly repeats
+// when the client's ACK 0 is lost: so the negotiation (OACK, ACK 0) is spared; the data is not.
+const negotiation = (d: Uint8Array) => d[1] === 6 || (d[1] === 4 && d[2] === 0 && d[3] === 0);
+
+test("atftp with windowsize 16 through the same faults (negotiation spared): complete and identical", async () => {
   if (!hasPeer("atftp")) {
     assert.ok(process.env.CI !== "true", "atftp is not installed");
     return;
@@ -89,7 +93,7 @@ test("atftp with windowsize 16 through the same faults: complete and identical",
   const app = new Emmer({ port: 0, timeout: 0.1, retries: 12, drainTimeout: 200, onError: () => {} });
   app.read("*", () => body);
   await app.listen();
-  const proxy = await startProxy(app.address!.port, { loss: 0.1, duplicate: 0.05, reorder: 0.05, maxDelayMs: 30, seed: SEED + 1 });
+  const proxy = await startProxy(app.address!.port, { loss: 0.1, duplicate: 0.05, reorder: 0.05, maxDelayMs: 30, seed: SEED + 1, spare: negotiation });
   try {
     for (let i = 0; i < 3; i++) {
       const local = join(dir, `got${i}`);

@@ -74,4 +74,21 @@ test("an upload that grows past the cap without announcing it gets ERROR 3 and l
     assert.equal(await readdir(root), []);
   }));
 
+test("close() during an upload lets it finish: the client gets its last ACK and the file is whole", async () => {
+  const root = await mkdtemp(join(tmpdir(), "emmer-up-"));
+  const app = new Emmer({ port: 0, drainTimeout: 10_000, onError: () => {} });
+  app.write("*", serveDir(root, { write: true }).write!);
+  await app.listen();
+  try {
+    const client = new TftpClient("127.0.0.1", app.address!.port, { timeoutMs: 300, retries: 3 });
+    const body = bytesOf(3_000_000, 5);
+    const upload = client.put("during-close.bin", body, { blksize: 512 });
+    await new Promise((r) => setTimeout(r, 100)); // well into the transfer
+    await Promise.all([upload, app.close()]);
+    assert.equal(new Uint8Array(await readFile(join(root, "during-close.bin"))), body);
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
 test.run();

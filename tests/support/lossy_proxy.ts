@@ -24,6 +24,8 @@ export interface Faults {
   /** Longest hold-back, in milliseconds. */
   maxDelayMs: number;
   seed: number;
+  /** Datagrams that pass untouched (e.g. the negotiation, for a client that cannot cope with its loss). */
+  spare?: (datagram: Uint8Array) => boolean;
 }
 
 export interface ProxyStats {
@@ -53,7 +55,12 @@ export async function startProxy(serverPort: number, faults: Faults) {
 
   function forward(via: DatagramTransport, data: Uint8Array, port: number, address: string) {
     if (closed) return;
-    const copy = data.slice();
+    const copy = data.slice(); // Deno's send reads the bytes later
+    if (faults.spare?.(copy)) {
+      stats.forwarded++;
+      via.send(copy, port, address, () => {});
+      return;
+    }
     if (random() < faults.loss) {
       stats.dropped++;
       return;
@@ -97,7 +104,8 @@ export async function startProxy(serverPort: number, faults: Faults) {
             });
             client.downstream.set(fromPort, d);
           }
-          d.then((down) => forward(down, data, port, address));
+          const copy = data.slice(); // the adapter may reuse `data` once this handler returns
+          d.then((down) => forward(down, copy, port, address));
         });
         return client;
       })();
@@ -107,7 +115,8 @@ export async function startProxy(serverPort: number, faults: Faults) {
   }
 
   const listen = await bind((data, address, port) => {
-    clientFor(address, port).then((c) => forward(c.upstream, data, serverPort, "127.0.0.1"));
+    const copy = data.slice(); // the adapter may reuse `data` once this handler returns
+    clientFor(address, port).then((c) => forward(c.upstream, copy, serverPort, "127.0.0.1"));
   });
 
   return {
