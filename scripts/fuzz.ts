@@ -13,6 +13,6 @@ const rate = arg("--rate", 10_000);
 console.log(`fuzzing a live server with ${datagrams} datagrams (seed ${seed})`);
 const r = await runFuzz({ datagrams, seed, rate, log: console.log });
 console.log(JSON.stringify(r, null, 2));
-const ok = r.unhandledRejections === 0 && r.validFailures.length === 0 && r.validTransfers > 0;
+const ok = r.unhandledRejections === 0 && r.validFailures.length === 0 && r.validTransfers > 0 && r.sessionsAfter === 0 && r.arenaInUseAfter === 0;
 console.log(ok ? "fuzz: ok" : "fuzz: FAILED");
 process.exit(ok ? 0 : 1);

@@ -7,6 +7,7 @@
  * and `packetAt(seed, index)` from tests/support/random_packets.ts rebuilds the packet.
  * EMMER_FUZZ_COUNT overrides the number of decoded packets (default 100000).
  */
+import { concat as join } from "./support/session_driver.ts";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import * as core from "../core/codec.ts";
@@ -348,15 +349,6 @@ function chunks(r: Rng, data: Uint8Array): Uint8Array[] {
   return out;
 }
 
-function join(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 function streamDecode(r: Rng, wire: Uint8Array): Uint8Array {
   const dec = new core.NetasciiDecoder();

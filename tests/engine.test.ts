@@ -2,20 +2,13 @@
 // read-ahead bounds and shutdown, with time as an input.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { Emmer } from "../core/app.ts";
 import { decode, encodeAck, encodeRequest } from "../core/codec.ts";
 import type { Packet } from "../core/packet.ts";
 import { ringSlots } from "../core/session.ts";
-import { FakeNet, fakePeer } from "./support/fake_runtime.ts";
+import { fakePeer, fakeServer } from "./support/fake_runtime.ts";
 import { bytesOf } from "./support/session_driver.ts";
 
-async function setup(configure: (app: Emmer) => void, options = {}) {
-  const net = new FakeNet();
-  const app = new Emmer({ runtime: net, hostname: "127.0.0.1", port: 69, timeout: 1, retries: 2, drainTimeout: 3000, onError: () => {}, ...options });
-  configure(app);
-  await app.listen();
-  return { net, app };
-}
+const setup = fakeServer;
 
 const packets = (inbox: { data: Uint8Array; port: number }[]) => inbox.map((m) => ({ ...(decode(m.data) as Packet), from: m.port }));
 

@@ -11,6 +11,8 @@ test(`${DATAGRAMS} fuzzed datagrams to the listening port and to live transfer p
   const r = await runFuzz({ datagrams: DATAGRAMS, seed: 4242 });
   console.log(`    ${JSON.stringify(r)}`);
   assert.is(r.unhandledRejections, 0);
+  assert.is(r.sessionsAfter, 0, "sessions left behind");
+  assert.is(r.arenaInUseAfter, 0, "linear memory left handed out");
   assert.equal(r.validFailures, [], "valid transfers disturbed");
   assert.ok(r.validTransfers >= 3, `only ${r.validTransfers} valid transfers ran alongside`);
   assert.ok(r.toTransferPorts > DATAGRAMS / 4, "live transfer ports were not fuzzed");

@@ -3,19 +3,13 @@
 // repeated requests in single-port mode, the last ERROR on close.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { Emmer } from "../core/app.ts";
+import type { Emmer } from "../core/app.ts";
 import { arenaInUse } from "../core/arena.ts";
 import { decode, encodeAck, encodeError, encodeRequest } from "../core/codec.ts";
 import type { Packet } from "../core/packet.ts";
-import { FakeNet, fakePeer } from "./support/fake_runtime.ts";
+import { fakePeer, fakeServer } from "./support/fake_runtime.ts";
 
-async function setup(configure: (app: Emmer) => void, options = {}) {
-  const net = new FakeNet();
-  const app = new Emmer({ runtime: net, hostname: "127.0.0.1", port: 69, timeout: 1, retries: 2, drainTimeout: 1000, onError: () => {}, ...options });
-  configure(app);
-  await app.listen();
-  return { net, app };
-}
+const setup = (configure: (app: Emmer) => void, options = {}) => fakeServer(configure, { drainTimeout: 1000, ...options });
 
 const decoded = (inbox: { data: Uint8Array }[]) => inbox.map((m) => decode(m.data) as Packet & { payload?: Uint8Array; message?: string });
 

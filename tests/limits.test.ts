@@ -2,20 +2,14 @@
 // address, handlers that never answer, the rate limiter's own memory.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { Emmer } from "../core/app.ts";
+import type { Emmer } from "../core/app.ts";
 import { decode, encodeData, encodeRequest } from "../core/codec.ts";
 import { RateLimiter } from "../core/rate_limit.ts";
 import { INITIAL_RETRIES } from "../core/session.ts";
-import { FakeNet, fakePeer } from "./support/fake_runtime.ts";
+import { fakePeer, fakeServer } from "./support/fake_runtime.ts";
 import { bytesOf } from "./support/session_driver.ts";
 
-async function setup(configure: (app: Emmer) => void, options = {}) {
-  const net = new FakeNet();
-  const app = new Emmer({ runtime: net, hostname: "127.0.0.1", port: 69, timeout: 1, retries: 5, onError: () => {}, ...options });
-  configure(app);
-  await app.listen();
-  return { net, app };
-}
+const setup = (configure: (app: Emmer) => void, options = {}) => fakeServer(configure, { retries: 5, ...options });
 
 const op = (d: Uint8Array) => (decode(d) as { op: number }).op;
 

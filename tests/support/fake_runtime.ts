@@ -3,6 +3,7 @@
  * datagrams wait in a queue until the test delivers them, and time moves only
  * when the test advances it. Nothing sleeps.
  */
+import { Emmer, type EmmerOptions } from "../../core/app.ts";
 import { memory, wasm } from "../../core/codec.ts";
 import type { DatagramTransport, MessageHandler, Runtime } from "../../core/transport.ts";
 
@@ -127,4 +128,13 @@ export async function fakePeer(net: FakeNet, address = "127.0.0.2") {
     send: (bytes: Uint8Array, port: number, to = "127.0.0.1") => t.send(bytes, port, to, () => {}),
     take: () => inbox.splice(0),
   };
+}
+
+/** An Emmer on a fresh FakeNet, listening on 127.0.0.1:69; `options` override the test defaults. */
+export async function fakeServer(configure: (app: Emmer) => void, options: EmmerOptions = {}) {
+  const net = new FakeNet();
+  const app = new Emmer({ runtime: net, hostname: "127.0.0.1", port: 69, timeout: 1, retries: 2, drainTimeout: 3000, onError: () => {}, ...options });
+  configure(app);
+  await app.listen();
+  return { net, app };
 }

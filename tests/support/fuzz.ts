@@ -8,6 +8,7 @@
 import process from "node:process";
 import { createHash } from "node:crypto";
 import { loadRuntime } from "../../adapters/runtime.ts";
+import { arenaInUse } from "../../core/arena.ts";
 import { Emmer, TftpClient } from "../../mod.ts";
 import { startProxy } from "./lossy_proxy.ts";
 import { packetAt, rng } from "./random_packets.ts";
@@ -23,6 +24,9 @@ export interface FuzzReport {
   validTransfers: number;
   validFailures: string[];
   unhandledRejections: number;
+  /** Linear memory still handed out, and live transfers, once it is all over (both should be 0). */
+  arenaInUseAfter: number;
+  sessionsAfter: number;
   rssBeforeMiB: number;
   rssPeakMiB: number;
   rssAfterMiB: number;
@@ -58,7 +62,7 @@ export async function runFuzz(options: { datagrams: number; seed: number; rate?:
   const fuzzer = await runtime.bind("127.0.0.2", 0, () => answers++);
   const report: FuzzReport = {
     datagrams: 0, rate, toListeningPort: 0, toTransferPorts: 0, answers: 0, validTransfers: 0, validFailures: [],
-    unhandledRejections: 0, rssBeforeMiB: mib(process.memoryUsage().rss), rssPeakMiB: 0, rssAfterMiB: 0, seconds: 0,
+    unhandledRejections: 0, arenaInUseAfter: 0, sessionsAfter: 0, rssBeforeMiB: mib(process.memoryUsage().rss), rssPeakMiB: 0, rssAfterMiB: 0, seconds: 0,
   };
   const started = runtime.now();
 
@@ -108,6 +112,10 @@ export async function runFuzz(options: { datagrams: number; seed: number; rate?:
   }
   fuzzing = false;
   await Promise.all(lanes);
+  // Let the sessions the fuzz opened (spoofed requests that nobody answers) time out.
+  for (let i = 0; i < 50 && app.engine!.load > 0; i++) await new Promise((r) => setTimeout(r, 100));
+  report.sessionsAfter = app.engine!.load;
+  report.arenaInUseAfter = arenaInUse();
   fuzzer.close();
   proxy.close();
   await app.close();

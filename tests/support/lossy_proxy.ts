@@ -40,7 +40,11 @@ interface Client {
   port: number;
   upstream: DatagramTransport;
   downstream: Map<number, Promise<DatagramTransport>>;
+  /** Last time it carried a datagram: idle clients' sockets are closed (long runs open thousands). */
+  seen: number;
 }
+
+const IDLE_MS = 30_000;
 
 export async function startProxy(serverPort: number, faults: Faults) {
   const runtime = await loadRuntime();
@@ -86,14 +90,31 @@ export async function startProxy(serverPort: number, faults: Faults) {
     return t;
   }
 
+  async function sweep(now: number) {
+    for (const [key, pending] of clients) {
+      const c = await pending;
+      if (now - c.seen < IDLE_MS) continue;
+      clients.delete(key);
+      c.upstream.close();
+      for (const d of c.downstream.values()) (await d).close();
+    }
+  }
+  let lastSweep = runtime.now();
+
   function clientFor(address: string, port: number): Promise<Client> {
     const key = `${address}|${port}`;
     let c = clients.get(key);
     if (!c) {
+      const now = runtime.now();
+      if (now - lastSweep > IDLE_MS) {
+        lastSweep = now;
+        void sweep(now);
+      }
       c = (async () => {
-        const client: Client = { address, port, upstream: null!, downstream: new Map() };
+        const client: Client = { address, port, upstream: null!, downstream: new Map(), seen: runtime.now() };
         client.upstream = await bind((data, fromAddress, fromPort) => {
           if (fromAddress !== "127.0.0.1") return; // only the server talks to an upstream socket
+          client.seen = runtime.now();
           // From the server: answer the client from a socket standing for that server port.
           if (fromPort === serverPort) return forward(listen, data, port, address);
           serverPorts.add(fromPort);
@@ -116,7 +137,10 @@ export async function startProxy(serverPort: number, faults: Faults) {
 
   const listen = await bind((data, address, port) => {
     const copy = data.slice(); // the adapter may reuse `data` once this handler returns
-    clientFor(address, port).then((c) => forward(c.upstream, copy, serverPort, "127.0.0.1"));
+    clientFor(address, port).then((c) => {
+      c.seen = runtime.now();
+      forward(c.upstream, copy, serverPort, "127.0.0.1");
+    });
   });
 
   return {
