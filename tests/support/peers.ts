@@ -69,6 +69,8 @@ export interface TransferOptions {
   local: string;
   blksize?: number;
   windowsize?: number;
+  /** seconds, sent as the RFC 2349 timeout option (atftp only; it then retransmits on that timeout too) */
+  timeout?: number;
   /** true: ask for tsize; false: the request must carry no tsize; unset: client default */
   tsize?: boolean;
   mode?: "octet" | "netascii";
@@ -124,6 +126,7 @@ export function commandFor(peer: Peer, dir: Direction, o: TransferOptions): { cm
   switch (peer) {
     case "curl": {
       if (o.windowsize !== undefined) unsupported(peer, "windowsize");
+      if (o.timeout !== undefined) unsupported(peer, "timeout");
       const args = ["-sS", "--globoff"];
       const anyOption = o.blksize !== undefined || o.tsize === true;
       if (!anyOption) args.push("--tftp-no-options");
@@ -137,6 +140,7 @@ export function commandFor(peer: Peer, dir: Direction, o: TransferOptions): { cm
     case "tftp-hpa": {
       if (o.blksize !== undefined) unsupported(peer, "blksize");
       if (o.windowsize !== undefined) unsupported(peer, "windowsize");
+      if (o.timeout !== undefined) unsupported(peer, "timeout");
       if (o.tsize === true) unsupported(peer, "tsize");
       const args = ["-l", "-m", o.mode ?? "octet", o.host, port, "-c"];
       if (dir === "get") args.push("get", o.remote, o.local);
@@ -147,6 +151,7 @@ export function commandFor(peer: Peer, dir: Direction, o: TransferOptions): { cm
       const args = [dir === "get" ? "-g" : "-p", "-r", o.remote, "-l", o.local];
       if (o.blksize !== undefined) args.push("--option", `blksize ${o.blksize}`);
       if (o.windowsize !== undefined) args.push("--option", `windowsize ${o.windowsize}`);
+      if (o.timeout !== undefined) args.push("--option", `timeout ${o.timeout}`);
       if (o.tsize === true) args.push("--option", "tsize");
       if (o.mode === "netascii") args.push("--option", "mode netascii");
       args.push(o.host, port);
@@ -154,6 +159,7 @@ export function commandFor(peer: Peer, dir: Direction, o: TransferOptions): { cm
     }
     case "busybox": {
       if (o.windowsize !== undefined) unsupported(peer, "windowsize");
+      if (o.timeout !== undefined) unsupported(peer, "timeout");
       if (o.mode === "netascii") unsupported(peer, "netascii");
       if (o.tsize === false) unsupported(peer, "requests without tsize");
       const args = ["tftp", dir === "get" ? "-g" : "-p", "-r", o.remote, "-l", o.local];
