@@ -24,6 +24,9 @@ Serves the files of a folder over TFTP (read-only unless --write).
   --max-windowsize N    largest windowsize granted, 1..65535 (default: 64)
   --timeout S           retransmission timeout in seconds, 1..255 (default: 1)
   --retries N           retransmissions before a transfer is given up, 0..100 (default: 5)
+  --max-sessions N      concurrent transfers; beyond, ERROR 0 "server busy" (default: 1000)
+  --max-requests-per-second N
+                        new requests per client address per second (default: 100)
   --single-port         answer every transfer from the listening port (NAT, containers)
   --verbose             log options, retransmissions and handler errors in full
   --help                show this help
@@ -38,6 +41,8 @@ interface Flags {
   maxWindowsize: number;
   timeout: number;
   retries: number;
+  maxSessions: number;
+  maxRequestsPerSecond: number;
   singlePort: boolean;
   verbose: boolean;
 }
@@ -50,6 +55,8 @@ const NUMERIC: Record<string, [keyof Flags, number, number]> = {
   "--max-windowsize": ["maxWindowsize", 1, 65535],
   "--timeout": ["timeout", 1, 255],
   "--retries": ["retries", 0, 100],
+  "--max-sessions": ["maxSessions", 1, 1_000_000],
+  "--max-requests-per-second": ["maxRequestsPerSecond", 1, 1_000_000],
 };
 
 function parseFlags(args: string[]): Flags | "help" {
@@ -62,6 +69,8 @@ function parseFlags(args: string[]): Flags | "help" {
     maxWindowsize: 64,
     timeout: 1,
     retries: 5,
+    maxSessions: 1000,
+    maxRequestsPerSecond: 100,
     singlePort: false,
     verbose: false,
   };
@@ -141,6 +150,8 @@ async function main(): Promise<number> {
     maxWindowsize: flags.maxWindowsize,
     timeout: flags.timeout,
     retries: flags.retries,
+    maxSessions: flags.maxSessions,
+    maxRequestsPerSecond: flags.maxRequestsPerSecond,
     singlePort: flags.singlePort,
     onTransfer: (e) => console.log(formatEvent(e, verbose)),
     onError: (error, context) => console.error(`emmer-node: ${context}: ${verbose ? (error as Error)?.stack ?? error : error}`),

@@ -1,20 +1,19 @@
 // Throughput of Emmer on Node, Deno and Bun against real TFTP servers
-// (tftpd-hpa, atftpd), side by side in one run.
-//   npm run bench [-- --size-mib N --runs N --only TEXT]
+// (tftpd-hpa, atftpd, the npm tftp package), side by side in one run.
+//   node bench/run.mjs [--size-mib N --runs N --only TEXT]
 // Each scenario runs the same client against each server, alternating the
 // order, `runs` times; every download is checked by sha256; the table shows
 // medians and the ratio of each Emmer to the best peer server. Peak memory is
 // each server process's VmHWM (peak resident set) from /proc at the end.
 // tftpd-hpa forks a process per transfer: its figure is the listening parent's.
 // Peers that are missing are reported as missing.
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { createHash, randomFillSync } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { peakMiB, startServers, stopServers } from "./servers.mjs";
 
-const repo = join(dirname(fileURLToPath(import.meta.url)), "..");
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(name);
   return i > 0 ? process.argv[i + 1] : fallback;
@@ -34,35 +33,9 @@ const file = join(root, "file.bin");
 }
 const want = createHash("sha256").update(readFileSync(file)).digest("hex");
 const has = (cmd) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
-const bin = (name) => join(repo, "node_modules", ".bin", name);
 
 // ---- servers ----------------------------------------------------------------
-const candidates = [
-  { name: "emmer/node", emmer: true, cmd: process.execPath, args: (p) => [join(repo, "dist", "emmer-node.js"), "--root", root, "--port", p] },
-  { name: "emmer/deno", emmer: true, cmd: bin("deno"), args: (p) => ["run", "-A", "--config", join(repo, "deno.json"), join(repo, "serve.ts"), "--root", root, "--port", p] },
-  { name: "emmer/bun", emmer: true, cmd: bin("bun"), args: (p) => ["run", join(repo, "serve.ts"), "--root", root, "--port", p] },
-  { name: "tftpd-hpa", cmd: "/usr/sbin/in.tftpd", args: (p) => ["-L", "-u", "root", "-s", root, "-a", `127.0.0.1:${p}`] },
-  {
-    name: "atftpd",
-    cmd: join(repo, "bench", ".peers", "atftpd", "usr", "sbin", "atftpd"),
-    args: (p) => ["--daemon", "--no-fork", "--port", p, "--bind-address", "127.0.0.1", "--user", "root", "--group", "root", "--logfile", "/dev/null", root],
-    hint: "bash bench/install-atftpd.sh",
-  },
-];
-if (!existsSync(join(repo, "dist", "emmer-node.js"))) spawnSync(process.execPath, [join(repo, "scripts", "build-cli.mjs")], { stdio: "inherit" });
-
-const servers = [];
-let port = 16900;
-for (const c of candidates) {
-  if (!existsSync(c.cmd)) {
-    console.log(`${c.name}: missing (${c.hint ?? c.cmd})`);
-    continue;
-  }
-  const p = String(++port);
-  const child = spawn(c.cmd, c.args(p), { stdio: ["ignore", "ignore", "ignore"] });
-  servers.push({ ...c, port: p, child });
-}
-await new Promise((r) => setTimeout(r, 2500));
+const servers = await startServers(root);
 
 // ---- clients ----------------------------------------------------------------
 function check(out) {
@@ -132,13 +105,6 @@ for (const r of rows) {
   const ratios = emmers.map((e) => (Number.isFinite(best) && best > 0 ? (r.mibs[e] / best).toFixed(2) + "x" : "-"));
   console.log(`| ${r.scenario} | ${names.map((n) => fmt(r.mibs[n])).join(" | ")} | ${ratios.join(" | ")} |`);
 }
-const peak = (pid) => {
-  try {
-    return Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))[1]) / 1024;
-  } catch {
-    return NaN;
-  }
-};
-console.log(`\npeak memory (VmHWM): ${servers.map((s) => `${s.name} ${peak(s.child.pid).toFixed(1)} MiB`).join(", ")}`);
-for (const s of servers) s.child.kill("SIGTERM");
+console.log(`\npeak memory (VmHWM): ${servers.map((s) => `${s.name} ${peakMiB(s.child.pid).toFixed(1)} MiB`).join(", ")}`);
+stopServers(servers);
 rmSync(dir, { recursive: true, force: true });

@@ -149,7 +149,8 @@ const READ_AHEAD = 128 * 1024;
  */
 export function ringSlots(blksize: number, windowsize: number, budget = 8 * 1024 * 1024): number {
   const stride = blksize + 4;
-  const want = Math.max(2 * windowsize, Math.ceil(READ_AHEAD / stride));
+  // floor, not ceil: the ring then fits the arena's power-of-two class instead of spilling into the next
+  const want = Math.max(2 * windowsize, Math.floor(READ_AHEAD / stride));
   return Math.max(windowsize + 1, Math.min(want, Math.floor(budget / stride)));
 }
 

@@ -1,0 +1,81 @@
+// The servers a benchmark compares, started on loopback. Each is reported as
+// missing (with how to get it) rather than silently dropped.
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const repo = join(dirname(fileURLToPath(import.meta.url)), "..");
+const bin = (name) => join(repo, "node_modules", ".bin", name);
+
+/** `extra`: flags for Emmer (e.g. --write, --max-sessions). `write`: peers accept uploads too. */
+export function candidates(root, { extra = [], write = false } = {}) {
+  const emmerFlags = (p) => ["--root", root, "--port", p, ...extra];
+  return [
+    { name: "emmer/node", emmer: true, cmd: process.execPath, args: (p) => [join(repo, "dist", "emmer-node.js"), ...emmerFlags(p)] },
+    { name: "emmer/deno", emmer: true, cmd: bin("deno"), args: (p) => ["run", "-A", "--config", join(repo, "deno.json"), join(repo, "serve.ts"), ...emmerFlags(p)] },
+    { name: "emmer/bun", emmer: true, cmd: bin("bun"), args: (p) => ["run", join(repo, "serve.ts"), ...emmerFlags(p)] },
+    {
+      name: "tftpd-hpa",
+      cmd: "/usr/sbin/in.tftpd",
+      args: (p) => ["-L", "-u", "root", ...(write ? ["-c"] : []), "-s", root, "-a", `127.0.0.1:${p}`],
+      hint: "apt-get install tftpd-hpa",
+    },
+    {
+      name: "atftpd",
+      cmd: join(repo, "bench", ".peers", "atftpd", "usr", "sbin", "atftpd"),
+      args: (p) => ["--daemon", "--no-fork", "--port", p, "--bind-address", "127.0.0.1", "--user", "root", "--group", "root", "--logfile", "/dev/null", root],
+      hint: "bash bench/install-atftpd.sh",
+    },
+    {
+      name: "npm tftp",
+      cmd: process.execPath,
+      args: (p) => ["-e", `require("tftp").createServer({ host: "127.0.0.1", port: ${p}, root: ${JSON.stringify(root)}, denyPUT: ${!write} }).listen()`],
+      requires: join(repo, "node_modules", "tftp"),
+      hint: "npm ci (the tftp package is a dev dependency)",
+    },
+  ];
+}
+
+let nextPort = 16900;
+
+/** Starts every available server; returns them with their ports, after giving them time to bind. */
+export async function startServers(root, options = {}) {
+  if (!existsSync(join(repo, "dist", "emmer-node.js"))) spawnSync(process.execPath, [join(repo, "scripts", "build-cli.mjs")], { stdio: "inherit" });
+  const servers = [];
+  for (const c of candidates(root, options)) {
+    if (!existsSync(c.cmd) || (c.requires && !existsSync(c.requires))) {
+      console.log(`${c.name}: missing (${c.hint ?? c.cmd})`);
+      continue;
+    }
+    const port = String(++nextPort);
+    const child = spawn(c.cmd, c.args(port), { cwd: repo, stdio: ["ignore", "ignore", "ignore"] });
+    servers.push({ ...c, port, child });
+  }
+  await new Promise((r) => setTimeout(r, 2500));
+  return servers;
+}
+
+export function stopServers(servers) {
+  for (const s of servers) s.child.kill("SIGTERM");
+}
+
+/** Peak resident memory (VmHWM) of a process, in MiB. */
+export function peakMiB(pid) {
+  try {
+    const text = spawnSync("cat", [`/proc/${pid}/status`], { encoding: "utf8" }).stdout;
+    return Number(/VmHWM:\s+(\d+) kB/.exec(text)[1]) / 1024;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Current resident memory (VmRSS) of a process, in MiB. */
+export function rssMiB(pid) {
+  try {
+    const text = spawnSync("cat", [`/proc/${pid}/status`], { encoding: "utf8" }).stdout;
+    return Number(/VmRSS:\s+(\d+) kB/.exec(text)[1]) / 1024;
+  } catch {
+    return NaN;
+  }
+}

@@ -1,0 +1,46 @@
+// Memory per stalled session: 10,000 read requests from 10,000 source ports,
+// then silence; the server's resident memory before and after, per session.
+//   node bench/stalled.mjs [--sessions N]
+// Emmer only: tftpd-hpa and atftpd fork or thread per transfer (10,000
+// processes or threads), which this machine should not be asked for.
+import dgram from "node:dgram";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { rssMiB, startServers, stopServers } from "./servers.mjs";
+
+const i = process.argv.indexOf("--sessions");
+const SESSIONS = i > 0 ? Number(process.argv[i + 1]) : 10_000;
+const dir = mkdtempSync(join(tmpdir(), "emmer-stalled-"));
+const root = join(dir, "root");
+mkdirSync(root);
+writeFileSync(join(root, "kernel.img"), Buffer.alloc(4 * 1024 * 1024, 7));
+
+// Long timeouts keep the sessions alive while they are counted; limits above the test.
+const servers = (await startServers(root, {
+  extra: ["--timeout", "30", "--max-sessions", "100000", "--max-requests-per-second", "1000000"],
+})).filter((s) => s.emmer);
+const request = Buffer.from("\0\x01kernel.img\0octet\0", "latin1");
+const rows = [];
+for (const s of servers) {
+  const before = rssMiB(s.child.pid);
+  const sockets = [];
+  for (let n = 0; n < SESSIONS; n++) {
+    const sock = dgram.createSocket("udp4");
+    sock.on("message", () => {}); // the first DATA arrives; nobody answers it
+    sock.bind(0, "127.0.0.1", () => sock.send(request, Number(s.port), "127.0.0.1"));
+    sockets.push(sock);
+    if (n % 500 === 499) await new Promise((r) => setTimeout(r, 20));
+  }
+  await new Promise((r) => setTimeout(r, 3000));
+  const after = rssMiB(s.child.pid);
+  for (const sock of sockets) sock.close();
+  rows.push({ name: s.name, before, after, perSession: ((after - before) * 1024 * 1024) / SESSIONS });
+  console.log(`${s.name}: ${before.toFixed(1)} -> ${after.toFixed(1)} MiB`);
+}
+stopServers(servers);
+rmSync(dir, { recursive: true, force: true });
+console.log(`\n${SESSIONS} stalled sessions (RRQ, then silence)\n`);
+console.log("| server | RSS before (MiB) | RSS with the sessions (MiB) | bytes per session |");
+console.log("|---|---:|---:|---:|");
+for (const r of rows) console.log(`| ${r.name} | ${r.before.toFixed(1)} | ${r.after.toFixed(1)} | ${Math.round(r.perSession)} |`);
