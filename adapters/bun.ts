@@ -9,6 +9,8 @@ interface BunUdpSocket {
   readonly address: { address: string; port: number };
   /** false: the kernel's buffer is full; `drain` is called when there is room again. */
   send(data: Uint8Array, port: number, address: string): boolean;
+  /** [data, port, address, data, port, address, ...]; returns how many went out. */
+  sendMany(packets: (Uint8Array | number | string)[]): number;
   close(): void;
 }
 declare const Bun: {
@@ -58,7 +60,7 @@ export async function bind(hostname: string, port: number, onMessage: MessageHan
       backlog.shift()!.done();
     }
   }
-  return {
+  const transport: DatagramTransport = {
     address: socket.address.address,
     port: socket.port,
     send(data, toPort, address, done) {
@@ -68,6 +70,21 @@ export async function bind(hostname: string, port: number, onMessage: MessageHan
       if (backlog.length === 0 && trySend(p)) queueMicrotask(done);
       else backlog.push(p);
     },
+    sendMany(datagrams, toPort, address, done) {
+      if (closed || backlog.length > 0) {
+        for (const d of datagrams) transport.send(d, toPort, address, done);
+        return;
+      }
+      // One call for the window; what the kernel could not take waits for `drain`, in order.
+      const flat: (Uint8Array | number | string)[] = [];
+      for (const d of datagrams) flat.push(d, toPort, address);
+      let sent = datagrams.length;
+      try {
+        sent = socket.sendMany(flat);
+      } catch { /* dropped: TFTP retransmits */ }
+      for (let i = 0; i < sent; i++) queueMicrotask(done);
+      for (let i = sent; i < datagrams.length; i++) backlog.push({ data: datagrams[i], port: toPort, address, done });
+    },
     close() {
       if (closed) return;
       closed = true;
@@ -75,6 +92,7 @@ export async function bind(hostname: string, port: number, onMessage: MessageHan
       for (const p of backlog.splice(0)) p.done();
     },
   };
+  return transport;
 }
 
 export const runtime: Runtime = { bind, ...standardTimers };

@@ -103,9 +103,15 @@ export class Transfer {
   }
 
   #after(): void {
-    for (const datagram of this.session.takeOutgoing()) {
-      this.#inflight++;
-      this.transport.send(datagram, this.port, this.address, this.#onSent);
+    const out = this.session.takeOutgoing();
+    if (out.length > 1 && this.transport.sendMany) {
+      this.#inflight += out.length;
+      this.transport.sendMany(out, this.port, this.address, this.#onSent);
+    } else {
+      for (const datagram of out) {
+        this.#inflight++;
+        this.transport.send(datagram, this.port, this.address, this.#onSent);
+      }
     }
     if (this.session.finished) this.#dispose();
     else if (this.session instanceof SendSession) this.#startFill();

@@ -17,6 +17,11 @@ export interface DatagramTransport {
    * A send that fails is reported through `done` as well; TFTP recovers by retransmission.
    */
   send(data: Uint8Array, port: number, address: string, done: () => void): void;
+  /**
+   * Optional: several datagrams to one peer in one call (a window), where the
+   * runtime has a batch send. `done` is called once per datagram.
+   */
+  sendMany?(datagrams: Uint8Array[], port: number, address: string, done: () => void): void;
   close(): void;
 }
 
