@@ -60,22 +60,15 @@ export function stopServers(servers) {
   for (const s of servers) s.child.kill("SIGTERM");
 }
 
-/** Peak resident memory (VmHWM) of a process, in MiB. */
-export function peakMiB(pid) {
+/** A memory figure of a process from /proc, in MiB: "VmHWM" (peak resident) or "VmRSS" (now). */
+function statusMiB(pid, field) {
   try {
     const text = spawnSync("cat", [`/proc/${pid}/status`], { encoding: "utf8" }).stdout;
-    return Number(/VmHWM:\s+(\d+) kB/.exec(text)[1]) / 1024;
+    return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(text)[1]) / 1024;
   } catch {
     return NaN;
   }
 }
 
-/** Current resident memory (VmRSS) of a process, in MiB. */
-export function rssMiB(pid) {
-  try {
-    const text = spawnSync("cat", [`/proc/${pid}/status`], { encoding: "utf8" }).stdout;
-    return Number(/VmRSS:\s+(\d+) kB/.exec(text)[1]) / 1024;
-  } catch {
-    return NaN;
-  }
-}
+export const peakMiB = (pid) => statusMiB(pid, "VmHWM");
+export const rssMiB = (pid) => statusMiB(pid, "VmRSS");
