@@ -1,0 +1,54 @@
+// Uploads: a 100 MiB put with atftp (blksize 1468) to each server that takes
+// uploads, median of 3, the stored file checked by sha256.
+//   node bench/uploads.mjs [--size-mib N --runs N]
+import { spawnSync } from "node:child_process";
+import { createHash, randomFillSync } from "node:crypto";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { peakMiB, startServers, stopServers } from "./servers.mjs";
+
+const arg = (name, fallback) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? Number(process.argv[i + 1]) : fallback;
+};
+const SIZE = arg("--size-mib", 100) * 1024 * 1024;
+const RUNS = arg("--runs", 3);
+const dir = mkdtempSync(join(tmpdir(), "emmer-uploads-"));
+const root = join(dir, "root");
+mkdirSync(root);
+const local = join(dir, "upload.bin");
+const body = Buffer.allocUnsafe(SIZE);
+randomFillSync(body);
+writeFileSync(local, body);
+const want = createHash("sha256").update(body).digest("hex");
+
+if (spawnSync("sh", ["-c", "command -v atftp"]).status !== 0) {
+  console.log("atftp: missing (apt-get install atftp)");
+  process.exit(0);
+}
+const servers = await startServers(root, { extra: ["--write"], write: true });
+const times = Object.fromEntries(servers.map((s) => [s.name, []]));
+for (let i = 0; i < RUNS; i++) {
+  for (const s of i % 2 === 0 ? servers : [...servers].reverse()) {
+    const name = `up-${s.port}-${i}.bin`;
+    const t0 = process.hrtime.bigint();
+    const r = spawnSync("atftp", ["-p", "-r", name, "-l", local, "--option", "blksize 1468", "127.0.0.1", s.port], { timeout: 300_000 });
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    const stored = join(root, name);
+    const ok = r.status === 0 && existsSync(stored) && createHash("sha256").update(readFileSync(stored)).digest("hex") === want;
+    times[s.name].push(ok ? seconds : NaN);
+    rmSync(stored, { force: true });
+  }
+}
+const peaks = Object.fromEntries(servers.map((s) => [s.name, peakMiB(s.child.pid)]));
+stopServers(servers);
+rmSync(dir, { recursive: true, force: true });
+const median = (xs) => (xs.some(Number.isNaN) ? NaN : [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]);
+console.log(`\nUploads: ${SIZE / 1024 / 1024} MiB with atftp -p, blksize 1468, median of ${RUNS} (MiB/s)\n`);
+console.log("| server | MiB/s | peak memory (MiB) |");
+console.log("|---|---:|---:|");
+for (const s of servers) {
+  const m = median(times[s.name]);
+  console.log(`| ${s.name} | ${Number.isNaN(m) ? "failed" : (SIZE / 1024 / 1024 / m).toFixed(1)} | ${peaks[s.name].toFixed(1)} |`);
+}
