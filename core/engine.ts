@@ -8,14 +8,13 @@
  * Nothing thrown by a handler reaches the runtime: a TftpError becomes that
  * ERROR, anything else ERROR 0 with a generic message, and is reported to onError.
  */
-import { decode, encodeError } from "./codec.ts";
+import { decode, encodeError, encodeOack, NetasciiDecoder } from "./codec.ts";
 import { allocate, release } from "./arena.ts";
 import { type BlockSource, NetasciiSource, type ReadBody, toSource, UploadStream } from "./body.ts";
 import { TftpError } from "./errors.ts";
 import { negotiate, type Negotiated } from "./options.ts";
 import { ErrorCode, type Mode, type Options, type RequestPacket } from "./packet.ts";
 import type { Router } from "./router.ts";
-import { encodeOack, NetasciiDecoder } from "./codec.ts";
 import { RateLimiter } from "./rate_limit.ts";
 import { ReceiveSession, ringSlots, SendSession } from "./session.ts";
 import { Transfer } from "./transfer.ts";
