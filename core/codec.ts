@@ -100,15 +100,27 @@ function memory32(): Uint32Array {
 }
 
 /** Grows the memory so that [0, end) exists. Returns false when the runtime refuses. */
+/**
+ * Grows the memory so that [0, end) exists. Returns false when the runtime refuses.
+ *
+ * Growth comes in large steps (at least 64 MiB, or half again what exists), not
+ * page by page: each memory.grow is costly, and on this project's machines a
+ * burst of small grows (one per new transfer) was seen to lose a quarter of the
+ * requests arriving meanwhile (bench/burst.ts). Pages not yet touched cost no
+ * resident memory.
+ */
 export function ensureMemory(end: number): boolean {
   const have = wasm.memory.buffer.byteLength;
   if (end <= have) return true;
-  try {
-    wasm.memory.grow(Math.ceil((end - have) / 65536));
-    return true;
-  } catch {
-    return false;
+  const needed = Math.ceil((end - have) / 65536);
+  const step = Math.max(needed, 1024, Math.floor(have / 65536 / 2));
+  for (const pages of step > needed ? [step, needed] : [needed]) {
+    try {
+      wasm.memory.grow(pages);
+      return true;
+    } catch { /* a large step may exceed the runtime's limit: try what is needed */ }
   }
+  return false;
 }
 
 // Reserve the fixed regions once.
