@@ -8,11 +8,10 @@
 // tftpd-hpa forks a process per transfer: its figure is the listening parent's.
 // Peers that are missing are reported as missing.
 import { spawnSync } from "node:child_process";
-import { createHash, randomFillSync } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { peakMiB, startServers, stopServers } from "./servers.mjs";
+import { fixture, peakMiB, startServers, stopServers } from "./servers.mjs";
 
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(name);
@@ -22,16 +21,7 @@ const SIZE = Number(arg("--size-mib", "100")) * 1024 * 1024;
 const RUNS = Number(arg("--runs", "3"));
 const ONLY = arg("--only", "");
 
-const dir = mkdtempSync(join(tmpdir(), "emmer-bench-"));
-const root = join(dir, "root");
-mkdirSync(root);
-const file = join(root, "file.bin");
-{
-  const buf = Buffer.allocUnsafe(SIZE);
-  randomFillSync(buf);
-  writeFileSync(file, buf);
-}
-const want = createHash("sha256").update(readFileSync(file)).digest("hex");
+const { dir, root, sha256: want, remove } = fixture("bench", "file.bin", SIZE);
 const has = (cmd) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
 
 // ---- servers ----------------------------------------------------------------
@@ -107,4 +97,4 @@ for (const r of rows) {
 }
 console.log(`\npeak memory (VmHWM): ${servers.map((s) => `${s.name} ${peakMiB(s.child.pid).toFixed(1)} MiB`).join(", ")}`);
 stopServers(servers);
-rmSync(dir, { recursive: true, force: true });
+remove();

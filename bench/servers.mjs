@@ -1,7 +1,9 @@
 // The servers a benchmark compares, started on loopback. Each is reported as
 // missing (with how to get it) rather than silently dropped.
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { createHash, randomFillSync } from "node:crypto";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -72,3 +74,19 @@ function statusMiB(pid, field) {
 
 export const peakMiB = (pid) => statusMiB(pid, "VmHWM");
 export const rssMiB = (pid) => statusMiB(pid, "VmRSS");
+
+/**
+ * A temporary folder with a served root and one file of `bytes` random bytes,
+ * at `root/name` (or beside the root when `inRoot` is false: an upload's source).
+ */
+export function fixture(prefix, name, bytes, { inRoot = true } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), `emmer-${prefix}-`));
+  const root = join(dir, "root");
+  mkdirSync(root);
+  const path = join(inRoot ? root : dir, name);
+  const body = Buffer.allocUnsafe(bytes);
+  randomFillSync(body);
+  writeFileSync(path, body);
+  const sha256 = createHash("sha256").update(body).digest("hex");
+  return { dir, root, path, sha256, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}

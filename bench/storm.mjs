@@ -6,11 +6,10 @@
 // above the storm (its default of 100 per address is meant for real networks,
 // where a storm comes from many addresses).
 import { spawn } from "node:child_process";
-import { createHash, randomFillSync } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { createHash } from "node:crypto";
+import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { peakMiB, startServers, stopServers } from "./servers.mjs";
+import { fixture, peakMiB, startServers, stopServers } from "./servers.mjs";
 
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(name);
@@ -19,13 +18,7 @@ const arg = (name, fallback) => {
 const CLIENTS = arg("--clients", 200);
 const SIZE = arg("--size-mib", 4) * 1024 * 1024;
 
-const dir = mkdtempSync(join(tmpdir(), "emmer-storm-"));
-const root = join(dir, "root");
-mkdirSync(root);
-const body = Buffer.allocUnsafe(SIZE);
-randomFillSync(body);
-writeFileSync(join(root, "kernel.img"), body);
-const want = createHash("sha256").update(body).digest("hex");
+const { dir, root, sha256: want, remove } = fixture("storm", "kernel.img", SIZE);
 
 function curl(port, out) {
   return new Promise((resolve) => {
@@ -50,7 +43,7 @@ for (const s of servers) {
   console.log(`${s.name}: ${seconds.toFixed(1)} s, ${failed} failed`);
 }
 stopServers(servers);
-rmSync(dir, { recursive: true, force: true });
+remove();
 
 const peers = rows.filter((r) => !r.name.startsWith("emmer") && r.failed === 0);
 const best = peers.length ? Math.min(...peers.map((r) => r.seconds)) : NaN;

@@ -2,11 +2,10 @@
 // uploads, median of 3, the stored file checked by sha256.
 //   node bench/uploads.mjs [--size-mib N --runs N]
 import { spawnSync } from "node:child_process";
-import { createHash, randomFillSync } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { peakMiB, startServers, stopServers } from "./servers.mjs";
+import { fixture, peakMiB, startServers, stopServers } from "./servers.mjs";
 
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(name);
@@ -14,14 +13,7 @@ const arg = (name, fallback) => {
 };
 const SIZE = arg("--size-mib", 100) * 1024 * 1024;
 const RUNS = arg("--runs", 3);
-const dir = mkdtempSync(join(tmpdir(), "emmer-uploads-"));
-const root = join(dir, "root");
-mkdirSync(root);
-const local = join(dir, "upload.bin");
-const body = Buffer.allocUnsafe(SIZE);
-randomFillSync(body);
-writeFileSync(local, body);
-const want = createHash("sha256").update(body).digest("hex");
+const { root, path: local, sha256: want, remove } = fixture("uploads", "upload.bin", SIZE, { inRoot: false });
 
 if (spawnSync("sh", ["-c", "command -v atftp"]).status !== 0) {
   console.log("atftp: missing (apt-get install atftp)");
@@ -43,7 +35,7 @@ for (let i = 0; i < RUNS; i++) {
 }
 const peaks = Object.fromEntries(servers.map((s) => [s.name, peakMiB(s.child.pid)]));
 stopServers(servers);
-rmSync(dir, { recursive: true, force: true });
+remove();
 const median = (xs) => (xs.some(Number.isNaN) ? NaN : [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]);
 console.log(`\nUploads: ${SIZE / 1024 / 1024} MiB with atftp -p, blksize 1468, median of ${RUNS} (MiB/s)\n`);
 console.log("| server | MiB/s | peak memory (MiB) |");
