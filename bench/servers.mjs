@@ -45,7 +45,10 @@ let nextPort = 16900;
 export async function startServers(root, options = {}) {
   if (!existsSync(join(repo, "dist", "emmer-node.js"))) spawnSync(process.execPath, [join(repo, "scripts", "build-cli.mjs")], { stdio: "inherit" });
   const servers = [];
+  // BENCH_SERVERS=emmer/node,tftpd-hpa narrows a run to those servers (for quick comparisons while working).
+  const wanted = process.env.BENCH_SERVERS?.split(",");
   for (const c of candidates(root, options)) {
+    if (wanted && !wanted.includes(c.name)) continue;
     if (!existsSync(c.cmd) || (c.requires && !existsSync(c.requires))) {
       console.log(`${c.name}: missing (${c.hint ?? c.cmd})`);
       continue;
