@@ -276,11 +276,14 @@ export class Engine {
     try {
       if (req.mode === "netascii") source = new NetasciiSource(source);
       const negotiated = negotiate("read", req.mode, req.options, this.#limits(), source.size);
-      const slots = ringSlots(negotiated.blksize, negotiated.windowsize);
+      const fullSlots = ringSlots(negotiated.blksize, negotiated.windowsize);
+      // Until the client answers, one window: a client that never does holds a small
+      // region (four of the smallest share a page), and a small file never needs more.
+      const slots = Math.min(fullSlots, negotiated.windowsize);
       ringBytes = slots * (negotiated.blksize + 4);
       ring = allocate(ringBytes);
       if (ring === 0) throw new TftpError(ErrorCode.DISK_FULL, "server out of memory");
-      const session = new SendSession(this.#settings(negotiated), ring, slots);
+      const session = new SendSession(this.#settings(negotiated), ring, slots, fullSlots);
       await this.#launch(key, req, address, port, session, negotiated, { source, ring: { ptr: ring, bytes: ringBytes } });
     } catch (error) {
       if (ring !== 0) release(ring);
@@ -381,7 +384,14 @@ export class Engine {
     let transport: DatagramTransport;
     if (this.#s.singlePort) transport = this.#main;
     else {
-      transport = await this.#runtime.bind(this.#s.hostname, 0, (d, a, p) => transfer?.receive(d, a, p));
+      try {
+        transport = await this.#runtime.bind(this.#s.hostname, 0, (d, a, p) => transfer?.receive(d, a, p));
+      } catch (error) {
+        // Out of file descriptors or ports: the server is full, not broken. The operator
+        // hears why (e.g. EMFILE: raise `ulimit -n`); the client hears "busy".
+        this.#s.onError(error, `binding a port for ${req.filename} from ${address}:${port}`);
+        throw new TftpError(ErrorCode.NOT_DEFINED, "server busy: no port for the transfer");
+      }
     }
     transfer = new Transfer({
       kind: req.op === 1 ? "read" : "write",

@@ -163,10 +163,15 @@ export function ringSlots(blksize: number, windowsize: number, budget = 8 * 1024
  *
  * Sequence numbers: block seq s lives in slot (s - 1) % slots; `acked` <= `sent`
  * <= `available` <= `last`.
+ *
+ * The ring may start small (one window) and move to `fullSlots` once the peer
+ * has answered: see {@link wantsLargerRing}.
  */
 export class SendSession extends Session {
-  readonly ring: number;
-  readonly slots: number;
+  ring: number;
+  slots: number;
+  /** The ring's size once the peer has answered (slots until then, unless equal). */
+  fullSlots: number;
   readonly stride: number;
   /** Highest block acknowledged (0: none; the OACK is acknowledged as block 0). */
   acked = 0;
@@ -182,11 +187,33 @@ export class SendSession extends Session {
   #fillSeq = 0;
   #fillCount = 0;
 
-  constructor(settings: SessionSettings, ring: number, slots: number) {
+  constructor(settings: SessionSettings, ring: number, slots: number, fullSlots = slots) {
     super(settings);
     this.ring = ring;
     this.slots = slots;
+    this.fullSlots = fullSlots;
     this.stride = settings.blksize + 4;
+  }
+
+  /**
+   * True when the ring should move to its full size now: the peer has answered
+   * (a client that never does, like a scan or a stalled boot ROM, keeps holding
+   * one window), more data is to come, and no fill is writing into the ring.
+   * The caller also makes sure no datagram of the ring waits in the transport.
+   */
+  get wantsLargerRing(): boolean {
+    return this.slots < this.fullSlots && this.peerConfirmed && !this.#filling && !this.finished && this.available < this.last;
+  }
+
+  /** Moves the unacknowledged blocks (headers included) to a ring of `slots` slots at `ring`. */
+  moveRing(ring: number, slots: number): void {
+    const mem = memory();
+    for (let seq = this.acked + 1; seq <= this.available; seq++) {
+      const from = this.ring + ((seq - 1) % this.slots) * this.stride;
+      mem.copyWithin(ring + ((seq - 1) % slots) * this.stride, from, from + this.stride);
+    }
+    this.ring = ring;
+    this.slots = slots;
   }
 
   start(now: number): void {

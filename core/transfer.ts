@@ -9,7 +9,7 @@
  * - the ring is released only once no fill is writing into it.
  */
 import { decode, encodeError } from "./codec.ts";
-import { release } from "./arena.ts";
+import { allocate, release } from "./arena.ts";
 import type { BlockSource, UploadStream } from "./body.ts";
 import { ErrorCode } from "./packet.ts";
 import { type ReceiveSession, SendSession } from "./session.ts";
@@ -124,6 +124,7 @@ export class Transfer {
     }
     this.#fillWaiting = false;
     const session = this.session as SendSession;
+    if (session.wantsLargerRing) this.#growRing(session);
     const target = session.wantFill();
     if (target === null) return;
     let result: number | Promise<number>;
@@ -152,6 +153,23 @@ export class Transfer {
     }
     this.#init.onError(error, `reading ${this.filename} for ${this.address}:${this.port}`);
     this.act(() => (this.session as SendSession).fillFailed("error reading the file"));
+  }
+
+  /**
+   * Moves the session to its full-size ring (called with nothing in flight and
+   * no fill running). Without memory for it, the transfer goes on with the
+   * small ring: slower, never wrong.
+   */
+  #growRing(session: SendSession): void {
+    const bytes = session.fullSlots * session.stride;
+    const ptr = allocate(bytes);
+    if (ptr === 0) {
+      session.fullSlots = session.slots;
+      return;
+    }
+    session.moveRing(ptr, session.fullSlots);
+    if (this.#ringHeld) release(this.#ringHeld.ptr);
+    this.#ringHeld = { ptr, bytes };
   }
 
   /**

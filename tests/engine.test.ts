@@ -3,8 +3,9 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { decode, encodeAck, encodeRequest } from "../core/codec.ts";
-import type { Packet } from "../core/packet.ts";
+import type { DataPacket, Packet } from "../core/packet.ts";
 import { ringSlots } from "../core/session.ts";
+import { arenaInUse } from "../core/arena.ts";
 import { fakePeer, fakeServer } from "./support/fake_runtime.ts";
 import { bytesOf } from "./support/session_driver.ts";
 
@@ -98,6 +99,60 @@ test("a stream is read ahead by at most the ring: memory stays flat whatever its
     assert.ok(ring < 200, "the ring itself is bounded");
     assert.ok(pulled <= (acked + ring) * blksize + 4096, `pulled ${pulled} bytes with ${acked} blocks acknowledged`);
   }
+});
+
+test("a client that never answers holds one window of ring; its first ACK brings the full ring, bytes intact", async () => {
+  const body = bytesOf(300_000, 3);
+  const { net, app } = await setup((app) => app.read("f", () => body));
+  const before = arenaInUse();
+  const client = await fakePeer(net, "127.0.0.2");
+  client.send(encodeRequest(1, "f", "octet", { blksize: "1000", windowsize: "4" }), 69);
+  await net.deliver();
+  const port = client.take()[0].port; // the OACK
+  assert.ok(arenaInUse() - before <= 4 * 1004 * 2, `a stalled transfer holds ${arenaInUse() - before} bytes of ring`);
+  client.send(encodeAck(0), port);
+  await net.deliver();
+  assert.ok(arenaInUse() - before >= ringSlots(1000, 4) * 1004, `the ring did not grow: ${arenaInUse() - before} bytes`);
+  // The first window went out of the small ring; lose it: its retransmission comes from the large one.
+  client.take();
+  await net.advance(1000);
+  await net.deliver();
+  const again = packets(client.take()) as DataPacket[];
+  assert.equal(again.map((d) => d.block), [1, 2, 3, 4]);
+  again.forEach((d, i) => assert.equal(d.payload, body.subarray(i * 1000, (i + 1) * 1000), `block ${d.block} changed when the ring moved`));
+  client.send(encodeAck(4), port);
+  await net.deliver();
+  const got: Uint8Array[] = [body.subarray(0, 4000)];
+  for (let round = 0; round < 200 && app.engine!.load > 0; round++) {
+    const data = packets(client.take()).filter((p) => p.op === 3) as DataPacket[];
+    if (data.length === 0) break;
+    for (const d of data) got.push(d.payload.slice());
+    client.send(encodeAck(data[data.length - 1].block), port);
+    await net.deliver();
+  }
+  const joined = new Uint8Array(got.reduce((n, d) => n + d.length, 0));
+  got.reduce((at, d) => (joined.set(d, at), at + d.length), 0);
+  assert.equal(joined, body);
+  assert.is(app.engine!.load, 0);
+  assert.is(arenaInUse(), before, "the ring went back to the arena");
+});
+
+test("no port for a transfer (e.g. out of file descriptors): ERROR 0 server busy, the operator is told, the server goes on", async () => {
+  const errors: string[] = [];
+  const { net, app } = await setup((app) => app.read("f", () => bytesOf(100)), { onError: (e, context) => errors.push(`${context}: ${e}`) });
+  const client = await fakePeer(net, "127.0.0.2");
+  const bind = net.bind.bind(net);
+  net.bind = (hostname, port, onMessage) => (port === 0 ? Promise.reject(new Error("bind EMFILE")) : bind(hostname, port, onMessage));
+  client.send(encodeRequest(1, "f", "octet", {}), 69);
+  await net.deliver();
+  const [e] = packets(client.take());
+  assert.equal([e.op, (e as { message: string }).message], [5, "server busy: no port for the transfer"]);
+  assert.ok(errors.some((line) => /binding a port for f from 127\.0\.0\.2:\d+: Error: bind EMFILE/.test(line)), errors.join("\n"));
+  net.bind = bind;
+  client.send(encodeRequest(1, "f", "octet", {}), 69);
+  await net.deliver();
+  assert.is(packets(client.take())[0].op, 3, "the next request is served");
+  assert.is(app.engine!.load, 1);
 });
 
 test("close(): live transfers get the drain time, then ERROR 0; the port is released", async () => {
