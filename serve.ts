@@ -11,6 +11,7 @@ import process from "node:process";
 import { stat } from "node:fs/promises";
 import { resolve } from "node:path";
 import { Emmer, serveDir, type TransferEvent } from "./mod.ts";
+import { runtimeName } from "./adapters/runtime.ts";
 
 const USAGE = `Usage: emmer-node [flags]
 
@@ -28,6 +29,8 @@ Serves the files of a folder over TFTP (read-only unless --write).
   --max-requests-per-second N
                         new requests per client address per second (default: 100)
   --single-port         answer every transfer from the listening port (NAT, containers)
+  --workers N           processes sharing the port, 1..64 (default: 1; Node only): more cores
+                        for boot storms; limits above then apply per worker
   --verbose             log options, retransmissions and handler errors in full
   --help                show this help
 `;
@@ -45,6 +48,7 @@ interface Flags {
   maxRequestsPerSecond: number;
   singlePort: boolean;
   verbose: boolean;
+  workers: number;
 }
 
 class UsageError extends Error {}
@@ -57,6 +61,7 @@ const NUMERIC: Record<string, [keyof Flags, number, number]> = {
   "--retries": ["retries", 0, 100],
   "--max-sessions": ["maxSessions", 1, 1_000_000],
   "--max-requests-per-second": ["maxRequestsPerSecond", 1, 1_000_000],
+  "--workers": ["workers", 1, 64],
 };
 
 function parseFlags(args: string[]): Flags | "help" {
@@ -73,6 +78,7 @@ function parseFlags(args: string[]): Flags | "help" {
     maxRequestsPerSecond: 100,
     singlePort: false,
     verbose: false,
+    workers: 1,
   };
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
@@ -100,6 +106,14 @@ function parseFlags(args: string[]): Flags | "help" {
       if (!(n >= min && n <= max)) throw new UsageError(`${name} must be an integer from ${min} to ${max}, not "${v}"`);
       (flags[key] as number) = n;
     } else throw new UsageError(`unknown flag "${arg}"`);
+  }
+  if (flags.workers > 1) {
+    // Workers share the listening socket through node:cluster (adapters/node_workers.ts).
+    if (runtimeName() !== "node") throw new UsageError("--workers needs Node (node:cluster); on Deno and Bun, run one process");
+    // A transfer's packets must reach the worker that serves it: its own port does that.
+    if (flags.singlePort) throw new UsageError("--single-port needs --workers 1: every worker would answer on the shared port");
+    // Each worker would bind a port of its own: clients could reach only one of them.
+    if (flags.port === 0) throw new UsageError("--workers needs a fixed --port, not 0");
   }
   return flags;
 }
@@ -142,6 +156,14 @@ async function main(): Promise<number> {
     console.error(`emmer-node: --root ${flags.root}: not a folder`);
     return 2;
   }
+  const access = flags.write ? "read-write" : "read-only";
+  const workers = flags.workers > 1 ? await import("./adapters/node_workers.ts") : null;
+  if (workers && !workers.isWorker) {
+    // The primary serves nothing itself: it forks the workers and passes signals on.
+    return workers.runPrimary(flags.workers, () => {
+      console.log(`emmer-node: serving ${root} (${access}) on ${flags.host}:${flags.port}; ${flags.workers} worker processes; Ctrl-C stops`);
+    }, (line) => console.log(line));
+  }
   const verbose = flags.verbose;
   const app = new Emmer({
     hostname: flags.host,
@@ -166,17 +188,21 @@ async function main(): Promise<number> {
     return 1;
   }
   const a = app.address!;
-  console.log(`emmer-node: serving ${root} (${flags.write ? "read-write" : "read-only"}) on ${a.address}:${a.port}; Ctrl-C stops`);
+  if (workers) workers.reportListening(); // the primary prints the one startup line
+  else console.log(`emmer-node: serving ${root} (${access}) on ${a.address}:${a.port}; Ctrl-C stops`);
   await new Promise<void>((done) => {
     let stopping = false;
     const stop = () => {
       if (stopping) process.exit(130); // a second Ctrl-C does not wait
       stopping = true;
-      console.log("emmer-node: stopping (live transfers get 5 s to finish)");
+      if (!workers) console.log("emmer-node: stopping (live transfers get 5 s to finish)");
       app.close().then(done);
     };
-    process.on("SIGINT", stop);
-    process.on("SIGTERM", stop);
+    if (workers) workers.onWorkerStop(stop);
+    else {
+      process.on("SIGINT", stop);
+      process.on("SIGTERM", stop);
+    }
   });
   return 0;
 }

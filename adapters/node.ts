@@ -8,15 +8,32 @@ import { standardTimers } from "./timers.ts";
 /** Room for a window of large blocks in flight, and for a boot storm's requests. */
 const SOCKET_BUFFER = 4 * 1024 * 1024;
 
+/**
+ * Peers are always IP literals (they come from received datagrams), so name
+ * resolution is pointless: the default dns.lookup defers every send by a
+ * process.nextTick just to hand the literal back. Answering synchronously
+ * takes that tick and its closure off the per-packet path.
+ */
+function literalLookup(
+  address: string,
+  family: unknown,
+  callback: (error: Error | null, address: string, family: number) => void,
+): void {
+  callback(null, address, address.includes(":") ? 6 : 4);
+}
+
 export function bind(hostname: string, port: number, onMessage: MessageHandler): Promise<DatagramTransport> {
-  const socket = dgram.createSocket({ type: hostname.includes(":") ? "udp6" : "udp4" });
+  const socket = dgram.createSocket({ type: hostname.includes(":") ? "udp6" : "udp4", lookup: literalLookup });
   return new Promise((resolve, reject) => {
     const failed = (error: Error) => {
       socket.close();
       reject(error);
     };
     socket.once("error", failed);
-    socket.bind(port, hostname, () => {
+    // Under node:cluster a bind is shared by every worker unless exclusive: the listening
+    // port should be (workers take turns at requests), but a transfer's port 0 must not be,
+    // or every transfer in every worker would land on one shared socket.
+    socket.bind({ port, address: hostname, exclusive: port === 0 }, () => {
       socket.off("error", failed);
       // Errors after binding (ICMP unreachable reports, sends to bad addresses) are not fatal:
       // the transfer that caused them times out or retransmits.

@@ -10,11 +10,16 @@ import { fileURLToPath } from "node:url";
 export const repo = join(dirname(fileURLToPath(import.meta.url)), "..");
 const bin = (name) => join(repo, "node_modules", ".bin", name);
 
-/** `extra`: flags for Emmer (e.g. --write, --max-sessions). `write`: peers accept uploads too. */
-export function candidates(root, { extra = [], write = false } = {}) {
+/**
+ * `extra`: flags for Emmer (e.g. --write, --max-sessions). `write`: peers accept uploads too.
+ * `workers`: also run Emmer on Node with `--workers N` (processes sharing the port), as its own row.
+ */
+export function candidates(root, { extra = [], write = false, workers = 0 } = {}) {
   const emmerFlags = (p) => ["--root", root, "--port", p, ...extra];
+  const node = (p) => [join(repo, "dist", "emmer-node.js"), ...emmerFlags(p)];
   return [
-    { name: "emmer/node", emmer: true, cmd: process.execPath, args: (p) => [join(repo, "dist", "emmer-node.js"), ...emmerFlags(p)] },
+    { name: "emmer/node", emmer: true, cmd: process.execPath, args: node },
+    ...(workers > 1 ? [{ name: `emmer/node --workers ${workers}`, emmer: true, cmd: process.execPath, args: (p) => [...node(p), "--workers", String(workers)] }] : []),
     { name: "emmer/deno", emmer: true, cmd: bin("deno"), args: (p) => ["run", "-A", "--config", join(repo, "deno.json"), join(repo, "serve.ts"), ...emmerFlags(p)] },
     { name: "emmer/bun", emmer: true, cmd: bin("bun"), args: (p) => ["run", join(repo, "serve.ts"), ...emmerFlags(p)] },
     {
@@ -65,14 +70,18 @@ export function stopServers(servers) {
   for (const s of servers) s.child.kill("SIGTERM");
 }
 
-/** A memory figure of a process from /proc, in MiB: "VmHWM" (peak resident) or "VmRSS" (now). */
+/**
+ * A memory figure of a process from /proc, in MiB: "VmHWM" (peak resident) or
+ * "VmRSS" (now), summed with its child processes alive at the time (Emmer's
+ * --workers; tftpd-hpa's per-transfer children are gone once transfers end).
+ */
 function statusMiB(pid, field) {
-  try {
-    const text = spawnSync("cat", [`/proc/${pid}/status`], { encoding: "utf8" }).stdout;
-    return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(text)[1]) / 1024;
-  } catch {
-    return NaN;
-  }
+  const one = (p) => {
+    const text = spawnSync("cat", [`/proc/${p}/status`], { encoding: "utf8" }).stdout;
+    return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(text)?.[1]) / 1024;
+  };
+  const children = spawnSync("ps", ["--ppid", String(pid), "-o", "pid="], { encoding: "utf8" }).stdout.split(/\s+/).filter(Boolean);
+  return [pid, ...children].map(one).reduce((a, b) => a + b, 0);
 }
 
 export const peakMiB = (pid) => statusMiB(pid, "VmHWM");

@@ -71,6 +71,13 @@ for (const [args, message] of [
   [["--timeout", "1.5"], /--timeout must be an integer/],
   [["--write=yes"], /--write takes no value/],
   [["--root", "/nonexistent/emmer"], /not a folder/],
+  [["--workers", "0"], /--workers must be an integer from 1 to 64/],
+  ...(runtimeName() === "node"
+    ? [
+      [["--workers", "2", "--single-port"], /--single-port needs --workers 1/],
+      [["--workers", "2", "--port", "0"], /--workers needs a fixed --port/],
+    ]
+    : [[["--workers", "2"], /--workers needs Node/]]),
 ] as [string[], RegExp][]) {
   test(`emmer-node ${args.join(" ")}: a clear message and exit 2`, () => {
     const r = runToEnd(args);
@@ -133,5 +140,46 @@ test("a port already in use: a message and exit 1", async () => {
     await stop(child, out);
   }
 });
+
+/** A UDP port that was free a moment ago (for --workers, which needs a fixed port). */
+async function freePort(): Promise<number> {
+  const { createSocket } = await import("node:dgram");
+  const socket = createSocket("udp4");
+  await new Promise<void>((done) => socket.bind(0, "127.0.0.1", done));
+  const { port } = socket.address();
+  await new Promise<void>((done) => socket.close(done));
+  return port;
+}
+
+if (runtimeName() === "node") {
+  test("--workers 2: worker processes share the port, serve concurrent transfers, all stop on Ctrl-C", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "emmer-cli-"));
+    try {
+      await writeFile(join(dir, "k.img"), bytesOf(400_000, 6));
+      const { child, port, out } = await start(["--workers", "2", "--root", dir, "--port", String(await freePort())]);
+      assert.match(out(), /2 worker processes/);
+      const workers = spawnSync("ps", ["--ppid", String(child.pid), "-o", "pid="], { encoding: "utf8" }).stdout.trim().split(/\s+/);
+      assert.is(workers.length, 2, `worker processes: ${workers.join(", ")}`);
+      const gets = Array.from({ length: 8 }, () => new TftpClient("127.0.0.1", port, { timeoutMs: 500 }).get("k.img", { blksize: 1468 }));
+      for (const r of await Promise.all(gets)) assert.equal(r.data, bytesOf(400_000, 6));
+      assert.is(await stop(child, out), 0);
+      assert.is(out().match(/read "k\.img" 390\.6 KiB [0-9.]+ s ok/g)?.length, 8, out());
+      for (const pid of workers) assert.throws(() => process.kill(Number(pid), 0), "a worker outlived the server");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("--workers 2 on a port in use: a message and exit 1", async () => {
+    const { child, port, out } = await start(["--port", "0"]);
+    try {
+      const r = runToEnd(["--workers", "2", "--port", String(port)]);
+      assert.is(r.status, 1);
+      assert.match(r.stderr, /cannot listen on 127\.0\.0\.1:\d+/);
+    } finally {
+      await stop(child, out);
+    }
+  });
+}
 
 test.run();
