@@ -23,7 +23,13 @@ declare const Deno: {
 /** Largest datagram TFTP can carry (blksize 65464 plus its header), with room to spare. */
 const RECEIVE_BUFFER = 65536;
 
-export function bind(hostname: string, port: number, onMessage: MessageHandler): Promise<DatagramTransport> {
+/**
+ * Each socket keeps its own receive buffer (a pending receive() writes into it
+ * whenever a datagram arrives, so sockets cannot share one). Sized by
+ * `maxDatagram`: a read transfer's socket needs 1 KiB, not 64 (10,000 stalled
+ * transfers held 630 MiB of receive buffers before).
+ */
+export function bind(hostname: string, port: number, onMessage: MessageHandler, maxDatagram = RECEIVE_BUFFER): Promise<DatagramTransport> {
   let conn: DenoDatagramConn;
   try {
     conn = Deno.listenDatagram({ hostname, port, transport: "udp" });
@@ -33,7 +39,7 @@ export function bind(hostname: string, port: number, onMessage: MessageHandler):
   let closed = false;
   (async () => {
     // One buffer, reused: the core copies what it keeps before the handler returns.
-    const buffer = new Uint8Array(RECEIVE_BUFFER);
+    const buffer = new Uint8Array(maxDatagram);
     while (!closed) {
       let received: [Uint8Array, DenoAddr];
       try {

@@ -194,7 +194,7 @@ export class Engine {
    */
   #refuse(address: string, port: number, code: number, message: string): void {
     if (this.#s.singlePort) return this.#reply(address, port, code, message);
-    this.#runtime.bind(this.#s.hostname, 0, () => {}).then(
+    this.#runtime.bind(this.#s.hostname, 0, () => {}, 4).then(
       (t) => t.send(encodeError(code, message), port, address, () => t.close()),
       () => this.#reply(address, port, code, message),
     );
@@ -385,7 +385,10 @@ export class Engine {
     if (this.#s.singlePort) transport = this.#main;
     else {
       try {
-        transport = await this.#runtime.bind(this.#s.hostname, 0, (d, a, p) => transfer?.receive(d, a, p));
+        // A read transfer receives ACKs and ERRORs; an upload, DATA of blksize (one byte more
+        // shows a block that is too long, which the session refuses, rather than cutting it).
+        const maxDatagram = req.op === 1 ? 1024 : negotiated.blksize + 5;
+        transport = await this.#runtime.bind(this.#s.hostname, 0, (d, a, p) => transfer?.receive(d, a, p), maxDatagram);
       } catch (error) {
         // Out of file descriptors or ports: the server is full, not broken. The operator
         // hears why (e.g. EMFILE: raise `ulimit -n`); the client hears "busy".

@@ -26,8 +26,13 @@ export interface DatagramTransport {
 }
 
 export interface Runtime {
-  /** Binds a UDP socket. Port 0 picks a free port. Rejects when the address is taken. */
-  bind(hostname: string, port: number, onMessage: MessageHandler): Promise<DatagramTransport>;
+  /**
+   * Binds a UDP socket. Port 0 picks a free port. Rejects when the address is taken.
+   * `maxDatagram`: the largest datagram this socket needs to receive whole; an adapter
+   * that keeps a receive buffer per socket (Deno) sizes it so, and longer ones arrive cut
+   * at that length. Default: 65,536.
+   */
+  bind(hostname: string, port: number, onMessage: MessageHandler, maxDatagram?: number): Promise<DatagramTransport>;
   /** Milliseconds, monotonic enough for timeouts. */
   now(): number;
   /** A repeating timer; the engine keeps at most one running, and only while transfers live. */
