@@ -46,7 +46,7 @@ export function candidates(root, { extra = [], write = false, workers = 0 } = {}
 
 let nextPort = 16900;
 
-/** Starts every available server; returns them with their ports, after giving them time to bind. */
+/** Starts every available server (`emmerOnly`: Emmer's only); returns them with their ports, after giving them time to bind. */
 export async function startServers(root, options = {}) {
   if (!existsSync(join(repo, "dist", "emmer-node.js"))) spawnSync(process.execPath, [join(repo, "scripts", "build-cli.mjs")], { stdio: "inherit" });
   const servers = [];
@@ -54,6 +54,7 @@ export async function startServers(root, options = {}) {
   const wanted = process.env.BENCH_SERVERS?.split(",");
   for (const c of candidates(root, options)) {
     if (wanted && !wanted.includes(c.name)) continue;
+    if (options.emmerOnly && !c.emmer) continue;
     if (!existsSync(c.cmd) || (c.requires && !existsSync(c.requires))) {
       console.log(`${c.name}: missing (${c.hint ?? c.cmd})`);
       continue;

@@ -89,7 +89,7 @@ for (const [args, message] of [
 test("emmer-node --help prints the flags and exits 0", () => {
   const r = runToEnd(["--help"]);
   assert.is(r.status, 0);
-  for (const flag of ["--root", "--host", "--port", "--write", "--max-blksize", "--max-windowsize", "--timeout", "--retries", "--verbose"]) {
+  for (const flag of ["--root", "--host", "--port", "--write", "--max-blksize", "--max-windowsize", "--timeout", "--retries", "--workers", "--verbose"]) {
     assert.ok(r.stdout.includes(flag), `${flag} missing from --help`);
   }
 });
