@@ -276,7 +276,9 @@ export class Engine {
     try {
       if (req.mode === "netascii") source = new NetasciiSource(source);
       const negotiated = negotiate("read", req.mode, req.options, this.#limits(), source.size);
-      const fullSlots = ringSlots(negotiated.blksize, negotiated.windowsize);
+      // A file of known size never needs more slots than it has blocks (the last one may be empty).
+      const blocks = source.size === undefined ? Infinity : Math.floor(source.size / negotiated.blksize) + 1;
+      const fullSlots = Math.min(ringSlots(negotiated.blksize, negotiated.windowsize), blocks);
       // Until the client answers, one window: a client that never does holds a small
       // region (four of the smallest share a page), and a small file never needs more.
       const slots = Math.min(fullSlots, negotiated.windowsize);
@@ -387,6 +389,7 @@ export class Engine {
       try {
         // A read transfer receives ACKs and ERRORs; an upload, DATA of blksize (one byte more
         // shows a block that is too long, which the session refuses, rather than cutting it).
+        // A longer ERROR arrives cut; the codec takes an ERROR without its closing NUL.
         const maxDatagram = req.op === 1 ? 1024 : negotiated.blksize + 5;
         transport = await this.#runtime.bind(this.#s.hostname, 0, (d, a, p) => transfer?.receive(d, a, p), maxDatagram);
       } catch (error) {

@@ -108,10 +108,10 @@ export class Transfer {
       this.#inflight += out.length;
       this.transport.sendMany(out, this.port, this.address, this.#onSent);
     } else {
-      for (const datagram of out) {
-        this.#inflight++;
-        this.transport.send(datagram, this.port, this.address, this.#onSent);
-      }
+      // Counted before the first send: an adapter may report a send done at once, and
+      // in-flight reaching zero midway would let a fill (or a ring move) touch the rest.
+      this.#inflight += out.length;
+      for (const datagram of out) this.transport.send(datagram, this.port, this.address, this.#onSent);
     }
     if (this.session.finished) this.#dispose();
     else if (this.session instanceof SendSession) this.#startFill();

@@ -155,6 +155,34 @@ test("no port for a transfer (e.g. out of file descriptors): ERROR 0 server busy
   assert.is(app.engine!.load, 1);
 });
 
+test("a file of known size gets a ring of no more slots than it has blocks", async () => {
+  const { net } = await setup((app) => app.read("small", () => bytesOf(1500)));
+  const before = arenaInUse();
+  const client = await fakePeer(net, "127.0.0.2");
+  client.send(encodeRequest(1, "small", "octet", {}), 69);
+  await net.deliver();
+  const port = client.take()[0].port;
+  client.send(encodeAck(1), port); // confirmed: the ring may grow, but only to the file's 3 blocks
+  await net.deliver();
+  assert.is(packets(client.take()).map((p) => (p as DataPacket).block).join(), "2");
+  assert.ok(arenaInUse() - before <= 2048, `a 1,500-byte file holds ${arenaInUse() - before} bytes of ring`);
+});
+
+// Deno's transfer sockets receive at most 1 KiB (core/engine.ts): a longer ERROR arrives cut, without its NUL.
+test("an ERROR from the peer cut short (no closing NUL) still ends the transfer as the peer's failure", async () => {
+  const events: { outcome: string; error?: { code: number; byPeer: boolean } }[] = [];
+  const { net, app } = await setup((app) => app.read("f", () => bytesOf(5000)), { onTransfer: (e) => events.push(e) });
+  const client = await fakePeer(net, "127.0.0.2");
+  client.send(encodeRequest(1, "f", "octet", {}), 69);
+  await net.deliver();
+  const port = client.take()[0].port;
+  client.send(new Uint8Array([0, 5, 0, 3, 0x64, 0x69, 0x73, 0x6b]), port); // ERROR 3 "disk", cut
+  await net.deliver();
+  assert.is(app.engine!.load, 0);
+  assert.equal(events.map((e) => [e.outcome, e.error?.code, e.error?.byPeer]), [["failed", 3, true]]);
+  assert.equal(client.take(), [], "an ERROR is never answered");
+});
+
 test("close(): live transfers get the drain time, then ERROR 0; the port is released", async () => {
   const { net, app } = await setup((app) => app.read("f", () => bytesOf(5000)), { retries: 100 });
   const client = await fakePeer(net, "127.0.0.2");
