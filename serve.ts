@@ -110,6 +110,8 @@ function parseFlags(args: string[]): Flags | "help" {
   if (flags.workers > 1) {
     // Workers share the listening socket through node:cluster (adapters/node_workers.ts).
     if (runtimeName() !== "node") throw new UsageError("--workers needs Node (node:cluster); on Deno and Bun, run one process");
+    // node:cluster cannot share a UDP socket between processes on Windows (ENOTSUP).
+    if (process.platform === "win32") throw new UsageError("--workers is not available on Windows");
     // A transfer's packets must reach the worker that serves it: its own port does that.
     if (flags.singlePort) throw new UsageError("--single-port needs --workers 1: every worker would answer on the shared port");
     // Each worker would bind a port of its own: clients could reach only one of them.
@@ -158,6 +160,7 @@ async function main(): Promise<number> {
   }
   const access = flags.write ? "read-write" : "read-only";
   const workers = flags.workers > 1 ? await import("./adapters/node_workers.ts") : null;
+  if (workers?.isWorker) workers.workerStarting();
   if (workers && !workers.isWorker) {
     // The primary serves nothing itself: it forks the workers and passes signals on.
     return workers.runPrimary(flags.workers, () => {

@@ -19,73 +19,104 @@ import process from "node:process";
 /** True in a process forked by runPrimary. */
 export const isWorker = cluster.isWorker;
 
+/**
+ * Called first thing in a worker: SIGINT is ignored from the start (a terminal's
+ * Ctrl-C reaches the whole process group, the primary included, and the primary
+ * decides), so a Ctrl-C during start-up cannot pass for a worker that failed.
+ */
+export function workerStarting(): void {
+  process.on("SIGINT", () => {});
+}
+
 /** A worker tells the primary it listens (after Emmer.listen resolved). */
 export function reportListening(): void {
   process.send?.({ emmer: "listening" });
 }
 
 /**
- * A worker's stop signals: SIGTERM from the primary (or the primary's death,
- * which closes the IPC channel). SIGINT is ignored: a terminal's Ctrl-C reaches
- * the primary too, and the primary decides.
+ * A worker drains on its first SIGTERM and ignores the next ones (a service
+ * manager may signal the whole group while the primary passes its own on); the
+ * primary's SIGKILL is the only forced stop. If the primary dies, node:cluster
+ * ends the worker itself when the IPC channel closes.
  */
 export function onWorkerStop(stop: () => void): void {
-  process.on("SIGINT", () => {});
-  process.on("SIGTERM", stop);
-  process.on("disconnect", stop);
+  let stopping = false;
+  process.on("SIGTERM", () => {
+    if (stopping) return;
+    stopping = true;
+    stop();
+  });
 }
+
+/** Replacements allowed per minute before the primary gives up (a worker that dies at once would loop). */
+const MAX_RESTARTS_PER_MINUTE = 10;
 
 /**
  * Forks `count` workers running this same command line and supervises them:
- * resolves `listening` once all of them listen; a worker that dies before that
- * stops the whole server with its exit code (e.g. the port is taken); one that
- * dies later is replaced. SIGINT/SIGTERM reach the workers (each drains its own
- * transfers); the returned promise resolves with the exit code once all are gone.
+ * calls `onListening` once all of the first ones listen; a first worker that
+ * dies before that stops the whole server with its exit code (e.g. the port is
+ * taken); a worker that dies later is replaced, at most MAX_RESTARTS_PER_MINUTE
+ * times a minute. SIGINT/SIGTERM to the primary reach the workers as SIGTERM
+ * (each drains its own transfers); a second one kills them. The returned promise
+ * resolves with the exit code once all workers are gone.
  */
 export function runPrimary(count: number, onListening: () => void, log: (line: string) => void): Promise<number> {
   return new Promise((resolveExit) => {
     let ready = 0;
+    let announced = false;
     let stopping = false;
     let exitCode = 0;
+    const restarts: number[] = [];
     const live = new Set<import("node:cluster").Worker>();
 
     const stopAll = (signal: NodeJS.Signals) => {
       for (const w of live) w.process.kill(signal);
     };
+    const shutDown = (code: number) => {
+      stopping = true;
+      exitCode = code;
+      stopAll("SIGTERM");
+      if (live.size === 0) resolveExit(exitCode);
+    };
     const fork = () => {
       const w = cluster.fork();
       live.add(w);
       let listening = false;
+      w.on("error", (error) => log(`emmer-node: worker ${w.process.pid}: ${error.message}`));
       w.on("message", (m: { emmer?: string }) => {
         if (m?.emmer !== "listening" || listening) return;
         listening = true;
-        if (++ready === count) onListening();
+        if (!announced && ++ready === count) {
+          announced = true;
+          onListening();
+        }
       });
       w.on("exit", (code, signal) => {
         live.delete(w);
-        if (!stopping && !listening) {
-          // Could not start (its own message says why): do not fork in a loop.
-          stopping = true;
-          exitCode = code ?? 1;
-          stopAll("SIGTERM");
-        } else if (!stopping) {
-          log(`emmer-node: worker ${w.process.pid} died (${signal ?? `exit ${code}`}); starting another`);
-          fork();
+        if (stopping) {
+          if (live.size === 0) resolveExit(exitCode);
+          return;
         }
-        if (live.size === 0 && stopping) resolveExit(exitCode);
+        if (!announced) return shutDown(code || 1); // could not start: its own message says why
+        const now = Date.now();
+        restarts.push(now);
+        while (restarts[0] < now - 60_000) restarts.shift();
+        if (restarts.length > MAX_RESTARTS_PER_MINUTE) {
+          log(`emmer-node: workers keep dying (${restarts.length} in a minute); stopping`);
+          return shutDown(1);
+        }
+        log(`emmer-node: worker ${w.process.pid} died (${signal ?? `exit ${code}`}); starting another`);
+        fork();
       });
     };
     const stop = () => {
       if (stopping) {
-        // A second Ctrl-C does not wait; the terminal sent it to the workers as well.
+        // A second Ctrl-C does not wait.
         stopAll("SIGKILL");
         process.exit(130);
       }
-      stopping = true;
       log("emmer-node: stopping (live transfers get 5 s to finish)");
-      // Workers ignore SIGINT (Ctrl-C in a terminal reaches the whole process
-      // group) and take their orders from here, whichever signal the primary got.
-      stopAll("SIGTERM");
+      shutDown(0);
     };
     process.on("SIGINT", stop);
     process.on("SIGTERM", stop);

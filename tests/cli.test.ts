@@ -152,7 +152,7 @@ async function freePort(): Promise<number> {
 }
 
 if (runtimeName() === "node") {
-  test("--workers 2: worker processes share the port, serve concurrent transfers, all stop on Ctrl-C", async () => {
+  test("--workers 2: worker processes share the port, serve concurrent transfers, a dead one is replaced, all stop on Ctrl-C", async () => {
     const dir = await mkdtemp(join(tmpdir(), "emmer-cli-"));
     try {
       await writeFile(join(dir, "k.img"), bytesOf(400_000, 6));
@@ -162,8 +162,17 @@ if (runtimeName() === "node") {
       assert.is(workers.length, 2, `worker processes: ${workers.join(", ")}`);
       const gets = Array.from({ length: 8 }, () => new TftpClient("127.0.0.1", port, { timeoutMs: 500 }).get("k.img", { blksize: 1468 }));
       for (const r of await Promise.all(gets)) assert.equal(r.data, bytesOf(400_000, 6));
+      // A worker that dies is replaced, and the port goes on serving.
+      process.kill(Number(workers[0]), "SIGKILL");
+      for (let i = 0; i < 100 && !/died \(SIGKILL\); starting another/.test(out()); i++) await new Promise((r) => setTimeout(r, 50));
+      assert.match(out(), new RegExp(`worker ${workers[0]} died \\(SIGKILL\\); starting another`));
+      const after = await new TftpClient("127.0.0.1", port, { timeoutMs: 500 }).get("k.img", { blksize: 1468 });
+      assert.equal(after.data, bytesOf(400_000, 6));
+      const replaced = spawnSync("ps", ["--ppid", String(child.pid), "-o", "pid="], { encoding: "utf8" }).stdout.trim().split(/\s+/);
+      assert.is(replaced.length, 2, `worker processes after the replacement: ${replaced.join(", ")}`);
       assert.is(await stop(child, out), 0);
-      assert.is(out().match(/read "k\.img" 390\.6 KiB [0-9.]+ s ok/g)?.length, 8, out());
+      assert.is(out().match(/read "k\.img" 390\.6 KiB [0-9.]+ s ok/g)?.length, 9, out());
+      workers.push(...replaced);
       for (const pid of workers) assert.throws(() => process.kill(Number(pid), 0), "a worker outlived the server");
     } finally {
       await rm(dir, { recursive: true, force: true });
