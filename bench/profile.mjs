@@ -7,12 +7,11 @@
 import { spawn, spawnSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { fixture, repo } from "./servers.mjs";
+import { fixture, has, repo } from "./servers.mjs";
 
 const i = process.argv.indexOf("--size-mib");
 const SIZE = (i > 0 ? Number(process.argv[i + 1]) : 50) * 1024 * 1024;
 const { dir, root, remove } = fixture("profile", "file.bin", SIZE);
-const has = (cmd) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
 
 const scenarios = [
   ["curl, blksize 512", "curl", (p, out) => ["-s", "--tftp-blksize", "512", "-o", out, `tftp://127.0.0.1:${p}/file.bin`]],

@@ -11,7 +11,7 @@ import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { fixture, peakMiB, startServers, stopServers } from "./servers.mjs";
+import { fixture, has, peakMiB, startServers, stopServers } from "./servers.mjs";
 
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(name);
@@ -22,7 +22,6 @@ const RUNS = Number(arg("--runs", "3"));
 const ONLY = arg("--only", "");
 
 const { dir, root, sha256: want, remove } = fixture("bench", "file.bin", SIZE);
-const has = (cmd) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
 
 // ---- servers ----------------------------------------------------------------
 const servers = await startServers(root);

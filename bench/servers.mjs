@@ -2,13 +2,16 @@
 // missing (with how to get it) rather than silently dropped.
 import { spawn, spawnSync } from "node:child_process";
 import { createHash, randomFillSync } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const repo = join(dirname(fileURLToPath(import.meta.url)), "..");
 const bin = (name) => join(repo, "node_modules", ".bin", name);
+
+/** True when a command (a client such as curl or atftp) is on the PATH. */
+export const has = (cmd) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
 
 /**
  * `extra`: flags for Emmer (e.g. --write, --max-sessions). `write`: peers accept uploads too.
@@ -78,7 +81,10 @@ export function stopServers(servers) {
  */
 function statusMiB(pid, field) {
   const one = (p) => {
-    const text = spawnSync("cat", [`/proc/${p}/status`], { encoding: "utf8" }).stdout;
+    let text = "";
+    try {
+      text = readFileSync(`/proc/${p}/status`, "utf8");
+    } catch { /* gone: NaN below */ }
     return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(text)?.[1]) / 1024;
   };
   const children = spawnSync("ps", ["--ppid", String(pid), "-o", "pid="], { encoding: "utf8" }).stdout.split(/\s+/).filter(Boolean);

@@ -5,7 +5,7 @@ import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { fixture, peakMiB, startServers, stopServers } from "./servers.mjs";
+import { fixture, has, peakMiB, startServers, stopServers } from "./servers.mjs";
 
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(name);
@@ -15,7 +15,7 @@ const SIZE = arg("--size-mib", 100) * 1024 * 1024;
 const RUNS = arg("--runs", 3);
 const { root, path: local, sha256: want, remove } = fixture("uploads", "upload.bin", SIZE, { inRoot: false });
 
-if (spawnSync("sh", ["-c", "command -v atftp"]).status !== 0) {
+if (!has("atftp")) {
   console.log("atftp: missing (apt-get install atftp)");
   process.exit(0);
 }

@@ -16,7 +16,7 @@ import { negotiate, type Negotiated } from "./options.ts";
 import { ErrorCode, type Mode, type Options, type RequestPacket } from "./packet.ts";
 import type { Router } from "./router.ts";
 import { RateLimiter } from "./rate_limit.ts";
-import { ReceiveSession, ringSlots, SendSession } from "./session.ts";
+import { ReceiveSession, ringPlan, SendSession } from "./session.ts";
 import { Transfer } from "./transfer.ts";
 import type { DatagramTransport, Runtime } from "./transport.ts";
 
@@ -276,12 +276,7 @@ export class Engine {
     try {
       if (req.mode === "netascii") source = new NetasciiSource(source);
       const negotiated = negotiate("read", req.mode, req.options, this.#limits(), source.size);
-      // A file of known size never needs more slots than it has blocks (the last one may be empty).
-      const blocks = source.size === undefined ? Infinity : Math.floor(source.size / negotiated.blksize) + 1;
-      const fullSlots = Math.min(ringSlots(negotiated.blksize, negotiated.windowsize), blocks);
-      // Until the client answers, one window: a client that never does holds a small
-      // region (four of the smallest share a page), and a small file never needs more.
-      const slots = Math.min(fullSlots, negotiated.windowsize);
+      const { first: slots, full: fullSlots } = ringPlan(negotiated.blksize, negotiated.windowsize, source.size);
       ringBytes = slots * (negotiated.blksize + 4);
       ring = allocate(ringBytes);
       if (ring === 0) throw new TftpError(ErrorCode.DISK_FULL, "server out of memory");

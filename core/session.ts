@@ -155,6 +155,18 @@ export function ringSlots(blksize: number, windowsize: number, budget = 8 * 1024
 }
 
 /**
+ * The ring of a download: `first` slots until the client answers, `full` after.
+ * Until then one window, so that a client that never answers (a scan, a stalled
+ * boot ROM) holds a small region (four of the smallest share a page). A source
+ * of known size never needs more slots than it has blocks (the last may be empty).
+ */
+export function ringPlan(blksize: number, windowsize: number, size?: number): { first: number; full: number } {
+  const blocks = size === undefined ? Infinity : Math.floor(size / blksize) + 1;
+  const full = Math.min(ringSlots(blksize, windowsize), blocks);
+  return { first: Math.min(full, windowsize), full };
+}
+
+/**
  * The sending side. Blocks live in a ring of `slots` slots of blksize + 4 bytes
  * at `ring` in linear memory: the DATA header is written in place in front of
  * each payload, and the datagrams sent are views of the ring. The caller fills
