@@ -37,23 +37,26 @@ export function bind(hostname: string, port: number, onMessage: MessageHandler, 
     return Promise.reject(error);
   }
   let closed = false;
-  (async () => {
-    // One buffer, reused: the core copies what it keeps before the handler returns.
-    const buffer = new Uint8Array(maxDatagram);
-    while (!closed) {
-      let received: [Uint8Array, DenoAddr];
-      try {
-        received = await conn.receive(buffer);
-      } catch {
-        if (closed) return;
-        // e.g. an ICMP error reported on the socket: not fatal; yield so a lasting error cannot spin
-        await new Promise((r) => setTimeout(r, 1));
-        continue;
-      }
-      const [data, from] = received;
+  // One buffer, reused: the core copies what it keeps before the handler returns. A chain
+  // of promise callbacks rather than an async loop: a suspended async function holds a
+  // generator and its registers, and a stalled transfer's socket waits here for seconds.
+  const buffer = new Uint8Array(maxDatagram);
+  const next = (): void => {
+    if (!closed) conn.receive(buffer).then(received, failed);
+  };
+  const received = ([data, from]: [Uint8Array, DenoAddr]): void => {
+    // The next receive may fill `buffer` at once: start it only after the handler ran.
+    try {
       onMessage(data, from.hostname, from.port);
+    } finally {
+      next();
     }
-  })();
+  };
+  // e.g. an ICMP error reported on the socket: not fatal; wait a little so a lasting error cannot spin
+  const failed = (): void => {
+    if (!closed) setTimeout(next, 1);
+  };
+  next();
   return Promise.resolve({
     address: conn.addr.hostname,
     port: conn.addr.port,

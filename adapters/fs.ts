@@ -16,6 +16,7 @@ import type { BlockSource, FillTarget } from "../core/body.ts";
 import type { ReadHandler, WriteRoute } from "../core/engine.ts";
 import { TftpError } from "../core/errors.ts";
 import { ErrorCode } from "../core/packet.ts";
+import { borrow, giveBack } from "./staging_pool.ts";
 
 export interface ServeDirOptions {
   /** Accept uploads (create and replace files). Default false: read-only. */
@@ -64,7 +65,8 @@ function segments(filename: string): string[] {
 
 /**
  * Deno's FileHandle.readv never returns when the file ends before the buffers
- * are full (seen with Deno 2.9): there, one read into a staging buffer is used.
+ * are full (seen with Deno 2.9): there, one read into a staging buffer is used,
+ * borrowed for that fill only (adapters/staging_pool.ts).
  */
 const READV_OK = (globalThis as { Deno?: unknown }).Deno === undefined;
 
@@ -75,7 +77,6 @@ const READV_OK = (globalThis as { Deno?: unknown }).Deno === undefined;
 class FileSource implements BlockSource {
   #fh: FileHandle;
   #position = 0;
-  #staging: Uint8Array | null = null;
   readonly size: number;
   /** readv writes into the views after an await. */
   readonly capturesViews = READV_OK;
@@ -116,21 +117,24 @@ class FileSource implements BlockSource {
     return total;
   }
   async #readStaged(target: FillTarget, want: number): Promise<number> {
-    if (this.#staging === null || this.#staging.length < want) this.#staging = new Uint8Array(want);
-    const staging = this.#staging;
-    let total = 0;
-    while (total < want) {
-      const n = (await this.#fh.read(staging, total, want - total, this.#position + total)).bytesRead;
-      if (n === 0) break;
-      total += n;
+    const staging = borrow(want);
+    try {
+      let total = 0;
+      while (total < want) {
+        const n = (await this.#fh.read(staging, total, want - total, this.#position + total)).bytesRead;
+        if (n === 0) break;
+        total += n;
+      }
+      for (let i = 0, at = 0; at < total; i++) {
+        const v = target.view(i); // fresh after the await
+        const n = Math.min(v.length, total - at);
+        v.set(staging.subarray(at, at + n));
+        at += n;
+      }
+      return total;
+    } finally {
+      giveBack(staging);
     }
-    for (let i = 0, at = 0; at < total; i++) {
-      const v = target.view(i); // fresh after the await
-      const n = Math.min(v.length, total - at);
-      v.set(staging.subarray(at, at + n));
-      at += n;
-    }
-    return total;
   }
   close(): Promise<void> {
     return this.#fh.close();

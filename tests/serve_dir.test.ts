@@ -6,8 +6,9 @@ import { spawnSync } from "node:child_process";
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Emmer, serveDir, TftpClient, TftpError } from "../mod.ts";
-import { bytesOf } from "./support/session_driver.ts";
+import { type BlockSource, Emmer, type FillTarget, serveDir, TftpClient, TftpError } from "../mod.ts";
+import { lentOut } from "../adapters/staging_pool.ts";
+import { bytesOf, concat } from "./support/session_driver.ts";
 
 /** What lies outside the root, to check that nothing there was created or changed. */
 async function outside(top: string): Promise<string> {
@@ -110,6 +111,38 @@ test("names a TFTP request cannot carry are refused too when a handler is called
         assert.is((e as TftpError).code, 2);
       }
     }
+  } finally {
+    await rm(top, { recursive: true, force: true });
+  }
+});
+
+test("two files read at once each get their own bytes, and no staging stays lent between fills", async () => {
+  const top = await mkdtemp(join(tmpdir(), "emmer-dir-"));
+  try {
+    const one = bytesOf(9_000, 1);
+    const two = bytesOf(9_000, 2);
+    await writeFile(join(top, "one.bin"), one);
+    await writeFile(join(top, "two.bin"), two);
+    const dir = serveDir(top);
+    const ctx = { address: "127.0.0.1", port: 1, params: {}, mode: "octet" as const, options: {} };
+    const a = (await dir.read({ ...ctx, filename: "one.bin" })) as BlockSource;
+    const b = (await dir.read({ ...ctx, filename: "two.bin" })) as BlockSource;
+    // Windows of 4 blocks of 1,000 bytes, filled side by side (Deno stages these reads).
+    const target = (blocks: Uint8Array[]): FillTarget => ({ count: blocks.length, view: (i) => blocks[i], offset: () => 0 });
+    const got: Uint8Array[] = [new Uint8Array(0), new Uint8Array(0)];
+    for (;;) {
+      const wa = Array.from({ length: 4 }, () => new Uint8Array(1000));
+      const wb = Array.from({ length: 4 }, () => new Uint8Array(1000));
+      const [na, nb] = await Promise.all([a.fill(target(wa)), b.fill(target(wb))]);
+      assert.is(lentOut(), 0, "a staging buffer stayed lent after its fill");
+      got[0] = concat([got[0], concat(wa).subarray(0, na)]);
+      got[1] = concat([got[1], concat(wb).subarray(0, nb)]);
+      if (na < 4000 && nb < 4000) break;
+    }
+    assert.equal(got[0], one);
+    assert.equal(got[1], two);
+    await a.close();
+    await b.close();
   } finally {
     await rm(top, { recursive: true, force: true });
   }
