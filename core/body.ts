@@ -266,15 +266,27 @@ export class NetasciiSource implements BlockSource {
 }
 
 /**
- * The stream a write handler reads. Chunks are queued up to `highWaterMark`
- * bytes; past that the receiving session holds its ACK until the handler reads
- * (flow control through the client's own lock-step).
+ * Payloads gathered into one chunk: 16 DATA blocks, up to 64 KiB. A chunk per
+ * packet cost an allocation and a read() promise per packet (about a fifth of
+ * an upload's user-space CPU on Node).
+ */
+const CHUNK_BLOCKS = 16;
+const CHUNK_MAX = 64 * 1024;
+
+/**
+ * The stream a write handler reads. Payloads are copied into chunks of up to
+ * 16 blocks (the last chunk comes at the end of the upload); chunks are queued
+ * up to `highWaterMark` bytes; past that the receiving session holds its ACK
+ * until the handler reads (flow control through the client's own lock-step).
  */
 export class UploadStream {
   readonly stream: ReadableStream<Uint8Array>;
   #controller!: ReadableStreamDefaultController<Uint8Array>;
   #onDrain: () => void = () => {};
   #closed = false;
+  /** The chunk being gathered, and how much of it is filled. */
+  #chunk: Uint8Array | null = null;
+  #filled = 0;
   /** True once the handler cancelled the stream (it wants no more data). */
   cancelled = false;
 
@@ -288,6 +300,7 @@ export class UploadStream {
         cancel: () => {
           this.cancelled = true;
           this.#closed = true;
+          this.#chunk = null;
           this.#onDrain();
         },
       },
@@ -295,11 +308,32 @@ export class UploadStream {
     );
   }
 
-  /** Queues a chunk; returns false when the consumer is behind (hold the ACK). */
-  push(chunk: Uint8Array): boolean {
-    if (this.#closed) return true;
-    this.#controller.enqueue(chunk);
-    return (this.#controller.desiredSize ?? 1) > 0;
+  /**
+   * Copies a payload in (the caller may reuse its buffer at once); returns false
+   * when the consumer is behind (hold the ACK).
+   */
+  push(payload: Uint8Array): boolean {
+    if (this.#closed || payload.length === 0) return this.wantsMore;
+    if (this.#chunk !== null && this.#filled + payload.length > this.#chunk.length) this.#flush();
+    if (this.#chunk === null) {
+      const size = Math.min(CHUNK_MAX, payload.length * CHUNK_BLOCKS);
+      if (payload.length >= size) {
+        this.#controller.enqueue(payload.slice()); // a block as large as a chunk: on its own
+        return this.wantsMore;
+      }
+      this.#chunk = new Uint8Array(size);
+    }
+    this.#chunk.set(payload, this.#filled);
+    this.#filled += payload.length;
+    if (this.#filled === this.#chunk.length) this.#flush();
+    return this.wantsMore;
+  }
+
+  #flush(): void {
+    if (this.#chunk === null) return;
+    if (this.#filled > 0) this.#controller.enqueue(this.#chunk.subarray(0, this.#filled));
+    this.#chunk = null;
+    this.#filled = 0;
   }
 
   /** Calls fn when the consumer wants more. */
@@ -314,10 +348,12 @@ export class UploadStream {
   /** The handler needs no more: drop what still arrives. */
   discard(): void {
     this.#closed = true;
+    this.#chunk = null;
   }
 
   end(): void {
     if (this.#closed) return;
+    this.#flush();
     this.#closed = true;
     this.#controller.close();
   }
@@ -325,6 +361,7 @@ export class UploadStream {
   fail(reason: Error): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#chunk = null;
     this.#controller.error(reason);
   }
 }

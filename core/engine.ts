@@ -307,8 +307,8 @@ export class Engine {
     const upload = new UploadStream();
     const netascii = req.mode === "netascii" ? new NetasciiDecoder() : null;
     const session = new ReceiveSession(this.#settings(negotiated), {
-      // The datagram's buffer belongs to the adapter: keep a copy (netascii decoding makes one anyway).
-      write: (payload) => upload.push(netascii ? netascii.push(payload) : payload.slice()),
+      // The datagram's buffer belongs to the adapter: push() copies it into the chunk being gathered.
+      write: (payload) => upload.push(netascii ? netascii.push(payload) : payload),
       end: () => {
         if (netascii) {
           const tail = netascii.end();

@@ -1,0 +1,82 @@
+// The stream a write handler reads: payloads gathered into chunks, copied
+// (the adapter reuses its buffer), the tail delivered at the end, nothing
+// after a discard or a failure, and the ACK held while the reader is behind.
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { UploadStream } from "../core/body.ts";
+import { bytesOf, concat } from "./support/session_driver.ts";
+
+async function readAll(stream: ReadableStream<Uint8Array>): Promise<Uint8Array[]> {
+  const chunks: Uint8Array[] = [];
+  const reader = stream.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return chunks;
+    chunks.push(value);
+  }
+}
+
+test("payloads arrive whole and in order, 16 blocks to a chunk, the rest at the end", async () => {
+  const up = new UploadStream();
+  const body = bytesOf(512 * 40 + 100);
+  const buffer = new Uint8Array(512); // one buffer reused for every datagram, as the adapters do
+  for (let at = 0; at < body.length; at += 512) {
+    const payload = buffer.subarray(0, Math.min(512, body.length - at));
+    payload.set(body.subarray(at, at + payload.length));
+    up.push(payload);
+    buffer.fill(0xee); // the adapter's next datagram overwrites it
+  }
+  up.end();
+  const chunks = await readAll(up.stream);
+  assert.equal(chunks.map((c) => c.length), [8192, 8192, 4196]);
+  assert.equal(concat(chunks), body);
+});
+
+test("blksize 65464 makes a chunk a block; a payload past 64 KiB (netascii grown) goes alone; empty adds nothing", async () => {
+  const up = new UploadStream();
+  const block = bytesOf(65464, 3);
+  const grown = bytesOf(70_000, 4);
+  up.push(new Uint8Array(0));
+  up.push(block);
+  up.push(block);
+  up.push(grown);
+  up.push(block.subarray(0, 10));
+  up.end();
+  const chunks = await readAll(up.stream);
+  assert.equal(chunks.map((c) => c.length), [65464, 65464, 70_000, 10]);
+  assert.equal(concat(chunks), concat([block, block, grown, block.subarray(0, 10)]));
+});
+
+test("after a discard nothing more is queued; a failure reaches the reader", async () => {
+  const up = new UploadStream();
+  up.push(bytesOf(100_000)); // queued on its own
+  up.push(bytesOf(100)); // gathered, then dropped by the discard
+  up.discard();
+  up.push(bytesOf(100));
+  const reader = up.stream.getReader();
+  assert.is((await reader.read()).value!.length, 100_000);
+  // Anything queued would be read within microtasks, before a macrotask runs.
+  const next = await Promise.race([reader.read().then(() => "a chunk"), new Promise((r) => setTimeout(() => r("nothing"), 0))]);
+  assert.is(next, "nothing");
+  const failed = new UploadStream();
+  failed.push(bytesOf(100));
+  failed.fail(new Error("upload failed: timed out"));
+  try {
+    await readAll(failed.stream);
+    assert.unreachable("the failure did not reach the reader");
+  } catch (e) {
+    assert.match((e as Error).message, "timed out");
+  }
+});
+
+test("push answers false once a reader that does not read is a high-water mark behind", () => {
+  const up = new UploadStream(64 * 1024);
+  const answers: boolean[] = [];
+  for (let i = 0; i < 200; i++) answers.push(up.push(bytesOf(512)));
+  const first = answers.indexOf(false);
+  // 128 blocks fill 64 KiB of queued chunks; the 16 being gathered are not counted yet.
+  assert.is(first, 127);
+  assert.ok(answers.slice(first).every((a) => !a), "it said yes again without a read");
+});
+
+test.run();
