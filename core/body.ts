@@ -266,7 +266,8 @@ export class NetasciiSource implements BlockSource {
 }
 
 /**
- * Payloads gathered into one chunk: 16 DATA blocks, up to 64 KiB. A chunk per
+ * Payloads gathered into one chunk: 16 DATA blocks, as many as fit in 64 KiB
+ * when they are larger (one above 32 KiB). A chunk per
  * packet cost an allocation and a read() promise per packet (about a fifth of
  * an upload's user-space CPU on Node).
  */
@@ -316,12 +317,12 @@ export class UploadStream {
     if (this.#closed || payload.length === 0) return this.wantsMore;
     if (this.#chunk !== null && this.#filled + payload.length > this.#chunk.length) this.#flush();
     if (this.#chunk === null) {
-      const size = Math.min(CHUNK_MAX, payload.length * CHUNK_BLOCKS);
-      if (payload.length >= size) {
-        this.#controller.enqueue(payload.slice()); // a block as large as a chunk: on its own
+      const blocks = Math.min(CHUNK_BLOCKS, Math.floor(CHUNK_MAX / payload.length));
+      if (blocks <= 1) {
+        this.#controller.enqueue(payload.slice()); // blksize above 32 KiB: a block is a chunk
         return this.wantsMore;
       }
-      this.#chunk = new Uint8Array(size);
+      this.#chunk = new Uint8Array(blocks * payload.length);
     }
     this.#chunk.set(payload, this.#filled);
     this.#filled += payload.length;
@@ -331,7 +332,10 @@ export class UploadStream {
 
   #flush(): void {
     if (this.#chunk === null) return;
-    if (this.#filled > 0) this.#controller.enqueue(this.#chunk.subarray(0, this.#filled));
+    const chunk = this.#chunk;
+    const n = this.#filled;
+    // A short tail gets a buffer of its size: the handler may keep what it reads.
+    if (n > 0) this.#controller.enqueue(n * 2 < chunk.length ? chunk.slice(0, n) : chunk.subarray(0, n));
     this.#chunk = null;
     this.#filled = 0;
   }

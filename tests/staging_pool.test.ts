@@ -2,7 +2,7 @@
 // reused once given back, and never more kept than the bound.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { borrow, giveBack, KEPT_PER_SIZE, lentOut } from "../adapters/staging_pool.ts";
+import { borrow, giveBack, KEPT_BYTES, KEPT_PER_SIZE, keptForReuse, lentOut } from "../adapters/staging_pool.ts";
 
 test("a borrowed buffer holds the bytes asked for, in a power-of-two size of at least 4 KiB", () => {
   for (const [ask, size] of [[1, 4096], [516, 4096], [4097, 8192], [65464, 65536], [65537, 131072], [1_048_576, 1_048_576]]) {
@@ -32,6 +32,15 @@ test("no more than KEPT_PER_SIZE buffers of one size are kept", () => {
   const reused = again.filter((b) => many.includes(b)).length;
   assert.is(reused, KEPT_PER_SIZE);
   for (const b of again) giveBack(b);
+});
+
+test("no more than KEPT_BYTES are kept in all, whatever the sizes", () => {
+  const big = Array.from({ length: 6 }, () => borrow(4 * 1024 * 1024)); // whole rings of large windows
+  for (const b of big) giveBack(b);
+  assert.ok(keptForReuse() <= KEPT_BYTES, `${keptForReuse()} bytes kept`);
+  // Kept up to the bound (within one buffer of it), whatever the tests above left in the pool.
+  assert.ok(keptForReuse() > KEPT_BYTES - 4 * 1024 * 1024, `only ${keptForReuse()} bytes kept`);
+  assert.is(lentOut(), 0);
 });
 
 test.run();

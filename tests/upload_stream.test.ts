@@ -32,27 +32,35 @@ test("payloads arrive whole and in order, 16 blocks to a chunk, the rest at the 
   assert.equal(concat(chunks), body);
 });
 
-test("blksize 65464 makes a chunk a block; a payload past 64 KiB (netascii grown) goes alone; empty adds nothing", async () => {
-  const up = new UploadStream();
-  const block = bytesOf(65464, 3);
-  const grown = bytesOf(70_000, 4);
-  up.push(new Uint8Array(0));
-  up.push(block);
-  up.push(block);
-  up.push(grown);
-  up.push(block.subarray(0, 10));
-  up.end();
-  const chunks = await readAll(up.stream);
-  assert.equal(chunks.map((c) => c.length), [65464, 65464, 70_000, 10]);
-  assert.equal(concat(chunks), concat([block, block, grown, block.subarray(0, 10)]));
+test("large blocks: as many as fit in 64 KiB to a chunk, one alone above 32 KiB, no buffer much larger than its bytes", async () => {
+  for (const blksize of [8192, 40_000, 65464]) {
+    const up = new UploadStream();
+    const body = bytesOf(blksize * 9 + 7, blksize);
+    up.push(new Uint8Array(0)); // adds nothing
+    for (let at = 0; at < body.length; at += blksize) up.push(body.subarray(at, at + blksize));
+    up.end();
+    const chunks = await readAll(up.stream);
+    assert.equal(concat(chunks), body, `blksize ${blksize}`);
+    const perChunk = Math.min(16, Math.floor(65536 / blksize));
+    assert.is(chunks[0].length, perChunk * blksize, `blksize ${blksize}: first chunk`);
+    for (const c of chunks) assert.ok(c.buffer.byteLength <= Math.max(2 * c.length, 65536), `blksize ${blksize}: a ${c.length}-byte chunk holds ${c.buffer.byteLength} bytes`);
+  }
 });
 
-test("after a discard nothing more is queued; a failure reaches the reader", async () => {
+test("a short upload's chunk is no larger than its bytes need", async () => {
   const up = new UploadStream();
-  up.push(bytesOf(100_000)); // queued on its own
-  up.push(bytesOf(100)); // gathered, then dropped by the discard
+  up.push(bytesOf(10));
+  up.end();
+  const [chunk] = await readAll(up.stream);
+  assert.is(chunk.length, 10);
+  assert.ok(chunk.buffer.byteLength < 100, `a 10-byte upload holds ${chunk.buffer.byteLength} bytes`);
+});
+
+test("after a discard, pushes are ignored and never hold the ACK; a failure reaches the reader", async () => {
+  const up = new UploadStream(1000);
+  up.push(bytesOf(100_000)); // queued on its own; the queue is now past its high-water mark
   up.discard();
-  up.push(bytesOf(100));
+  assert.is(up.push(bytesOf(100)), true, "a discarded upload held the ACK");
   const reader = up.stream.getReader();
   assert.is((await reader.read()).value!.length, 100_000);
   // Anything queued would be read within microtasks, before a macrotask runs.
@@ -77,6 +85,19 @@ test("push answers false once a reader that does not read is a high-water mark b
   // 128 blocks fill 64 KiB of queued chunks; the 16 being gathered are not counted yet.
   assert.is(first, 127);
   assert.ok(answers.slice(first).every((a) => !a), "it said yes again without a read");
+});
+
+test("a read after the ACK was held calls onDrain, which lets the session resume", async () => {
+  const up = new UploadStream(64 * 1024);
+  let drains = 0;
+  up.onDrain(() => drains++);
+  while (up.push(bytesOf(512))) { /* fill to the high-water mark */ }
+  const before = drains;
+  const reader = up.stream.getReader();
+  await reader.read();
+  await reader.read();
+  assert.ok(drains > before, "reading did not call onDrain");
+  assert.ok(up.wantsMore, "still behind after reading");
 });
 
 test.run();
