@@ -49,6 +49,10 @@ function fsError(error: unknown): TftpError {
     case "EDQUOT":
     case "EFBIG":
       return new TftpError(ErrorCode.DISK_FULL, "disk full or allocation exceeded");
+    case "EMFILE":
+    case "ENFILE":
+      // Every descriptor is held by live transfers: the server is full, not broken (raise `ulimit -n`).
+      return new TftpError(ErrorCode.NOT_DEFINED, "server busy: too many open files");
   }
   throw error; // unexpected: becomes ERROR 0 and is logged
 }

@@ -10,7 +10,8 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { TftpClient, TftpError } from "../mod.ts";
-import { runtimeName } from "../adapters/runtime.ts";
+import { loadRuntime, runtimeName } from "../adapters/runtime.ts";
+import type { DatagramTransport } from "../core/transport.ts";
 import { bytesOf } from "./support/session_driver.ts";
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -62,6 +63,55 @@ function stop(child: ChildProcess, out: () => string): Promise<number | null> {
     child.kill("SIGINT");
   });
 }
+
+test("out of file descriptors: the next requests hear \"server busy\", never an internal error", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "emmer-fds-"));
+  await writeFile(join(dir, "f.bin"), bytesOf(4096));
+  // A low descriptor limit; each stalled transfer holds a socket and an open file for 30 s.
+  const child = spawn("sh", ["-c", 'ulimit -n 80 && exec "$0" "$@"', process.execPath, ...command, "--root", dir, "--port", "0", "--timeout", "30"], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  child.stderr!.on("data", (d) => (out += d));
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout!.on("data", (d) => {
+      out += d;
+      const m = /on [0-9.:]+:(\d+);/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    child.on("exit", (code) => reject(new Error(`exited ${code}: ${out}`)));
+  });
+  try {
+    const runtime = await loadRuntime();
+    const rrq = Uint8Array.from([0, 1, ...new TextEncoder().encode("f.bin"), 0, ...new TextEncoder().encode("octet"), 0]);
+    const answers: string[] = [];
+    // Every client keeps its socket (and so its port) to the end: a port reused while its earlier
+    // transfer lives would be taken for a repeated request and get no answer, rightly.
+    const clients: DatagramTransport[] = [];
+    try {
+      for (let i = 0; i < 60; i++) {
+        let answer!: (a: string) => void;
+        const got = new Promise<string>((resolve) => (answer = resolve));
+        const client = await runtime.bind("127.0.0.1", 0, (d) =>
+          answer(d[1] === 3 ? "DATA" : d[1] === 5 ? `ERROR ${d[3]} ${new TextDecoder().decode(d.subarray(4, -1))}` : `op ${d[1]}`));
+        clients.push(client);
+        client.send(rrq, port, "127.0.0.1", () => {});
+        let timer: { stop(): void } | undefined;
+        answers.push(await Promise.race([got, new Promise<string>((r) => (timer = runtime.after(5000, () => r(`request ${i}: no answer`))))]));
+        timer?.stop();
+      }
+    } finally {
+      for (const c of clients) c.close();
+    }
+    const kinds = [...new Set(answers)];
+    assert.ok(answers.includes("DATA"), `no transfer started: ${kinds}`);
+    assert.ok(answers.some((a) => a.startsWith("ERROR 0 server busy")), `the descriptors never ran out: ${kinds}`);
+    for (const a of kinds) assert.match(a, /^(DATA|ERROR 0 server busy: (too many open files|no port for the transfer))$/);
+  } finally {
+    await stop(child, () => out);
+    await rm(dir, { recursive: true, force: true });
+  }
+});
 
 for (const [args, message] of [
   [["--bogus"], /unknown flag "--bogus"/],
