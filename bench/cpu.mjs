@@ -133,21 +133,25 @@ async function perfSplit() {
     return;
   }
   const port = "16999";
-  const server = spawn(process.execPath, ["--perf-basic-prof", join(repo, "dist", "emmer-node.js"), "--root", root, "--port", port], { stdio: "ignore" });
+  // V8 writes its code log (isolate-*.log) into the working directory: keep it out of the repository.
+  const scratch = mkdtempSync(join(tmpdir(), "emmer-perf-"));
+  const server = spawn(process.execPath, ["--perf-basic-prof", join(repo, "dist", "emmer-node.js"), "--root", root, "--port", port], { cwd: scratch, stdio: "ignore" });
   await new Promise((r) => setTimeout(r, 1500));
-  const data = join(mkdtempSync(join(tmpdir(), "emmer-perf-")), "perf.data");
+  const data = join(scratch, "perf.data");
   const seconds = 6;
   const rec = spawn("perf", ["record", "-F", "2000", "-p", String(server.pid), "-o", data, "--", "sleep", String(seconds)], { stdio: "ignore" });
   await new Promise((r) => setTimeout(r, 300));
   spawnSync("curl", ["-s", "--max-time", String(seconds - 1), "--tftp-blksize", "512", "-o", out, `tftp://127.0.0.1:${port}/file.bin`]);
   const recorded = await new Promise((r) => rec.on("exit", (code) => r(code === 0)));
+  const report = recorded ? spawnSync("perf", ["report", "-i", data, "--no-children", "--sort", "dso", "--stdio"], { encoding: "utf8" }).stdout : "";
   server.kill("SIGTERM");
+  await new Promise((r) => server.on("exit", r));
+  rmSync(scratch, { recursive: true, force: true });
+  rmSync(`/tmp/perf-${server.pid}.map`, { force: true }); // --perf-basic-prof's symbol map
   if (!recorded) {
     console.log("\nperf split: perf record failed (perf_event_paranoid, or not allowed here)");
     return;
   }
-  const report = spawnSync("perf", ["report", "-i", data, "--no-children", "--sort", "dso", "--stdio"], { encoding: "utf8" }).stdout;
-  rmSync(join(data, ".."), { recursive: true, force: true });
   const shares = new Map();
   for (const m of report.matchAll(/^\s+([\d.]+)%\s+(.+?)\s*$/gm)) {
     const dso = m[2];
