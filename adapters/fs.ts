@@ -241,7 +241,7 @@ export function serveDir(root: string, options: ServeDirOptions = {}): ServedDir
       await target(filename);
       return true;
     },
-    handle: async ({ filename, body }) => {
+    handle: async ({ filename, body, signal }) => {
       const path = await target(filename);
       const temp = join(dirname(path), `.${basename(path)}.${crypto.randomUUID()}.emmer-upload`);
       let fh: FileHandle;
@@ -255,6 +255,9 @@ export function serveDir(root: string, options: ServeDirOptions = {}): ServedDir
         await writeAll(fh, body);
         await fh.sync();
         await fh.close();
+        // The client may have been told the upload failed meanwhile (a slow disk past the
+        // handler deadline): then the file must not appear.
+        if (signal?.aborted) throw signal.reason ?? new Error("upload abandoned");
         await rename(temp, path);
       } catch (error) {
         await fh.close().catch(() => {});

@@ -288,6 +288,7 @@ export class UploadStream {
   /** The chunk being gathered, and how much of it is filled. */
   #chunk: Uint8Array | null = null;
   #filled = 0;
+  #abort = new AbortController();
   /** True once the handler cancelled the stream (it wants no more data). */
   cancelled = false;
 
@@ -362,7 +363,17 @@ export class UploadStream {
     this.#controller.close();
   }
 
+  /** The handler's `signal`: aborted by {@link fail}. */
+  get signal(): AbortSignal {
+    return this.#abort.signal;
+  }
+
+  /**
+   * The upload cannot succeed: the signal is aborted (even after the end, when
+   * the handler may be committing the bytes) and a reader still reading gets `reason`.
+   */
   fail(reason: Error): void {
+    if (!this.#abort.signal.aborted) this.#abort.abort(reason);
     if (this.#closed) return;
     this.#closed = true;
     this.#chunk = null;

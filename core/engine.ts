@@ -44,6 +44,12 @@ export interface WriteContext extends RequestContext {
 export interface UploadContext extends WriteContext {
   /** The uploaded bytes, as they arrive (netascii already converted). */
   body: ReadableStream<Uint8Array>;
+  /**
+   * Aborted once the upload can no longer succeed: the transfer failed, or the
+   * handler ran past its deadline and the client was told so. A handler that
+   * commits the upload (a rename, a database write) checks it just before.
+   */
+  signal: AbortSignal;
 }
 
 export interface WriteRoute {
@@ -320,6 +326,8 @@ export class Engine {
         verdictTimer = this.#runtime.after(this.#s.handlerTimeoutMs, () => {
           if (verdict === null) {
             verdict = { ok: false, code: ErrorCode.NOT_DEFINED, message: "handler timed out" };
+            // The client hears of a failure: the handler must not commit the upload after all.
+            upload.fail(new TftpError(ErrorCode.NOT_DEFINED, "handler timed out"));
             decide();
           }
         });
@@ -345,7 +353,7 @@ export class Engine {
       }
     }
     Promise.resolve()
-      .then(() => route.handle({ ...ctx, body: upload.stream }))
+      .then(() => route.handle({ ...ctx, body: upload.stream, signal: upload.signal }))
       .then(
         (result) => {
           if (verdict !== null) return; // already timed out

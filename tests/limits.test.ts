@@ -3,7 +3,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import type { Emmer } from "../core/app.ts";
-import { decode, encodeData, encodeRequest } from "../core/codec.ts";
+import { decode, encodeData, encodeError, encodeRequest } from "../core/codec.ts";
 import { RateLimiter } from "../core/rate_limit.ts";
 import { INITIAL_RETRIES } from "../core/session.ts";
 import { fakePeer, fakeServer } from "./support/fake_runtime.ts";
@@ -72,10 +72,12 @@ test("a read handler that never settles: ERROR 0 after handlerTimeout, and nothi
   assert.is(app.engine!.load, 0);
 });
 
-test("a write handler whose verdict never comes: ERROR 0 instead of the last ACK", async () => {
+test("a write handler whose verdict never comes: ERROR 0 instead of the last ACK, and its signal aborted", async () => {
+  let signal: AbortSignal | null = null;
   const { net, app } = await setup((app) =>
-    app.write("*", async ({ body }) => {
-      await new Response(body).arrayBuffer();
+    app.write("*", async (ctx) => {
+      signal = ctx.signal;
+      await new Response(ctx.body).arrayBuffer();
       await new Promise(() => {});
     }), { handlerTimeout: 3 });
   const client = await fakePeer(net, "127.0.0.2");
@@ -85,10 +87,40 @@ test("a write handler whose verdict never comes: ERROR 0 instead of the last ACK
   client.send(encodeData(1, bytesOf(100)), port);
   await net.deliver();
   assert.equal(client.take(), [], "the last ACK came before the verdict");
+  assert.is(signal!.aborted, false, "aborted before the deadline");
   await net.advance(3000);
   await net.deliver();
   const [e] = client.take().map((m) => decode(m.data) as { op: number; message: string });
   assert.equal([e.op, e.message], [5, "handler timed out"]);
+  // The client was told the upload failed: a handler still at work must not commit it.
+  assert.is(signal!.aborted, true, "the handler was not told");
+  assert.match(String((signal!.reason as Error).message), "handler timed out");
+  assert.is(app.engine!.load, 0);
+});
+
+test("a client that abandons an upload midway: the handler's signal is aborted and its body fails", async () => {
+  let signal: AbortSignal | null = null;
+  let bodyError = "";
+  const { net, app } = await setup((app) =>
+    app.write("*", async (ctx) => {
+      signal = ctx.signal;
+      try {
+        await new Response(ctx.body).arrayBuffer();
+      } catch (e) {
+        bodyError = (e as Error).message;
+      }
+    }));
+  const client = await fakePeer(net, "127.0.0.2");
+  client.send(encodeRequest(2, "up", "octet", {}), 69);
+  await net.deliver();
+  const port = client.take()[0].port; // ACK 0
+  client.send(encodeData(1, bytesOf(512)), port);
+  await net.deliver();
+  assert.is(signal!.aborted, false);
+  client.send(encodeError(0, "cancelled by the user"), port);
+  await net.deliver();
+  assert.is(signal!.aborted, true, "the handler was not told");
+  assert.match(bodyError, "cancelled by the user");
   assert.is(app.engine!.load, 0);
 });
 

@@ -149,6 +149,32 @@ test("two files read at once each get their own bytes, and no staging stays lent
   }
 });
 
+test("an upload whose signal is aborted before it is committed leaves neither the file nor a temporary file", async () => {
+  const top = await mkdtemp(join(tmpdir(), "emmer-dir-"));
+  try {
+    const dir = serveDir(top, { write: true });
+    const ctx = { address: "127.0.0.1", port: 1, params: {}, mode: "octet" as const, options: {}, filename: "late.bin" };
+    const abort = new AbortController();
+    const body = new ReadableStream<Uint8Array>({
+      pull(c) {
+        // The whole upload arrives; the client is told it failed before the handler commits it.
+        c.enqueue(bytesOf(10_000));
+        abort.abort(new TftpError(0, "handler timed out"));
+        c.close();
+      },
+    });
+    try {
+      await dir.write!.handle({ ...ctx, body, signal: abort.signal });
+      assert.unreachable("the handler committed an upload its client was told had failed");
+    } catch (e) {
+      assert.instance(e, TftpError);
+    }
+    assert.equal(await readdir(top), []);
+  } finally {
+    await rm(top, { recursive: true, force: true });
+  }
+});
+
 for (const [name, codes] of hostile) {
   test(`read of ${JSON.stringify(name.length > 40 ? name.slice(0, 20) + "..." : name)} is refused with ERROR ${codes.join(" or ")}`, () =>
     withDir(async ({ client }) => {

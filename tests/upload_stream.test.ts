@@ -77,6 +77,18 @@ test("after a discard, pushes are ignored and never hold the ACK; a failure reac
   }
 });
 
+test("a failure after the end aborts the signal but leaves what was read intact", async () => {
+  const up = new UploadStream();
+  up.push(bytesOf(1000));
+  up.end();
+  const chunks = await readAll(up.stream);
+  assert.is(up.signal.aborted, false);
+  up.fail(new Error("handler timed out"));
+  assert.is(up.signal.aborted, true);
+  assert.is((up.signal.reason as Error).message, "handler timed out");
+  assert.equal(concat(chunks), bytesOf(1000));
+});
+
 test("push answers false once a reader that does not read is a high-water mark behind", () => {
   const up = new UploadStream(64 * 1024);
   const answers: boolean[] = [];
