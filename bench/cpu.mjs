@@ -13,7 +13,7 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fixture, has, repo, startServers, stopServers } from "./servers.mjs";
+import { alternating, fixture, has, repo, serversFor, startServers, stopServers } from "./servers.mjs";
 
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(name);
@@ -80,18 +80,16 @@ for (const sc of scenarios) {
     console.log(`${sc.name}: client ${sc.client} missing`);
     continue;
   }
-  const targets = servers.filter((s) => !(sc.windowed && s.name === "tftpd-hpa"));
+  const targets = serversFor(sc, servers);
   const runs = Object.fromEntries(targets.map((s) => [s.name, []]));
-  for (let i = 0; i < RUNS; i++) {
-    for (const s of i % 2 === 0 ? targets : [...targets].reverse()) {
-      rmSync(out, { force: true });
-      const [cmd, ...args] = sc.args(s.port);
-      const r = runClient(cmd, args);
-      const landed = sc.upload ? join(root, `up-${s.port}.bin`) : out;
-      r.ok &&= sha(landed) === want;
-      if (sc.upload) rmSync(landed, { force: true });
-      runs[s.name].push(r);
-    }
+  for (const { server: s } of alternating(targets, RUNS)) {
+    rmSync(out, { force: true });
+    const [cmd, ...args] = sc.args(s.port);
+    const r = runClient(cmd, args);
+    const landed = sc.upload ? join(root, `up-${s.port}.bin`) : out;
+    r.ok &&= sha(landed) === want;
+    if (sc.upload) rmSync(landed, { force: true });
+    runs[s.name].push(r);
   }
   const blocks = Math.ceil(SIZE / sc.blksize);
   for (const s of targets) {

@@ -11,7 +11,7 @@ import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { fixture, has, peakMiB, startServers, stopServers } from "./servers.mjs";
+import { alternating, fixture, has, peakMiB, serversFor, startServers, stopServers } from "./servers.mjs";
 
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(name);
@@ -66,13 +66,9 @@ for (const sc of scenarios) {
     console.log(`${sc.name}: client ${sc.client} missing`);
     continue;
   }
-  // tftpd-hpa has no windowsize: a windowed client would measure lock-step there.
-  const targets = servers.filter((s) => !(sc.windowed && s.name === "tftpd-hpa"));
+  const targets = serversFor(sc, servers);
   const times = Object.fromEntries(targets.map((s) => [s.name, []]));
-  for (let i = 0; i < RUNS; i++) {
-    const order = i % 2 === 0 ? targets : [...targets].reverse();
-    for (const s of order) times[s.name].push(sc.run(s.port, join(dir, "out.bin")));
-  }
+  for (const { server: s } of alternating(targets, RUNS)) times[s.name].push(sc.run(s.port, join(dir, "out.bin")));
   const median = (xs) => {
     const ok = xs.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
     return ok.length === xs.length ? ok[Math.floor(ok.length / 2)] : NaN;

@@ -30,6 +30,8 @@ export function candidates(root, { extra = [], write = false, workers = 0 } = {}
       cmd: "/usr/sbin/in.tftpd",
       args: (p) => ["-L", "-u", "root", ...(write ? ["-c"] : []), "-s", root, "-a", `127.0.0.1:${p}`],
       hint: "apt-get install tftpd-hpa",
+      // No windowsize option: a windowed client would measure lock-step here.
+      windowsize: false,
     },
     {
       name: "atftpd",
@@ -69,6 +71,19 @@ export async function startServers(root, options = {}) {
   await new Promise((r) => setTimeout(r, 2500));
   return servers;
 }
+
+/**
+ * Every server once per run, in alternating order (forward, then backward), so
+ * that a drift in the machine's speed does not favour whoever goes first.
+ */
+export function* alternating(servers, runs) {
+  for (let run = 0; run < runs; run++) {
+    for (const server of run % 2 === 0 ? servers : [...servers].reverse()) yield { run, server };
+  }
+}
+
+/** The servers a scenario applies to: a windowed one skips those without windowsize. */
+export const serversFor = (scenario, servers) => (scenario.windowed ? servers.filter((s) => s.windowsize !== false) : servers);
 
 export function stopServers(servers) {
   for (const s of servers) s.child.kill("SIGTERM");

@@ -10,7 +10,7 @@ import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { fixture, peakMiB, startServers, stopServers } from "./servers.mjs";
+import { alternating, fixture, peakMiB, startServers, stopServers } from "./servers.mjs";
 
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(name);
@@ -37,16 +37,14 @@ function curl(port, out) {
 // Emmer on Node also runs with two worker processes: this machine has two cores.
 const servers = await startServers(root, { extra: ["--max-requests-per-second", "100000"], workers: 2 });
 const runs = Object.fromEntries(servers.map((s) => [s.name, { seconds: [], failed: 0 }]));
-for (let i = 0; i < RUNS; i++) {
-  for (const s of i % 2 === 0 ? servers : [...servers].reverse()) {
-    const t0 = process.hrtime.bigint();
-    const results = await Promise.all(Array.from({ length: CLIENTS }, (_, j) => curl(s.port, join(dir, `out-${j}`))));
-    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-    const failed = results.filter((ok) => !ok).length;
-    runs[s.name].seconds.push(seconds);
-    runs[s.name].failed += failed;
-    console.log(`${s.name}: ${seconds.toFixed(1)} s, ${failed} failed`);
-  }
+for (const { server: s } of alternating(servers, RUNS)) {
+  const t0 = process.hrtime.bigint();
+  const results = await Promise.all(Array.from({ length: CLIENTS }, (_, j) => curl(s.port, join(dir, `out-${j}`))));
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const failed = results.filter((ok) => !ok).length;
+  runs[s.name].seconds.push(seconds);
+  runs[s.name].failed += failed;
+  console.log(`${s.name}: ${seconds.toFixed(1)} s, ${failed} failed`);
 }
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const rows = servers.map((s) => ({ name: s.name, seconds: median(runs[s.name].seconds), failed: runs[s.name].failed, peak: peakMiB(s.child.pid) }));
