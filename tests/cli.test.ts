@@ -34,9 +34,15 @@ function runToEnd(args: string[]) {
   return spawnSync(process.execPath, [...command, ...args], { encoding: "utf8", timeout: 20_000 });
 }
 
-/** Starts the server; resolves with its port once it prints its startup line. */
-function start(args: string[], cwd = repo): Promise<{ child: ChildProcess; port: number; out: () => string }> {
-  const child = spawn(process.execPath, [...command, ...args], { cwd, stdio: ["ignore", "pipe", "pipe"] });
+/**
+ * Starts the server; resolves with its port once it prints its startup line.
+ * `maxFds`: run it under `ulimit -n` (through sh, which then execs the runtime: same process).
+ */
+function start(args: string[], cwd = repo, maxFds?: number): Promise<{ child: ChildProcess; port: number; out: () => string }> {
+  const argv = [process.execPath, ...command, ...args];
+  const child = maxFds === undefined
+    ? spawn(argv[0], argv.slice(1), { cwd, stdio: ["ignore", "pipe", "pipe"] })
+    : spawn("sh", ["-c", `ulimit -n ${maxFds} && exec "$0" "$@"`, ...argv], { cwd, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   child.stderr!.on("data", (d) => (out += d));
   return new Promise((resolve, reject) => {
@@ -68,19 +74,7 @@ test("out of file descriptors: the next requests hear \"server busy\", never an 
   const dir = await mkdtemp(join(tmpdir(), "emmer-fds-"));
   await writeFile(join(dir, "f.bin"), bytesOf(4096));
   // A low descriptor limit; each stalled transfer holds a socket and an open file for 30 s.
-  const child = spawn("sh", ["-c", 'ulimit -n 80 && exec "$0" "$@"', process.execPath, ...command, "--root", dir, "--port", "0", "--timeout", "30"], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let out = "";
-  child.stderr!.on("data", (d) => (out += d));
-  const port = await new Promise<number>((resolve, reject) => {
-    child.stdout!.on("data", (d) => {
-      out += d;
-      const m = /on [0-9.:]+:(\d+);/.exec(out);
-      if (m) resolve(Number(m[1]));
-    });
-    child.on("exit", (code) => reject(new Error(`exited ${code}: ${out}`)));
-  });
+  const { child, port, out } = await start(["--root", dir, "--port", "0", "--timeout", "30"], repo, 80);
   try {
     const runtime = await loadRuntime();
     const rrq = Uint8Array.from([0, 1, ...new TextEncoder().encode("f.bin"), 0, ...new TextEncoder().encode("octet"), 0]);
@@ -108,7 +102,7 @@ test("out of file descriptors: the next requests hear \"server busy\", never an 
     assert.ok(answers.some((a) => a.startsWith("ERROR 0 server busy")), `the descriptors never ran out: ${kinds}`);
     for (const a of kinds) assert.match(a, /^(DATA|ERROR 0 server busy: (too many open files|no port for the transfer))$/);
   } finally {
-    await stop(child, () => out);
+    await stop(child, out);
     await rm(dir, { recursive: true, force: true });
   }
 });

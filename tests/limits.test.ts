@@ -13,6 +13,19 @@ const setup = (configure: (app: Emmer) => void, options = {}) => fakeServer(conf
 
 const op = (d: Uint8Array) => (decode(d) as { op: number }).op;
 
+type Net = Awaited<ReturnType<typeof setup>>["net"];
+
+/** A client's WRQ for "up" and its first DATA block; returns the client and the transfer's port. */
+async function startUpload(net: Net, block: Uint8Array) {
+  const client = await fakePeer(net, "127.0.0.2");
+  client.send(encodeRequest(2, "up", "octet", {}), 69);
+  await net.deliver();
+  const port = client.take()[0].port; // ACK 0
+  client.send(encodeData(1, block), port);
+  await net.deliver();
+  return { client, port };
+}
+
 for (const [name, options] of [["no options", {}], ["blksize 65464 and windowsize 64", { blksize: "65464", windowsize: "64" }]] as const) {
   test(`amplification (${name}): a spoofed request gets one packet and ${INITIAL_RETRIES} copies, then nothing`, async () => {
     const { net, app } = await setup((app) => app.read("*", () => bytesOf(10_000_000)));
@@ -80,12 +93,7 @@ test("a write handler whose verdict never comes: ERROR 0 instead of the last ACK
       await new Response(ctx.body).arrayBuffer();
       await new Promise(() => {});
     }), { handlerTimeout: 3 });
-  const client = await fakePeer(net, "127.0.0.2");
-  client.send(encodeRequest(2, "up", "octet", {}), 69);
-  await net.deliver();
-  const port = client.take()[0].port; // ACK 0
-  client.send(encodeData(1, bytesOf(100)), port);
-  await net.deliver();
+  const { client, port } = await startUpload(net, bytesOf(100));
   assert.equal(client.take(), [], "the last ACK came before the verdict");
   assert.is(signal!.aborted, false, "aborted before the deadline");
   await net.advance(3000);
@@ -110,12 +118,7 @@ test("a client that abandons an upload midway: the handler's signal is aborted a
         bodyError = (e as Error).message;
       }
     }));
-  const client = await fakePeer(net, "127.0.0.2");
-  client.send(encodeRequest(2, "up", "octet", {}), 69);
-  await net.deliver();
-  const port = client.take()[0].port; // ACK 0
-  client.send(encodeData(1, bytesOf(512)), port);
-  await net.deliver();
+  const { client, port } = await startUpload(net, bytesOf(512));
   assert.is(signal!.aborted, false);
   client.send(encodeError(0, "cancelled by the user"), port);
   await net.deliver();
