@@ -55,6 +55,7 @@ const out = join(dir, "out.bin");
 const scenarios = [
   { name: "curl, blksize 512", client: "curl", blksize: 512, args: (p) => ["curl", "-s", "--tftp-blksize", "512", "-o", out, `tftp://127.0.0.1:${p}/file.bin`] },
   { name: "curl, blksize 1468", client: "curl", blksize: 1468, args: (p) => ["curl", "-s", "--tftp-blksize", "1468", "-o", out, `tftp://127.0.0.1:${p}/file.bin`] },
+  { name: "curl, blksize 65464", client: "curl", blksize: 65464, args: (p) => ["curl", "-s", "--tftp-blksize", "65464", "-o", out, `tftp://127.0.0.1:${p}/file.bin`] },
   {
     name: "atftp, blksize 1468, windowsize 16",
     client: "atftp",

@@ -142,15 +142,22 @@ abstract class Session {
 
 /** Read-ahead that makes a read call worth its cost (a thread-pool round trip in Node). */
 const READ_AHEAD = 128 * 1024;
+/**
+ * Fewest slots: a fill starts once half the ring is free, so with 4 each read
+ * brings at least two blocks. With 2 (128 KiB of blocks near 64 KiB), lock-step
+ * paid a read, with its thread hand-offs, per block: at blksize 65464 that cost
+ * Node 14-25% more server CPU (see "Read-ahead at the largest blocks" in BENCHMARKS.md).
+ */
+const MIN_SLOTS = 4;
 
 /**
  * Ring slots for a transfer: at least one window plus one block; two windows,
- * or 128 KiB of read-ahead when that is more; within a memory budget.
+ * 128 KiB of read-ahead or {@link MIN_SLOTS}, whichever is more; within a memory budget.
  */
 export function ringSlots(blksize: number, windowsize: number, budget = 8 * 1024 * 1024): number {
   const stride = blksize + 4;
   // floor, not ceil: the ring then fits the arena's power-of-two class instead of spilling into the next
-  const want = Math.max(2 * windowsize, Math.floor(READ_AHEAD / stride));
+  const want = Math.max(2 * windowsize, Math.floor(READ_AHEAD / stride), MIN_SLOTS);
   return Math.max(windowsize + 1, Math.min(want, Math.floor(budget / stride)));
 }
 

@@ -85,6 +85,18 @@ test("an ACK for a block not yet sent is ignored", () => {
   s.free();
 });
 
+test("lock-step at blksize 65464: every read after the first brings at least two blocks", () => {
+  // A read costs a thread-pool round trip on Node: one per 64 KiB block was measurably dearer.
+  const blksize = 65464;
+  const body = bytesOf(blksize * 9 + 100, 3);
+  const s = sender(body, { blksize });
+  assert.equal(concat(download(s, 1).map((d) => d.payload)), body);
+  const last = s.fills.length - 1;
+  assert.ok(last > 1, `only ${s.fills.length} fills`);
+  s.fills.forEach((count, i) => assert.ok(count >= 2 || i === last, `fill ${i} asked for ${count} block(s): ${s.fills}`));
+  s.free();
+});
+
 test("a timeout resends the window; retries run out into ERROR 0", () => {
   const s = sender(bytesOf(5000), { retries: 2, timeoutMs: 1000 });
   s.session.start(0);

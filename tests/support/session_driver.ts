@@ -22,6 +22,8 @@ export interface Sender {
   session: SendSession;
   /** Fills the ring as far as the session asks (the body is in memory: synchronous). */
   pump(now: number): void;
+  /** The block count of each fill the session asked for, in order. */
+  fills: number[];
   /** Decoded outgoing packets (copies of the ring's bytes). */
   out(): Packet[];
   feed(packet: Uint8Array, now: number): Packet[];
@@ -36,8 +38,10 @@ export function sender(body: Uint8Array, s: Partial<SessionSettings> = {}): Send
   const ring = allocate(bytes);
   const source = toSource(body)!;
   const session = new SendSession(set, ring, slots);
+  const fills: number[] = [];
   const pump = (now: number) => {
     for (let target = session.wantFill(); target; target = session.wantFill()) {
+      fills.push(target.count);
       session.filled(source.fill(target) as number, now);
     }
   };
@@ -45,6 +49,7 @@ export function sender(body: Uint8Array, s: Partial<SessionSettings> = {}): Send
   return {
     session,
     pump,
+    fills,
     out,
     feed(packet, now) {
       session.receive(decode(packet) as Packet, now);
