@@ -26,8 +26,8 @@ const RECEIVE_BUFFER = 65536;
 /**
  * Each socket keeps its own receive buffer (a pending receive() writes into it
  * whenever a datagram arrives, so sockets cannot share one). Sized by
- * `maxDatagram`: a read transfer's socket needs 1 KiB, not 64 (10,000 stalled
- * transfers held 630 MiB of receive buffers before).
+ * `maxDatagram`: a read transfer's socket needs 128 bytes, not 64 KiB (10,000
+ * stalled transfers held 630 MiB of receive buffers before).
  */
 export function bind(hostname: string, port: number, onMessage: MessageHandler, maxDatagram = RECEIVE_BUFFER): Promise<DatagramTransport> {
   let conn: DenoDatagramConn;

@@ -16,14 +16,18 @@ export const has = (cmd) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status 
 /**
  * `extra`: flags for Emmer (e.g. --write, --max-sessions). `write`: peers accept uploads too.
  * `workers`: also run Emmer on Node with `--workers N` (processes sharing the port), as its own row.
+ * `denoV8Flags`: also run Emmer on Deno with these V8 flags (e.g. a smaller young generation), as its own row.
  */
-export function candidates(root, { extra = [], write = false, workers = 0 } = {}) {
+export function candidates(root, { extra = [], write = false, workers = 0, denoV8Flags = "" } = {}) {
   const emmerFlags = (p) => ["--root", root, "--port", p, ...extra];
   const node = (p) => [join(repo, "dist", "emmer-node.js"), ...emmerFlags(p)];
   return [
     { name: "emmer/node", emmer: true, cmd: process.execPath, args: node },
     ...(workers > 1 ? [{ name: `emmer/node --workers ${workers}`, emmer: true, cmd: process.execPath, args: (p) => [...node(p), "--workers", String(workers)] }] : []),
     { name: "emmer/deno", emmer: true, cmd: bin("deno"), args: (p) => ["run", "-A", "--config", join(repo, "deno.json"), join(repo, "serve.ts"), ...emmerFlags(p)] },
+    ...(denoV8Flags
+      ? [{ name: `emmer/deno --v8-flags=${denoV8Flags}`, emmer: true, cmd: bin("deno"), args: (p) => ["run", "-A", `--v8-flags=${denoV8Flags}`, "--config", join(repo, "deno.json"), join(repo, "serve.ts"), ...emmerFlags(p)] }]
+      : []),
     { name: "emmer/bun", emmer: true, cmd: bin("bun"), args: (p) => ["run", join(repo, "serve.ts"), ...emmerFlags(p)] },
     {
       name: "tftpd-hpa",

@@ -20,6 +20,14 @@ import { ReceiveSession, ringPlan, SendSession } from "./session.ts";
 import { Transfer } from "./transfer.ts";
 import type { DatagramTransport, Runtime } from "./transport.ts";
 
+/**
+ * The longest datagram a read transfer's socket takes whole: an ACK is 4 bytes,
+ * and an ERROR's message beyond this is cut (the codec takes an ERROR without its
+ * closing NUL). Deno keeps a receive buffer this size per socket, so with 10,000
+ * stalled transfers 1 KiB here held 10 MiB.
+ */
+const READ_SOCKET_DATAGRAM = 128;
+
 /** What a handler knows about a request. */
 export interface RequestContext {
   /** The client's address and port (its transfer ID). */
@@ -392,8 +400,7 @@ export class Engine {
       try {
         // A read transfer receives ACKs and ERRORs; an upload, DATA of blksize (one byte more
         // shows a block that is too long, which the session refuses, rather than cutting it).
-        // A longer ERROR arrives cut; the codec takes an ERROR without its closing NUL.
-        const maxDatagram = req.op === 1 ? 1024 : negotiated.blksize + 5;
+        const maxDatagram = req.op === 1 ? READ_SOCKET_DATAGRAM : negotiated.blksize + 5;
         transport = await this.#runtime.bind(this.#s.hostname, 0, (d, a, p) => transfer?.receive(d, a, p), maxDatagram);
       } catch (error) {
         // Out of file descriptors or ports: the server is full, not broken. The operator

@@ -4,7 +4,8 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { Emmer, type EmmerOptions, TftpClient, TftpError } from "../mod.ts";
 import { bytesOf } from "./support/session_driver.ts";
-import { rawExchange, rawRequest } from "./support/raw.ts";
+import { loadRuntime } from "../adapters/runtime.ts";
+import { type Answer, rawExchange, rawRequest } from "./support/raw.ts";
 
 async function server(setup: (app: Emmer) => void, options: EmmerOptions = {}) {
   const errors: unknown[] = [];
@@ -240,6 +241,33 @@ test("single-port mode: transfers are answered from the listening port", async (
     assert.equal([first.data[1], first.data[3]], [3, 1], "DATA 1");
     assert.is(first.port, app.address!.port, "answered from another port");
   } finally {
+    await app.close();
+  }
+});
+
+test("a client's ERROR with a long message ends a read transfer and gets no answer (Deno's socket cuts it)", async () => {
+  const ended: { outcome: string; error?: { code: number; byPeer: boolean } }[] = [];
+  let transferEnded: () => void;
+  const done = new Promise<void>((resolve) => (transferEnded = resolve));
+  const { app, port } = await server((app) => app.read("f", () => body), {
+    onTransfer: (e) => (ended.push(e), transferEnded()),
+  });
+  const runtime = await loadRuntime();
+  const answers: Answer[] = [];
+  let answered: () => void;
+  const first = new Promise<void>((resolve) => (answered = resolve));
+  const peer = await runtime.bind("127.0.0.1", 0, (data, _address, from) => (answers.push({ data: data.slice(), port: from }), answered()));
+  try {
+    peer.send(Uint8Array.from([0, 1, ...new TextEncoder().encode("f\0octet\0")]), port, "127.0.0.1", () => {});
+    await first;
+    const message = new TextEncoder().encode("disk full: ".padEnd(600, "."));
+    peer.send(Uint8Array.from([0, 5, 0, 3, ...message, 0]), answers[0].port, "127.0.0.1", () => {});
+    await done;
+    assert.equal(ended.map((e) => [e.outcome, e.error?.code, e.error?.byPeer]), [["failed", 3, true]]);
+    assert.is(app.engine!.load, 0);
+    assert.ok(answers.every((a) => a.data[1] === 3), "the ERROR was answered");
+  } finally {
+    peer.close();
     await app.close();
   }
 });
