@@ -143,12 +143,13 @@ abstract class Session {
 /** Read-ahead that makes a read call worth its cost (a thread-pool round trip in Node). */
 const READ_AHEAD = 128 * 1024;
 /**
- * Fewest slots: a fill starts once half the ring is free, so with 4 each read
- * brings at least two blocks. With 2 (128 KiB of blocks near 64 KiB), lock-step
- * paid a read, with its thread hand-offs, per block: at blksize 65464 that cost
- * Node 14-25% more server CPU (see "Read-ahead at the largest blocks" in BENCHMARKS.md).
+ * Fewest slots. Above blksize 43,686, 128 KiB holds only two blocks, and with a
+ * ring of 2 lock-step paid a read (a thread-pool round trip on Node) per block.
+ * With 3, each read brings two: at blksize 65464 Node's server CPU is 12-17% lower
+ * (see "Read-ahead at the largest blocks" in BENCHMARKS.md). 3 and not 4: a ring of
+ * 4 blocks of 32 KiB would spill out of the arena's 128 KiB class.
  */
-const MIN_SLOTS = 4;
+const MIN_SLOTS = 3;
 
 /**
  * Ring slots for a transfer: at least one window plus one block; two windows,

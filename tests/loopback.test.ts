@@ -246,25 +246,33 @@ test("single-port mode: transfers are answered from the listening port", async (
 });
 
 test("a client's ERROR with a long message ends a read transfer and gets no answer (Deno's socket cuts it)", async () => {
-  const ended: { outcome: string; error?: { code: number; byPeer: boolean } }[] = [];
+  const ended: { outcome: string; error?: { code: number; message: string; byPeer: boolean } }[] = [];
   let transferEnded: () => void;
   const done = new Promise<void>((resolve) => (transferEnded = resolve));
   const { app, port } = await server((app) => app.read("f", () => body), {
     onTransfer: (e) => (ended.push(e), transferEnded()),
   });
   const runtime = await loadRuntime();
+  const within = <T>(p: Promise<T>, what: string) => {
+    let timer: { stop(): void } | undefined;
+    const late = new Promise<never>((_, reject) => (timer = runtime.after(2000, () => reject(new Error(`no ${what} within 2 s`)))));
+    return Promise.race([p, late]).finally(() => timer?.stop());
+  };
   const answers: Answer[] = [];
   let answered: () => void;
   const first = new Promise<void>((resolve) => (answered = resolve));
   const peer = await runtime.bind("127.0.0.1", 0, (data, _address, from) => (answers.push({ data: data.slice(), port: from }), answered()));
   try {
     peer.send(Uint8Array.from([0, 1, ...new TextEncoder().encode("f\0octet\0")]), port, "127.0.0.1", () => {});
-    await first;
+    await within(first, "DATA 1");
     const message = new TextEncoder().encode("disk full: ".padEnd(600, "."));
     peer.send(Uint8Array.from([0, 5, 0, 3, ...message, 0]), answers[0].port, "127.0.0.1", () => {});
-    await done;
+    await within(done, "end of the transfer");
     assert.equal(ended.map((e) => [e.outcome, e.error?.code, e.error?.byPeer]), [["failed", 3, true]]);
+    assert.ok(ended[0].error!.message.startsWith("disk full: ...."), `message: ${ended[0].error!.message}`);
     assert.is(app.engine!.load, 0);
+    // An answer to the ERROR would come after the transfer's end: give it time to arrive.
+    await new Promise<void>((resolve) => runtime.after(200, resolve));
     assert.ok(answers.every((a) => a.data[1] === 3), "the ERROR was answered");
   } finally {
     peer.close();

@@ -4,7 +4,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { encodeOack } from "../core/codec.ts";
 import type { DataPacket, Packet } from "../core/packet.ts";
-import { State } from "../core/session.ts";
+import { ringSlots, State } from "../core/session.ts";
 import { ack, bytesOf, concat, error, type Sender, sender } from "./support/session_driver.ts";
 
 const isData = (p: Packet): p is DataPacket => p.op === 3;
@@ -95,6 +95,8 @@ test("lock-step at blksize 65464: every read after the first brings at least two
   assert.ok(last > 1, `only ${s.fills.length} fills`);
   s.fills.forEach((count, i) => assert.ok(count >= 2 || i === last, `fill ${i} asked for ${count} block(s): ${s.fills}`));
   s.free();
+  // The floor leaves smaller blocks alone: 32 KiB blocks still fit the arena's 128 KiB class.
+  assert.ok(ringSlots(32768, 1) * (32768 + 4) <= 128 * 1024, `${ringSlots(32768, 1)} slots of 32 KiB`);
 });
 
 test("a timeout resends the window; retries run out into ERROR 0", () => {
