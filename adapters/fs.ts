@@ -11,6 +11,7 @@
  * a file.
  */
 import { constants, type FileHandle, lstat, open, realpath, rename, unlink } from "node:fs/promises";
+import { closeFd, fstatFd, openFd, readFd, readvFd } from "./fd.ts";
 import { basename, dirname, join, sep } from "node:path";
 import type { BlockSource, FillTarget } from "../core/body.ts";
 import type { ReadHandler, WriteRoute } from "../core/engine.ts";
@@ -77,18 +78,28 @@ const READV_OK = (globalThis as { Deno?: unknown }).Deno === undefined;
 /**
  * A file read straight into the DATA payloads, one readv per fill. Exactly the
  * size found at open is served (the tsize announced), even if the file grows.
+ * Held as a plain descriptor (adapters/fd.ts): stalled transfers keep it open.
  */
 class FileSource implements BlockSource {
-  #fh: FileHandle;
+  #fd: number;
   #position = 0;
+  /** The fill under way, if any: the descriptor is closed only after it settles. */
+  #reading: Promise<number> | null = null;
+  #closed: Promise<void> | null = null;
   readonly size: number;
   /** readv writes into the views after an await. */
   readonly capturesViews = READV_OK;
-  constructor(fh: FileHandle, size: number) {
-    this.#fh = fh;
+  constructor(fd: number, size: number) {
+    this.#fd = fd;
     this.size = size;
   }
-  async fill(target: FillTarget): Promise<number> {
+  fill(target: FillTarget): Promise<number> {
+    if (this.#closed) return Promise.reject(new Error("file closed"));
+    const reading = this.#fill(target);
+    this.#reading = reading;
+    return reading;
+  }
+  async #fill(target: FillTarget): Promise<number> {
     const left = this.size - this.#position;
     const want = Math.min(left, target.count * (target.count > 0 ? target.view(0).length : 0));
     const total = READV_OK ? await this.#readv(target, want) : await this.#readStaged(target, want);
@@ -114,7 +125,7 @@ class FileSource implements BlockSource {
         room -= part.length;
         rest.push(part);
       }
-      const n = (await this.#fh.readv(rest, this.#position + total)).bytesRead;
+      const n = await readvFd(this.#fd, rest, this.#position + total);
       if (n === 0) break;
       total += n;
     }
@@ -125,7 +136,7 @@ class FileSource implements BlockSource {
     try {
       let total = 0;
       while (total < want) {
-        const n = (await this.#fh.read(staging, total, want - total, this.#position + total)).bytesRead;
+        const n = await readFd(this.#fd, staging, total, want - total, this.#position + total);
         if (n === 0) break;
         total += n;
       }
@@ -140,8 +151,16 @@ class FileSource implements BlockSource {
       giveBack(staging);
     }
   }
+  /**
+   * Once, and after the fill under way: a descriptor number closed under a pending
+   * read could be reused by the next open, and that read (or a second close) would
+   * then act on another file. A FileHandle waited like this by itself.
+   */
   close(): Promise<void> {
-    return this.#fh.close();
+    return (this.#closed ??= (this.#reading ?? Promise.resolve(0)).then(
+      () => closeFd(this.#fd),
+      () => closeFd(this.#fd),
+    ));
   }
 }
 
@@ -200,20 +219,20 @@ export function serveDir(root: string, options: ServeDirOptions = {}): ServedDir
 
   const read: ReadHandler = async ({ filename }) => {
     const real = await resolveExisting(filename);
-    let fh: FileHandle;
+    let fd: number;
     try {
       // Look before opening: opening a device or a FIFO can block or have effects.
       if (!(await lstat(real)).isFile()) throw new TftpError(ErrorCode.ACCESS_VIOLATION, "not a regular file");
-      fh = await open(real, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+      fd = await openFd(real, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
     } catch (error) {
       throw error instanceof TftpError ? error : fsError(error);
     }
     try {
-      const st = await fh.stat(); // what was opened, not what the name pointed at a moment ago
+      const st = await fstatFd(fd); // what was opened, not what the name pointed at a moment ago
       if (!st.isFile()) throw new TftpError(ErrorCode.ACCESS_VIOLATION, "not a regular file");
-      return new FileSource(fh, st.size);
+      return new FileSource(fd, st.size);
     } catch (error) {
-      await fh.close();
+      await closeFd(fd).catch(() => {});
       throw error instanceof TftpError ? error : fsError(error);
     }
   };

@@ -3,6 +3,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { spawnSync } from "node:child_process";
+import { closeSync, fstatSync, openSync, readdirSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -144,6 +145,47 @@ test("two files read at once each get their own bytes, and no staging stays lent
     assert.equal(got[1], two);
     await a.close();
     await b.close();
+  } finally {
+    await rm(top, { recursive: true, force: true });
+  }
+});
+
+test("a file's descriptor is closed once, and only after the fill under way", async () => {
+  const top = await mkdtemp(join(tmpdir(), "emmer-dir-"));
+  const openFds = () => readdirSync("/proc/self/fd").length;
+  try {
+    const body = bytesOf(8_000, 4);
+    await writeFile(join(top, "f.bin"), body);
+    await writeFile(join(top, "other.bin"), "other");
+    const dir = serveDir(top);
+    const ctx = { address: "127.0.0.1", port: 1, params: {}, mode: "octet" as const, options: {} };
+    const before = openFds();
+    const src = (await dir.read({ ...ctx, filename: "f.bin" })) as BlockSource;
+    assert.is(openFds(), before + 1);
+    const blocks = Array.from({ length: 8 }, () => new Uint8Array(1000));
+    const order: string[] = [];
+    // close() is called while the fill is under way, twice.
+    const filling = Promise.resolve(src.fill({ count: 8, view: (i) => blocks[i], offset: () => 0 })).then((n) => (order.push("fill"), n));
+    const closing = [src.close(), src.close()].map((p) => Promise.resolve(p).then(() => order.push("close")));
+    assert.is(await filling, 8_000, "the fill under way completes");
+    await Promise.all(closing);
+    assert.equal(order, ["fill", "close", "close"]);
+    assert.equal(concat(blocks), body);
+    assert.is(openFds(), before, "the descriptor is still open");
+    // The number may now belong to another file: a third close() must not touch it.
+    const other = openSync(join(top, "other.bin"), "r");
+    try {
+      await src.close();
+      assert.is(fstatSync(other).size, 5, "a later close() closed another file's descriptor");
+    } finally {
+      closeSync(other);
+    }
+    try {
+      await src.fill({ count: 1, view: () => new Uint8Array(1000), offset: () => 0 });
+      assert.unreachable("a closed file filled");
+    } catch (error) {
+      assert.match(String(error), /closed/);
+    }
   } finally {
     await rm(top, { recursive: true, force: true });
   }
