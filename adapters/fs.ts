@@ -69,9 +69,9 @@ function segments(filename: string): string[] {
 }
 
 /**
- * Deno's FileHandle.readv never returns when the file ends before the buffers
- * are full (seen with Deno 2.9): there, one read into a staging buffer is used,
- * borrowed for that fill only (adapters/staging_pool.ts).
+ * Deno's node:fs readv (callback or FileHandle) never returns when the file ends
+ * before the buffers are full (seen with Deno 2.9): there, one read into a staging
+ * buffer is used, borrowed for that fill only (adapters/staging_pool.ts).
  */
 const READV_OK = (globalThis as { Deno?: unknown }).Deno === undefined;
 
@@ -152,9 +152,11 @@ class FileSource implements BlockSource {
     }
   }
   /**
-   * Once, and after the fill under way: a descriptor number closed under a pending
-   * read could be reused by the next open, and that read (or a second close) would
-   * then act on another file. A FileHandle waited like this by itself.
+   * Once, and after the fill under way has settled (fills never overlap): a
+   * descriptor number closed under a pending read could be reused by the next
+   * open, and that read, or a second close, would then act on another file.
+   * (FileHandles did not protect this: Node's lets the read in flight finish but
+   * fails the fill's next one, Bun's does not wait at all.)
    */
   close(): Promise<void> {
     return (this.#closed ??= (this.#reading ?? Promise.resolve(0)).then(

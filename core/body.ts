@@ -22,7 +22,8 @@ export interface FillTarget {
  * A body being served. `fill` fills the target's blocks in order, each one
  * completely, until the data ends, and returns the number of bytes written:
  * less than count x blksize means the end. Sources that have the bytes at hand
- * return a number; the others a promise.
+ * return a number; the others a promise. Fills never overlap: the next starts
+ * after the previous one settled (a transfer has one ring and one reader).
  */
 export interface BlockSource {
   /** Total bytes, when known in advance (answered as tsize). */
