@@ -13,7 +13,7 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { alternating, fixture, has, repo, serversFor, startServers, stopServers } from "./servers.mjs";
+import { alternating, clientArgs, fixture, has, repo, serversFor, startServers, stopServers } from "./servers.mjs";
 
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(name);
@@ -53,25 +53,20 @@ function runClient(cmd, args, repeat = 1) {
 const sha = (path) => (existsSync(path) ? createHash("sha256").update(readFileSync(path)).digest("hex") : "");
 
 const out = join(dir, "out.bin");
+const curl = (blksize, repeat) => ({
+  name: `curl, blksize ${blksize}${repeat ? ` (${repeat} downloads)` : ""}`,
+  client: "curl",
+  blksize,
+  repeat,
+  args: (p) => ["curl", ...clientArgs.curlGet(p, blksize, out)],
+});
 const scenarios = [
-  { name: "curl, blksize 512", client: "curl", blksize: 512, args: (p) => ["curl", "-s", "--tftp-blksize", "512", "-o", out, `tftp://127.0.0.1:${p}/file.bin`] },
-  { name: "curl, blksize 1468", client: "curl", blksize: 1468, args: (p) => ["curl", "-s", "--tftp-blksize", "1468", "-o", out, `tftp://127.0.0.1:${p}/file.bin`] },
+  curl(512),
+  curl(1468),
   // 800 blocks per download: 16 in a row, or /proc/stat's 10 ms ticks would be 12.5 µs per block.
-  { name: "curl, blksize 65464 (16 downloads)", client: "curl", blksize: 65464, repeat: 16, args: (p) => ["curl", "-s", "--tftp-blksize", "65464", "-o", out, `tftp://127.0.0.1:${p}/file.bin`] },
-  {
-    name: "atftp, blksize 1468, windowsize 16",
-    client: "atftp",
-    blksize: 1468,
-    windowed: true,
-    args: (p) => ["atftp", "-g", "-r", "file.bin", "-l", out, "--option", "blksize 1468", "--option", "windowsize 16", "127.0.0.1", p],
-  },
-  {
-    name: "atftp put, blksize 1468",
-    client: "atftp",
-    blksize: 1468,
-    upload: true,
-    args: (p) => ["atftp", "-p", "-r", `up-${p}.bin`, "-l", served, "--option", "blksize 1468", "127.0.0.1", p],
-  },
+  curl(65464, 16),
+  { name: "atftp, blksize 1468, windowsize 16", client: "atftp", blksize: 1468, windowed: true, args: (p) => ["atftp", ...clientArgs.atftpGet(p, out, 16)] },
+  { name: "atftp put, blksize 1468", client: "atftp", blksize: 1468, upload: true, args: (p) => ["atftp", ...clientArgs.atftpPut(p, `up-${p}.bin`, served)] },
 ];
 
 // Emmer on Node against the two C servers and the npm tftp server, unless BENCH_SERVERS says otherwise.
@@ -130,7 +125,7 @@ remove();
  */
 async function perfSplit() {
   if (!has("perf") || !has("curl")) {
-    console.log("\nperf split: skipped (perf or curl missing; apt-get install linux-perf)");
+    console.log("\nperf split: skipped (perf or curl missing; bash bench/install.sh installs perf)");
     return;
   }
   const port = "16999";
@@ -142,7 +137,7 @@ async function perfSplit() {
   const seconds = 6;
   const rec = spawn("perf", ["record", "-F", "2000", "-p", String(server.pid), "-o", data, "--", "sleep", String(seconds)], { stdio: "ignore" });
   await new Promise((r) => setTimeout(r, 300));
-  spawnSync("curl", ["-s", "--max-time", String(seconds - 1), "--tftp-blksize", "512", "-o", out, `tftp://127.0.0.1:${port}/file.bin`]);
+  spawnSync("curl", clientArgs.curlGet(port, 512, out, { maxTime: seconds - 1 }));
   const recorded = await new Promise((r) => rec.on("exit", (code) => r(code === 0)));
   const report = recorded ? spawnSync("perf", ["report", "-i", data, "--no-children", "--sort", "dso", "--stdio"], { encoding: "utf8" }).stdout : "";
   server.kill("SIGTERM");

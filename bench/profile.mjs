@@ -7,17 +7,16 @@
 import { spawn, spawnSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { fixture, has, repo } from "./servers.mjs";
+import { clientArgs, fixture, has, repo } from "./servers.mjs";
 
 const i = process.argv.indexOf("--size-mib");
 const SIZE = (i > 0 ? Number(process.argv[i + 1]) : 50) * 1024 * 1024;
 const { dir, root, remove } = fixture("profile", "file.bin", SIZE);
 
 const scenarios = [
-  ["curl, blksize 512", "curl", (p, out) => ["-s", "--tftp-blksize", "512", "-o", out, `tftp://127.0.0.1:${p}/file.bin`]],
-  ["curl, blksize 1468", "curl", (p, out) => ["-s", "--tftp-blksize", "1468", "-o", out, `tftp://127.0.0.1:${p}/file.bin`]],
-  ["atftp, blksize 1468, windowsize 16", "atftp", (p, out) =>
-    ["-g", "-r", "file.bin", "-l", out, "--option", "blksize 1468", "--option", "windowsize 16", "127.0.0.1", p]],
+  ["curl, blksize 512", "curl", (p, out) => clientArgs.curlGet(p, 512, out)],
+  ["curl, blksize 1468", "curl", (p, out) => clientArgs.curlGet(p, 1468, out)],
+  ["atftp, blksize 1468, windowsize 16", "atftp", (p, out) => clientArgs.atftpGet(p, out, 16)],
 ];
 
 /**

@@ -11,7 +11,7 @@ import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { alternating, fixture, has, peakMiB, serversFor, startServers, stopServers } from "./servers.mjs";
+import { alternating, clientArgs, fixture, has, peakMiB, serversFor, startServers, stopServers } from "./servers.mjs";
 
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(name);
@@ -46,7 +46,7 @@ for (const blksize of [512, 1468, 65464]) {
   scenarios.push({
     name: `curl, blksize ${blksize}`,
     client: "curl",
-    run: (p, out) => timed("curl", ["-s", "--tftp-blksize", String(blksize), "-o", out, `tftp://127.0.0.1:${p}/file.bin`], out),
+    run: (p, out) => timed("curl", clientArgs.curlGet(p, blksize, out), out),
   });
 }
 for (const windowsize of [16, 64]) {
@@ -54,8 +54,7 @@ for (const windowsize of [16, 64]) {
     name: `atftp, blksize 1468, windowsize ${windowsize}`,
     client: "atftp",
     windowed: true,
-    run: (p, out) =>
-      timed("atftp", ["-g", "-r", "file.bin", "-l", out, "--option", "blksize 1468", "--option", `windowsize ${windowsize}`, "127.0.0.1", p], out),
+    run: (p, out) => timed("atftp", clientArgs.atftpGet(p, out, windowsize), out),
   });
 }
 

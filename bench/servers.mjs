@@ -13,6 +13,18 @@ const bin = (name) => join(repo, "node_modules", ".bin", name);
 /** True when a command (a client such as curl or atftp) is on the PATH. */
 export const has = (cmd) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
 
+/** The clients' arguments (after the command name), the same in every script. */
+export const clientArgs = {
+  /** curl, lock-step: `name` from the server into `out`. */
+  curlGet: (port, blksize, out, { name = "file.bin", maxTime = 300 } = {}) =>
+    ["-s", "--tftp-blksize", String(blksize), "--max-time", String(maxTime), "-o", out, `tftp://127.0.0.1:${port}/${name}`],
+  /** atftp download of file.bin into `out`, at blksize 1468, with a window when asked. */
+  atftpGet: (port, out, windowsize) =>
+    ["-g", "-r", "file.bin", "-l", out, "--option", "blksize 1468", ...(windowsize ? ["--option", `windowsize ${windowsize}`] : []), "127.0.0.1", String(port)],
+  /** atftp upload of `local` as `remote`, at blksize 1468 (lock-step: atftp sends no windowsize on a put). */
+  atftpPut: (port, remote, local) => ["-p", "-r", remote, "-l", local, "--option", "blksize 1468", "127.0.0.1", String(port)],
+};
+
 /**
  * `extra`: flags for Emmer (e.g. --write, --max-sessions). `write`: peers accept uploads too.
  * `workers`: also run Emmer on Node with `--workers N` (processes sharing the port), as its own row.
@@ -21,13 +33,12 @@ export const has = (cmd) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status 
 export function candidates(root, { extra = [], write = false, workers = 0, denoV8Flags = "" } = {}) {
   const emmerFlags = (p) => ["--root", root, "--port", p, ...extra];
   const node = (p) => [join(repo, "dist", "emmer-node.js"), ...emmerFlags(p)];
+  const deno = (...before) => (p) => ["run", "-A", ...before, "--config", join(repo, "deno.json"), join(repo, "serve.ts"), ...emmerFlags(p)];
   return [
     { name: "emmer/node", emmer: true, cmd: process.execPath, args: node },
     ...(workers > 1 ? [{ name: `emmer/node --workers ${workers}`, emmer: true, cmd: process.execPath, args: (p) => [...node(p), "--workers", String(workers)] }] : []),
-    { name: "emmer/deno", emmer: true, cmd: bin("deno"), args: (p) => ["run", "-A", "--config", join(repo, "deno.json"), join(repo, "serve.ts"), ...emmerFlags(p)] },
-    ...(denoV8Flags
-      ? [{ name: `emmer/deno --v8-flags=${denoV8Flags}`, emmer: true, cmd: bin("deno"), args: (p) => ["run", "-A", `--v8-flags=${denoV8Flags}`, "--config", join(repo, "deno.json"), join(repo, "serve.ts"), ...emmerFlags(p)] }]
-      : []),
+    { name: "emmer/deno", emmer: true, cmd: bin("deno"), args: deno() },
+    ...(denoV8Flags ? [{ name: `emmer/deno --v8-flags=${denoV8Flags}`, emmer: true, cmd: bin("deno"), args: deno(`--v8-flags=${denoV8Flags}`) }] : []),
     { name: "emmer/bun", emmer: true, cmd: bin("bun"), args: (p) => ["run", join(repo, "serve.ts"), ...emmerFlags(p)] },
     {
       name: "tftpd-hpa",
@@ -41,7 +52,7 @@ export function candidates(root, { extra = [], write = false, workers = 0, denoV
       name: "atftpd",
       cmd: join(repo, "bench", ".peers", "atftpd", "usr", "sbin", "atftpd"),
       args: (p) => ["--daemon", "--no-fork", "--port", p, "--bind-address", "127.0.0.1", "--user", "root", "--group", "root", "--logfile", "/dev/null", root],
-      hint: "bash bench/install-atftpd.sh",
+      hint: "bash bench/install.sh",
     },
     {
       name: "npm tftp",

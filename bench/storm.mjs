@@ -10,7 +10,7 @@ import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { alternating, fixture, peakMiB, startServers, stopServers } from "./servers.mjs";
+import { alternating, clientArgs, fixture, peakMiB, startServers, stopServers } from "./servers.mjs";
 
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(name);
@@ -24,7 +24,7 @@ const { dir, root, sha256: want, remove } = fixture("storm", "kernel.img", SIZE)
 
 function curl(port, out) {
   return new Promise((resolve) => {
-    const child = spawn("curl", ["-s", "--tftp-blksize", "1468", "--max-time", "300", "-o", out, `tftp://127.0.0.1:${port}/kernel.img`], { stdio: "ignore" });
+    const child = spawn("curl", clientArgs.curlGet(port, 1468, out, { name: "kernel.img" }), { stdio: "ignore" });
     child.on("close", (code) => {
       let ok = code === 0;
       if (ok) ok = createHash("sha256").update(readFileSync(out)).digest("hex") === want;

@@ -5,7 +5,7 @@ import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { alternating, fixture, has, peakMiB, startServers, stopServers } from "./servers.mjs";
+import { alternating, clientArgs, fixture, has, peakMiB, startServers, stopServers } from "./servers.mjs";
 
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(name);
@@ -24,7 +24,7 @@ const times = Object.fromEntries(servers.map((s) => [s.name, []]));
 for (const { run: i, server: s } of alternating(servers, RUNS)) {
   const name = `up-${s.port}-${i}.bin`;
   const t0 = process.hrtime.bigint();
-  const r = spawnSync("atftp", ["-p", "-r", name, "-l", local, "--option", "blksize 1468", "127.0.0.1", s.port], { timeout: 300_000 });
+  const r = spawnSync("atftp", clientArgs.atftpPut(s.port, name, local), { timeout: 300_000 });
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const stored = join(root, name);
   const ok = r.status === 0 && existsSync(stored) && createHash("sha256").update(readFileSync(stored)).digest("hex") === want;
