@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url";
 import { TftpClient, TftpError } from "../mod.ts";
 import { loadRuntime, runtimeName } from "../adapters/runtime.ts";
 import type { DatagramTransport } from "../core/transport.ts";
+import { within } from "./support/raw.ts";
 import { bytesOf } from "./support/session_driver.ts";
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -90,9 +91,7 @@ test("out of file descriptors: the next requests hear \"server busy\", never an 
           answer(d[1] === 3 ? "DATA" : d[1] === 5 ? `ERROR ${d[3]} ${new TextDecoder().decode(d.subarray(4, -1))}` : `op ${d[1]}`));
         clients.push(client);
         client.send(rrq, port, "127.0.0.1", () => {});
-        let timer: { stop(): void } | undefined;
-        answers.push(await Promise.race([got, new Promise<string>((r) => (timer = runtime.after(5000, () => r(`request ${i}: no answer`))))]));
-        timer?.stop();
+        answers.push(await within(runtime, got, 5000, `answer to request ${i}`));
       }
     } finally {
       for (const c of clients) c.close();

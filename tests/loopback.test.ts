@@ -5,7 +5,7 @@ import * as assert from "uvu/assert";
 import { Emmer, type EmmerOptions, TftpClient, TftpError } from "../mod.ts";
 import { bytesOf } from "./support/session_driver.ts";
 import { loadRuntime } from "../adapters/runtime.ts";
-import { type Answer, rawExchange, rawRequest } from "./support/raw.ts";
+import { type Answer, rawExchange, rawRequest, within } from "./support/raw.ts";
 
 async function server(setup: (app: Emmer) => void, options: EmmerOptions = {}) {
   const errors: unknown[] = [];
@@ -253,21 +253,16 @@ test("a client's ERROR with a long message ends a read transfer and gets no answ
     onTransfer: (e) => (ended.push(e), transferEnded()),
   });
   const runtime = await loadRuntime();
-  const within = <T>(p: Promise<T>, what: string) => {
-    let timer: { stop(): void } | undefined;
-    const late = new Promise<never>((_, reject) => (timer = runtime.after(2000, () => reject(new Error(`no ${what} within 2 s`)))));
-    return Promise.race([p, late]).finally(() => timer?.stop());
-  };
   const answers: Answer[] = [];
   let answered: () => void;
   const first = new Promise<void>((resolve) => (answered = resolve));
   const peer = await runtime.bind("127.0.0.1", 0, (data, _address, from) => (answers.push({ data: data.slice(), port: from }), answered()));
   try {
     peer.send(Uint8Array.from([0, 1, ...new TextEncoder().encode("f\0octet\0")]), port, "127.0.0.1", () => {});
-    await within(first, "DATA 1");
+    await within(runtime, first, 2000, "DATA 1");
     const message = new TextEncoder().encode("disk full: ".padEnd(600, "."));
     peer.send(Uint8Array.from([0, 5, 0, 3, ...message, 0]), answers[0].port, "127.0.0.1", () => {});
-    await within(done, "end of the transfer");
+    await within(runtime, done, 2000, "end of the transfer");
     assert.equal(ended.map((e) => [e.outcome, e.error?.code, e.error?.byPeer]), [["failed", 3, true]]);
     assert.ok(ended[0].error!.message.startsWith("disk full: ...."), `message: ${ended[0].error!.message}`);
     assert.is(app.engine!.load, 0);

@@ -98,11 +98,15 @@ const hostile: [string, number[]][] = [
   ["\u2024\u2024/secret.txt", [1]],
 ];
 
+/** What a handler called directly (not through a server) gets besides the name. */
+const ctx = { address: "127.0.0.1", port: 1, params: {}, mode: "octet" as const, options: {} };
+/** A fill target over separate blocks (a ring's slots, without the ring). */
+const into = (blocks: Uint8Array[]): FillTarget => ({ count: blocks.length, view: (i) => blocks[i], offset: () => 0 });
+
 test("names a TFTP request cannot carry are refused too when a handler is called directly (NUL)", async () => {
   const top = await mkdtemp(join(tmpdir(), "emmer-dir-"));
   try {
     const dir = serveDir(top);
-    const ctx = { address: "127.0.0.1", port: 1, params: {}, mode: "octet" as const, options: {} };
     for (const filename of ["a\0b", "secret\0/../x"]) {
       try {
         await dir.read({ ...ctx, filename });
@@ -125,17 +129,15 @@ test("two files read at once each get their own bytes, and no staging stays lent
     await writeFile(join(top, "one.bin"), one);
     await writeFile(join(top, "two.bin"), two);
     const dir = serveDir(top);
-    const ctx = { address: "127.0.0.1", port: 1, params: {}, mode: "octet" as const, options: {} };
     const a = (await dir.read({ ...ctx, filename: "one.bin" })) as BlockSource;
     const b = (await dir.read({ ...ctx, filename: "two.bin" })) as BlockSource;
     // Windows of 4 blocks of 1,000 bytes, filled side by side. Only Deno stages these reads (its
     // readv is broken): on Node and Bun the pool stays untouched and lentOut() is 0 regardless.
-    const target = (blocks: Uint8Array[]): FillTarget => ({ count: blocks.length, view: (i) => blocks[i], offset: () => 0 });
     const got: Uint8Array[] = [new Uint8Array(0), new Uint8Array(0)];
     for (;;) {
       const wa = Array.from({ length: 4 }, () => new Uint8Array(1000));
       const wb = Array.from({ length: 4 }, () => new Uint8Array(1000));
-      const [na, nb] = await Promise.all([a.fill(target(wa)), b.fill(target(wb))]);
+      const [na, nb] = await Promise.all([a.fill(into(wa)), b.fill(into(wb))]);
       assert.is(lentOut(), 0, "a staging buffer stayed lent after its fill");
       got[0] = concat([got[0], concat(wa).subarray(0, na)]);
       got[1] = concat([got[1], concat(wb).subarray(0, nb)]);
@@ -172,14 +174,13 @@ test("a file's descriptor is closed once, and only after the fill under way", as
     await writeFile(file, body);
     await writeFile(otherFile, "other");
     const dir = serveDir(top);
-    const ctx = { address: "127.0.0.1", port: 1, params: {}, mode: "octet" as const, options: {} };
     const src = (await dir.read({ ...ctx, filename: "f.bin" })) as BlockSource;
     const opened = linux ? holding(file) : [];
     if (linux) assert.is(opened.length, 1, `descriptors on the file: ${opened}`);
     const blocks = Array.from({ length: views }, () => new Uint8Array(64));
     const order: string[] = [];
     // close() is called while the fill is under way, twice.
-    const filling = Promise.resolve(src.fill({ count: views, view: (i) => blocks[i], offset: () => 0 })).then((n) => (order.push("fill"), n));
+    const filling = Promise.resolve(src.fill(into(blocks))).then((n) => (order.push("fill"), n));
     const closing = [src.close(), src.close()].map((p) => Promise.resolve(p).then(() => order.push("close")));
     assert.is(await filling, body.length, "the fill under way completes");
     await Promise.all(closing);
@@ -200,7 +201,7 @@ test("a file's descriptor is closed once, and only after the fill under way", as
       }
     }
     try {
-      await src.fill({ count: 1, view: () => new Uint8Array(64), offset: () => 0 });
+      await src.fill(into([new Uint8Array(64)]));
       assert.unreachable("a closed file filled");
     } catch (error) {
       assert.match(String(error), /closed/);
@@ -214,7 +215,6 @@ test("an upload whose signal is aborted before it is committed leaves neither th
   const top = await mkdtemp(join(tmpdir(), "emmer-dir-"));
   try {
     const dir = serveDir(top, { write: true });
-    const ctx = { address: "127.0.0.1", port: 1, params: {}, mode: "octet" as const, options: {}, filename: "late.bin" };
     const abort = new AbortController();
     const body = new ReadableStream<Uint8Array>({
       pull(c) {
@@ -225,7 +225,7 @@ test("an upload whose signal is aborted before it is committed leaves neither th
       },
     });
     try {
-      await dir.write!.handle({ ...ctx, body, signal: abort.signal });
+      await dir.write!.handle({ ...ctx, filename: "late.bin", body, signal: abort.signal });
       assert.unreachable("the handler committed an upload its client was told had failed");
     } catch (e) {
       assert.instance(e, TftpError);
