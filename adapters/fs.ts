@@ -11,12 +11,12 @@
  * a file.
  */
 import { constants, type FileHandle, lstat, open, realpath, rename, unlink } from "node:fs/promises";
-import { closeFd, fstatFd, openFd, readFd, readvFd } from "./fd.ts";
 import { basename, dirname, join, sep } from "node:path";
 import type { BlockSource, FillTarget } from "../core/body.ts";
 import type { ReadHandler, WriteRoute } from "../core/engine.ts";
 import { TftpError } from "../core/errors.ts";
 import { ErrorCode } from "../core/packet.ts";
+import { closeFd, fstatFd, openFd, readFd, readvFd } from "./fd.ts";
 import { borrow, giveBack } from "./staging_pool.ts";
 
 export interface ServeDirOptions {
@@ -159,10 +159,8 @@ class FileSource implements BlockSource {
    * fails the fill's next one, Bun's does not wait at all.)
    */
   close(): Promise<void> {
-    return (this.#closed ??= (this.#reading ?? Promise.resolve(0)).then(
-      () => closeFd(this.#fd),
-      () => closeFd(this.#fd),
-    ));
+    // The fill's own outcome went to its caller: here it only has to be over.
+    return (this.#closed ??= (this.#reading ?? Promise.resolve(0)).catch(() => 0).then(() => closeFd(this.#fd)));
   }
 }
 
