@@ -16,7 +16,7 @@ import { negotiate, type Negotiated } from "./options.ts";
 import { ErrorCode, type Mode, type Options, type RequestPacket } from "./packet.ts";
 import type { Router } from "./router.ts";
 import { RateLimiter } from "./rate_limit.ts";
-import { ReceiveSession, ringPlan, SendSession } from "./session.ts";
+import { ReceiveSession, ringPlan, SendSession, State } from "./session.ts";
 import { Transfer } from "./transfer.ts";
 import type { DatagramTransport, Runtime } from "./transport.ts";
 
@@ -104,6 +104,11 @@ export interface EngineSettings {
 }
 
 const keyOf = (address: string, port: number) => `${address}|${port}`;
+
+/** An upload that is complete and acknowledged, waiting only in case the last ACK was lost. */
+function uploadDallying(t: Transfer): boolean {
+  return t.session instanceof ReceiveSession && t.session.state === State.DALLYING;
+}
 
 export class Engine {
   #runtime: Runtime;
@@ -218,9 +223,11 @@ export class Engine {
     if (this.#s.singlePort) {
       const t = this.#transfers.get(keyOf(address, port));
       if (t) {
-        // A repeated request: the client missed our first packet, which the session resends on its own.
-        if (data.length >= 2 && data[0] === 0 && (data[1] === 1 || data[1] === 2)) return;
-        return t.receive(data, address, port);
+        const request = data.length >= 2 && data[0] === 0 && (data[1] === 1 || data[1] === 2);
+        if (!request) return t.receive(data, address, port);
+        // A repeated request: the client missed our first packet, which the session resends on
+        // its own. After a finished upload, though, it is a new one (see #request).
+        if (!uploadDallying(t)) return;
       }
     }
     const packet = decode(data);
@@ -235,6 +242,14 @@ export class Engine {
 
   async #request(req: RequestPacket, address: string, port: number): Promise<void> {
     const key = keyOf(address, port);
+    const earlier = this.#transfers.get(key);
+    if (earlier !== undefined && uploadDallying(earlier)) {
+      // A request from the port of an upload that is complete and acknowledged: the client moved
+      // on (had it missed our last ACK, it would resend its last DATA). Clients with a fixed port
+      // do, and the OS hands a freed port out again. Ignored as a repeat, the request would go
+      // unanswered for the whole dally.
+      earlier.act(() => (earlier.session as ReceiveSession).endDally());
+    }
     if (this.#transfers.has(key) || this.#pending.has(key)) return; // the client repeated its request
     if (this.#closing) return this.#reply(address, port, ErrorCode.NOT_DEFINED, "server shutting down");
     if (this.load >= this.#s.maxSessions) return this.#reply(address, port, ErrorCode.NOT_DEFINED, "server busy");

@@ -511,6 +511,16 @@ export class ReceiveSession extends Session {
     this.deadline = now + DALLY_TIMEOUTS * this.settings.timeoutMs;
   }
 
+  /**
+   * The peer has moved on: it sent a new request from the same port, so it had
+   * our last ACK. Nothing is left to dally for.
+   */
+  endDally(): void {
+    if (this.state !== State.DALLYING) return;
+    this.state = State.DONE;
+    this.deadline = Infinity;
+  }
+
   handleTimer(now: number): void {
     if (this.finished || now < this.deadline) return;
     if (this.state === State.DALLYING) {

@@ -2,7 +2,7 @@
 // read-ahead bounds and shutdown, with time as an input.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { decode, encodeAck, encodeRequest } from "../core/codec.ts";
+import { decode, encodeAck, encodeData, encodeRequest } from "../core/codec.ts";
 import type { DataPacket, Packet } from "../core/packet.ts";
 import { ringSlots } from "../core/session.ts";
 import { arenaInUse } from "../core/arena.ts";
@@ -68,6 +68,37 @@ test("a retransmitted request does not start a second transfer", async () => {
   assert.is(app.engine!.load, 1);
   assert.is(client.take().length, 1);
 });
+
+for (const singlePort of [false, true]) {
+  test(`a new request from the port of a finished upload is answered at once, not taken for a repeat during the dally${singlePort ? " (single port)" : ""}`, async () => {
+    const stored: number[] = [];
+    const events: { kind: string; outcome: string }[] = [];
+    const { net, app } = await setup((app) => {
+      app.write("*", async ({ body }) => void stored.push((await new Response(body).arrayBuffer()).byteLength));
+      app.read("f", () => bytesOf(100));
+    }, { singlePort, onTransfer: (e) => events.push(e) });
+    const client = await fakePeer(net, "127.0.0.2");
+    client.send(encodeRequest(2, "up", "octet", {}), 69);
+    await net.deliver();
+    const [ack0] = packets(client.take());
+    assert.equal([ack0.op, (ack0 as { block: number }).block], [4, 0]);
+    client.send(encodeData(1, bytesOf(10)), ack0.from);
+    await net.deliver();
+    const [ack1] = packets(client.take());
+    assert.equal([ack1.op, (ack1 as { block: number }).block], [4, 1]);
+    assert.equal(stored, [10]);
+    assert.is(app.engine!.load, 1, "the upload dallies for its last DATA again");
+    // The same port asks again, well within the dally: a fresh transfer answers from a new port.
+    await net.advance(100);
+    client.send(encodeRequest(1, "f", "octet", {}), 69);
+    await net.deliver();
+    const [d1] = packets(client.take());
+    assert.equal([d1.op, (d1 as { block: number }).block], [3, 1]);
+    if (!singlePort) assert.is.not(d1.from, ack0.from);
+    assert.equal(events.map((e) => [e.kind, e.outcome]), [["write", "ok"]], "the upload ended, as a success");
+    assert.is(app.engine!.load, 1);
+  });
+}
 
 test("a stream is read ahead by at most the ring: memory stays flat whatever its length", async () => {
   let pulled = 0;

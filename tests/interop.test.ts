@@ -8,7 +8,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Emmer, serveDir } from "../mod.ts";
-import { failed, get, hasPeer, type Peer, put, type TransferOptions } from "./support/peers.ts";
+import { failed, get, hasPeer, type Peer, put, run, type TransferOptions } from "./support/peers.ts";
 import { bytesOf } from "./support/session_driver.ts";
 
 const CI = process.env.CI === "true";
@@ -98,6 +98,18 @@ peerTest("tftp-hpa", "put in octet mode", async () => {
 });
 peerTest("tftp-hpa", "put in netascii mode stores the lines as they were", async () => {
   await upload("tftp-hpa", "from-hpa.txt", files["lines.txt"], { mode: "netascii" });
+});
+peerTest("tftp-hpa", "a put, then a get of it, in one session: the second request, from the same port, is answered", async () => {
+  const body = bytesOf(100_000, 24);
+  const local = join(top, "session");
+  await writeFile(join(top, "session.put"), body);
+  // Retransmit every second and give up after 2 s: shorter than the 3 s the upload dallies
+  // after its last ACK, so a request taken for a repeat of the upload's would fail.
+  const commands = `rexmt 1\ntimeout 2\nput ${local}.put from-session.bin\nget from-session.bin ${local}.got\n`;
+  const r = await run("tftp", ["-m", "octet", "127.0.0.1", String(port)], 20_000, commands);
+  assert.not.ok(failed("tftp-hpa", r), `tftp-hpa failed: exit ${r.code} ${r.stdout} ${r.stderr}`);
+  assert.is(sha(new Uint8Array(await readFile(join(root, "from-session.bin")))), sha(body), "the put");
+  assert.is(sha(new Uint8Array(await readFile(`${local}.got`))), sha(body), "the get");
 });
 
 peerTest("atftp", "get with windowsize 16, blksize 1468 and tsize", async () => {

@@ -27,7 +27,9 @@
 //   EXIT CODE IS 0 ON A SERVER ERROR ("Error code 1: File not found" is
 //   printed on stdout) and the local file is created (empty) before the
 //   request; use failed() below. No answer: "Transfer timed out." on
-//   stdout after 25 s, exit 69.
+//   stdout after 25 s, exit 69. Without -c it reads commands from stdin
+//   ("rexmt S", "timeout S", "put L R", "get R L") and runs them all from ONE
+//   local port: a new request may come from the port of the last transfer.
 // atftp 0.8.0 .......... atftp -g|-p -r REMOTE -l LOCAL [--option ...] HOST PORT
 //   Sends no options by default. --option "blksize N", --option "windowsize N",
 //   --option tsize (NOT "tsize enable" as the man page says: that sends the
@@ -170,10 +172,15 @@ export function commandFor(peer: Peer, dir: Direction, o: TransferOptions): { cm
   }
 }
 
-/** Run a command with a hard timeout; the child is killed by its PID when it expires. */
-export function run(cmd: string, args: string[], timeoutMs = 30_000): Promise<RunResult> {
+/**
+ * Run a command with a hard timeout; the child is killed by its PID when it
+ * expires. Its stdin gets `input`, if any, then end of file.
+ */
+export function run(cmd: string, args: string[], timeoutMs = 30_000, input?: string): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(cmd, args, { stdio: ["pipe", "pipe", "pipe"] });
+    child.stdin.on("error", () => {}); // a client that exits without reading its input
+    child.stdin.end(input ?? "");
     let stdout = "";
     let stderr = "";
     let timedOut = false;
