@@ -17,7 +17,7 @@ const arg = (name, fallback) => {
   return i > 0 ? Number(process.argv[i + 1]) : fallback;
 };
 const SIZE = arg("--size-mib", 20) * 1024 * 1024;
-const RUNS = arg("--runs", 3);
+const RUNS = arg("--runs", 5);
 const BLKSIZES = [512, 1468];
 
 process.env.BENCH_SERVERS ??= "emmer/node,tftpd-hpa";
