@@ -88,7 +88,7 @@ for (const singlePort of [false, true]) {
     assert.equal([ack1.op, (ack1 as { block: number }).block], [4, 1]);
     assert.equal(stored, [10]);
     assert.is(app.engine!.load, 1, "the upload dallies for its last DATA again");
-    // The same port asks again, well within the dally: a fresh transfer answers from a new port.
+    // The same port asks again, well within the dally: a fresh transfer answers (from a new port, unless single-port).
     await net.advance(100);
     client.send(encodeRequest(1, "f", "octet", {}), 69);
     await net.deliver();
