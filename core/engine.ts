@@ -223,11 +223,10 @@ export class Engine {
     if (this.#s.singlePort) {
       const t = this.#transfers.get(keyOf(address, port));
       if (t) {
-        const request = data.length >= 2 && data[0] === 0 && (data[1] === 1 || data[1] === 2);
-        if (!request) return t.receive(data, address, port);
         // A repeated request: the client missed our first packet, which the session resends on
-        // its own. After a finished upload, though, it is a new one (see #request).
-        if (!uploadDallying(t)) return;
+        // its own. A request during an upload's dally waits for its end too (see #request).
+        if (data.length >= 2 && data[0] === 0 && (data[1] === 1 || data[1] === 2)) return;
+        return t.receive(data, address, port);
       }
     }
     const packet = decode(data);
@@ -243,11 +242,12 @@ export class Engine {
   async #request(req: RequestPacket, address: string, port: number): Promise<void> {
     const key = keyOf(address, port);
     const earlier = this.#transfers.get(key);
-    if (earlier !== undefined && uploadDallying(earlier)) {
+    if (!this.#s.singlePort && earlier !== undefined && uploadDallying(earlier)) {
       // A request from the port of an upload that is complete and acknowledged: the client moved
       // on (had it missed our last ACK, it would resend its last DATA). Clients with a fixed port
       // do, and the OS hands a freed port out again. Ignored as a repeat, the request would go
-      // unanswered for the whole dally.
+      // unanswered for the whole dally. (Single-port mode keeps the dally: there the new transfer
+      // would share the key, and a late copy of the upload's last DATA would reach it.)
       earlier.act(() => (earlier.session as ReceiveSession).endDally());
     }
     if (this.#transfers.has(key) || this.#pending.has(key)) return; // the client repeated its request

@@ -69,36 +69,60 @@ test("a retransmitted request does not start a second transfer", async () => {
   assert.is(client.take().length, 1);
 });
 
-for (const singlePort of [false, true]) {
-  test(`a new request from the port of a finished upload is answered at once, not taken for a repeat during the dally${singlePort ? " (single port)" : ""}`, async () => {
-    const stored: number[] = [];
-    const events: { kind: string; outcome: string }[] = [];
-    const { net, app } = await setup((app) => {
-      app.write("*", async ({ body }) => void stored.push((await new Response(body).arrayBuffer()).byteLength));
-      app.read("f", () => bytesOf(100));
-    }, { singlePort, onTransfer: (e) => events.push(e) });
-    const client = await fakePeer(net, "127.0.0.2");
-    client.send(encodeRequest(2, "up", "octet", {}), 69);
-    await net.deliver();
-    const [ack0] = packets(client.take());
-    assert.equal([ack0.op, (ack0 as { block: number }).block], [4, 0]);
-    client.send(encodeData(1, bytesOf(10)), ack0.from);
-    await net.deliver();
-    const [ack1] = packets(client.take());
-    assert.equal([ack1.op, (ack1 as { block: number }).block], [4, 1]);
-    assert.equal(stored, [10]);
-    assert.is(app.engine!.load, 1, "the upload dallies for its last DATA again");
-    // The same port asks again, well within the dally: a fresh transfer answers (from a new port, unless single-port).
-    await net.advance(100);
-    client.send(encodeRequest(1, "f", "octet", {}), 69);
-    await net.deliver();
-    const [d1] = packets(client.take());
-    assert.equal([d1.op, (d1 as { block: number }).block], [3, 1]);
-    if (!singlePort) assert.is.not(d1.from, ack0.from);
-    assert.equal(events.map((e) => [e.kind, e.outcome]), [["write", "ok"]], "the upload ended, as a success");
-    assert.is(app.engine!.load, 1);
-  });
+/** An upload of one 10-byte block from 127.0.0.2, to its last ACK; the server is left dallying. */
+async function finishedUpload(singlePort: boolean) {
+  const events: { kind: string; outcome: string }[] = [];
+  const stored: number[] = [];
+  const { net, app } = await setup((app) => {
+    app.write("*", async ({ body }) => void stored.push((await new Response(body).arrayBuffer()).byteLength));
+    app.read("f", () => bytesOf(100));
+  }, { singlePort, onTransfer: (e) => events.push(e) });
+  const client = await fakePeer(net, "127.0.0.2");
+  client.send(encodeRequest(2, "up", "octet", {}), 69);
+  await net.deliver();
+  const [ack0] = packets(client.take());
+  assert.equal([ack0.op, (ack0 as { block: number }).block], [4, 0]);
+  client.send(encodeData(1, bytesOf(10)), ack0.from);
+  await net.deliver();
+  const [ack1] = packets(client.take());
+  assert.equal([ack1.op, (ack1 as { block: number }).block], [4, 1]);
+  assert.equal(stored, [10]);
+  assert.is(app.engine!.load, 1, "the upload dallies for its last DATA again");
+  return { net, app, client, events, uploadPort: ack0.from };
 }
+
+test("a new request from the port of a finished upload is answered at once, not taken for a repeat during the dally", async () => {
+  const { net, app, client, events, uploadPort } = await finishedUpload(false);
+  await net.advance(100);
+  client.send(encodeRequest(1, "f", "octet", {}), 69);
+  await net.deliver();
+  const [d1] = packets(client.take());
+  assert.equal([d1.op, (d1 as { block: number }).block], [3, 1]);
+  assert.is.not(d1.from, uploadPort);
+  assert.equal(events.map((e) => [e.kind, e.outcome]), [["write", "ok"]], "the upload ended, as a success");
+  assert.is(app.engine!.load, 1);
+});
+
+test("single port: a request from the port of a finished upload waits for the dally's end (a late copy of the last DATA must not reach a new transfer)", async () => {
+  const { net, app, client, events } = await finishedUpload(true);
+  const rrq = encodeRequest(1, "f", "octet", {});
+  await net.advance(100);
+  client.send(rrq, 69);
+  await net.deliver();
+  assert.equal(client.take(), [], "answered during the dally");
+  // The last DATA again, late: the upload's own dally answers it, as ever.
+  client.send(encodeData(1, bytesOf(10)), 69);
+  await net.deliver();
+  assert.equal(packets(client.take()).map((p) => [p.op, (p as { block: number }).block]), [[4, 1]]);
+  await net.advance(3100); // 3 timeouts after that last ACK
+  await net.deliver();
+  assert.equal(events.map((e) => [e.kind, e.outcome]), [["write", "ok"]], "the upload ended, as a success");
+  client.send(rrq, 69); // the client's retransmission
+  await net.deliver();
+  const [d1] = packets(client.take());
+  assert.equal([d1.op, (d1 as { block: number }).block], [3, 1]);
+  assert.is(app.engine!.load, 1);
+});
 
 test("a stream is read ahead by at most the ring: memory stays flat whatever its length", async () => {
   let pulled = 0;
