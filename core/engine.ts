@@ -224,7 +224,10 @@ export class Engine {
       const t = this.#transfers.get(keyOf(address, port));
       if (t) {
         // A repeated request: the client missed our first packet, which the session resends on
-        // its own. A request during an upload's dally waits for its end too (see #request).
+        // its own. A new request during an upload's dally waits for its end too, unlike with a
+        // port per transfer (see #request): here the new transfer would share the upload's key,
+        // and a late copy of the upload's last DATA would reach it (a download would abort with
+        // ERROR 4, an upload could take it for its own block 1). The dally keeps that window shut.
         if (data.length >= 2 && data[0] === 0 && (data[1] === 1 || data[1] === 2)) return;
         return t.receive(data, address, port);
       }
@@ -242,12 +245,13 @@ export class Engine {
   async #request(req: RequestPacket, address: string, port: number): Promise<void> {
     const key = keyOf(address, port);
     const earlier = this.#transfers.get(key);
-    if (!this.#s.singlePort && earlier !== undefined && uploadDallying(earlier)) {
-      // A request from the port of an upload that is complete and acknowledged: the client moved
-      // on (had it missed our last ACK, it would resend its last DATA). Clients with a fixed port
-      // do, and the OS hands a freed port out again. Ignored as a repeat, the request would go
-      // unanswered for the whole dally. (Single-port mode keeps the dally: there the new transfer
-      // would share the key, and a late copy of the upload's last DATA would reach it.)
+    if (earlier !== undefined && uploadDallying(earlier) && !(req.op === 2 && req.filename === earlier.filename)) {
+      // Another request from the port of an upload that is complete and acknowledged: the client
+      // moved on (had it missed our last ACK, it would resend its last DATA). tftp-hpa sends every
+      // command of a session from one port, and the OS hands a freed port out again. Ignored as a
+      // repeat, it would go unanswered for the whole dally. The same WRQ again still counts as a
+      // repeat: a late copy of the upload's own request must not start it over. (Single-port
+      // mode never gets here with a live key: see #onMain.)
       earlier.act(() => (earlier.session as ReceiveSession).endDally());
     }
     if (this.#transfers.has(key) || this.#pending.has(key)) return; // the client repeated its request

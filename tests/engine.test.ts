@@ -103,6 +103,16 @@ test("a new request from the port of a finished upload is answered at once, not 
   assert.is(app.engine!.load, 1);
 });
 
+test("the upload's own WRQ again during the dally is still a repeat: a late copy must not start the upload over", async () => {
+  const { net, app, client, events } = await finishedUpload(false);
+  await net.advance(100);
+  client.send(encodeRequest(2, "up", "octet", {}), 69);
+  await net.deliver();
+  assert.equal(client.take(), [], "answered a repeat");
+  assert.equal(events, [], "the dally was ended");
+  assert.is(app.engine!.load, 1);
+});
+
 test("single port: a request from the port of a finished upload waits for the dally's end (a late copy of the last DATA must not reach a new transfer)", async () => {
   const { net, app, client, events } = await finishedUpload(true);
   const rrq = encodeRequest(1, "f", "octet", {});

@@ -27,7 +27,10 @@ async function withServer(
   });
   await app.listen();
   try {
-    await fn(root, new TftpClient("127.0.0.1", app.address!.port, { timeoutMs: 300, retries: 3 }), () => Promise.all(running));
+    // Retries that outlast the server's 3 s dally: a put from a port the OS hands out again right
+    // after an upload of the same name (same.bin, below) is taken for that upload's repeat until then.
+    const client = new TftpClient("127.0.0.1", app.address!.port, { timeoutMs: 300, retries: 12 });
+    await fn(root, client, () => Promise.all(running));
   } finally {
     await app.close();
     await rm(root, { recursive: true, force: true });
