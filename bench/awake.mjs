@@ -10,14 +10,10 @@ import { createHash } from "node:crypto";
 import { readFileSync, rmSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
-import { alternating, clientArgs, fixture, startServers, stopServers } from "./servers.mjs";
+import { alternating, clientArgs, fixture, flag, median, startServers, stopServers } from "./servers.mjs";
 
-const arg = (name, fallback) => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-};
-const SIZE = arg("--size-mib", 20) * 1024 * 1024;
-const RUNS = arg("--runs", 5);
+const SIZE = flag("--size-mib", 20) * 1024 * 1024;
+const RUNS = flag("--runs", 5);
 const BLKSIZES = [512, 1468];
 
 process.env.BENCH_SERVERS ??= "emmer/node,tftpd-hpa";
@@ -45,26 +41,35 @@ function measure() {
       got.get(key).push(download(server.port, blksize));
     }
   }
-  const median = (xs) => (xs.some(Number.isNaN) ? NaN : [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]);
   return new Map([...got].map(([k, xs]) => [k, median(xs)]));
 }
 
-const idle = measure();
-// One spinner per CPU, each stopped by its PID below.
-const spinners = Array.from({ length: availableParallelism() }, () =>
-  spawn("nice", ["-n", "19", process.execPath, "-e", "for (;;) {}"], { stdio: "ignore" })
-);
-await new Promise((r) => setTimeout(r, 300));
-let awake;
+// A busy loop that also ends by itself once its parent (this script, whose PID it is given) is
+// gone, or after 20 minutes.
+const SPIN = `const parent = Number(process.argv[1]), end = Date.now() + 1_200_000;
+for (let i = 1; ; i++) if (i % 1e7 === 0 && (process.ppid !== parent || Date.now() > end)) process.exit(0);`;
+
+let idle, awake;
+const spinners = [];
 try {
+  idle = measure();
+  // One spinner per CPU, each stopped by its PID below.
+  for (let i = 0; i < availableParallelism(); i++) {
+    const s = spawn("nice", ["-n", "19", process.execPath, "-e", SPIN, String(process.pid)], { stdio: "ignore" });
+    s.on("error", () => {}); // no `nice`: reported below rather than thrown from an event
+    spinners.push(s);
+  }
+  await new Promise((r) => setTimeout(r, 300));
+  if (spinners.some((s) => s.exitCode !== null || s.pid === undefined)) throw new Error("the busy loops did not start (is `nice` installed?)");
   awake = measure();
 } finally {
   for (const s of spinners) s.kill("SIGKILL");
+  stopServers(servers);
+  remove();
 }
-stopServers(servers);
-remove();
 
 const fmt = (x) => (Number.isNaN(x) ? "failed" : x.toFixed(1));
+const ratio = (a, b) => (Number.isNaN(a) || Number.isNaN(b) ? "failed" : `${(a / b).toFixed(2)}x`);
 const ref = servers.find((s) => s.name === "tftpd-hpa");
 console.log(`\nLock-step, curl, ${SIZE / 1024 / 1024} MiB, median of ${RUNS} (MiB/s): idle machine, and with one nice-19 busy loop per CPU\n`);
 console.log(`| blksize | server | idle | awake | awake / idle |${ref ? " idle vs tftpd-hpa | awake vs tftpd-hpa |" : ""}`);
@@ -73,8 +78,8 @@ for (const blksize of BLKSIZES) {
   for (const s of servers) {
     const i = idle.get(`${s.name} ${blksize}`);
     const a = awake.get(`${s.name} ${blksize}`);
-    let row = `| ${blksize} | ${s.name} | ${fmt(i)} | ${fmt(a)} | ${(a / i).toFixed(2)}x |`;
-    if (ref) row += ` ${(i / idle.get(`tftpd-hpa ${blksize}`)).toFixed(2)}x | ${(a / awake.get(`tftpd-hpa ${blksize}`)).toFixed(2)}x |`;
+    let row = `| ${blksize} | ${s.name} | ${fmt(i)} | ${fmt(a)} | ${ratio(a, i)} |`;
+    if (ref) row += ` ${ratio(i, idle.get(`tftpd-hpa ${blksize}`))} | ${ratio(a, awake.get(`tftpd-hpa ${blksize}`))} |`;
     console.log(row);
   }
 }

@@ -13,14 +13,10 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { alternating, clientArgs, fixture, has, repo, serversFor, startServers, stopServers } from "./servers.mjs";
+import { alternating, clientArgs, fixture, flag, has, repo, serversFor, startServers, stopServers } from "./servers.mjs";
 
-const arg = (name, fallback) => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-};
-const SIZE = arg("--size-mib", 50) * 1024 * 1024;
-const RUNS = arg("--runs", 2);
+const SIZE = flag("--size-mib", 50) * 1024 * 1024;
+const RUNS = flag("--runs", 2);
 const HZ = 100; // USER_HZ: /proc/stat counts in hundredths of a second on Linux
 
 const { dir, root, path: served, sha256: want, remove } = fixture("cpu", "file.bin", SIZE);

@@ -11,15 +11,11 @@ import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { alternating, clientArgs, fixture, has, peakMiB, serversFor, startServers, stopServers } from "./servers.mjs";
+import { alternating, clientArgs, fixture, flag, has, peakMiB, serversFor, startServers, stopServers } from "./servers.mjs";
 
-const arg = (name, fallback) => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? process.argv[i + 1] : fallback;
-};
-const SIZE = Number(arg("--size-mib", "100")) * 1024 * 1024;
-const RUNS = Number(arg("--runs", "3"));
-const ONLY = arg("--only", "");
+const SIZE = flag("--size-mib", 100) * 1024 * 1024;
+const RUNS = flag("--runs", 3);
+const ONLY = flag("--only", "");
 
 const { dir, root, sha256: want, remove } = fixture("bench", "file.bin", SIZE);
 

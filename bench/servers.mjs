@@ -10,6 +10,16 @@ import { fileURLToPath } from "node:url";
 export const repo = join(dirname(fileURLToPath(import.meta.url)), "..");
 const bin = (name) => join(repo, "node_modules", ".bin", name);
 
+/** A command-line flag's value (`--runs 5`): a number when `fallback` is one, else the text. */
+export function flag(name, fallback) {
+  const i = process.argv.indexOf(name);
+  if (i < 0) return fallback;
+  return typeof fallback === "number" ? Number(process.argv[i + 1]) : process.argv[i + 1];
+}
+
+/** The middle of the runs; NaN when any run failed (a median must not hide a failure). */
+export const median = (xs) => (xs.some(Number.isNaN) ? NaN : [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]);
+
 /** True when a command (a client such as curl or atftp) is on the PATH. */
 export const has = (cmd) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
 

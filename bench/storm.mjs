@@ -10,15 +10,11 @@ import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { alternating, clientArgs, fixture, peakMiB, startServers, stopServers } from "./servers.mjs";
+import { alternating, clientArgs, fixture, flag, median, peakMiB, startServers, stopServers } from "./servers.mjs";
 
-const arg = (name, fallback) => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-};
-const CLIENTS = arg("--clients", 200);
-const SIZE = arg("--size-mib", 4) * 1024 * 1024;
-const RUNS = arg("--runs", 3);
+const CLIENTS = flag("--clients", 200);
+const SIZE = flag("--size-mib", 4) * 1024 * 1024;
+const RUNS = flag("--runs", 3);
 
 const { dir, root, sha256: want, remove } = fixture("storm", "kernel.img", SIZE);
 
@@ -46,7 +42,6 @@ for (const { server: s } of alternating(servers, RUNS)) {
   runs[s.name].failed += failed;
   console.log(`${s.name}: ${seconds.toFixed(1)} s, ${failed} failed`);
 }
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const rows = servers.map((s) => ({ name: s.name, seconds: median(runs[s.name].seconds), failed: runs[s.name].failed, peak: peakMiB(s.child.pid) }));
 stopServers(servers);
 remove();

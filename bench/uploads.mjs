@@ -5,14 +5,10 @@ import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { alternating, clientArgs, fixture, has, peakMiB, startServers, stopServers } from "./servers.mjs";
+import { alternating, clientArgs, fixture, flag, has, median, peakMiB, startServers, stopServers } from "./servers.mjs";
 
-const arg = (name, fallback) => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? Number(process.argv[i + 1]) : fallback;
-};
-const SIZE = arg("--size-mib", 100) * 1024 * 1024;
-const RUNS = arg("--runs", 3);
+const SIZE = flag("--size-mib", 100) * 1024 * 1024;
+const RUNS = flag("--runs", 3);
 const { root, path: local, sha256: want, remove } = fixture("uploads", "upload.bin", SIZE, { inRoot: false });
 
 if (!has("atftp")) {
@@ -34,7 +30,6 @@ for (const { run: i, server: s } of alternating(servers, RUNS)) {
 const peaks = Object.fromEntries(servers.map((s) => [s.name, peakMiB(s.child.pid)]));
 stopServers(servers);
 remove();
-const median = (xs) => (xs.some(Number.isNaN) ? NaN : [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]);
 console.log(`\nUploads: ${SIZE / 1024 / 1024} MiB with atftp -p, blksize 1468, median of ${RUNS} (MiB/s)\n`);
 console.log("| server | MiB/s | peak memory (MiB) |");
 console.log("|---|---:|---:|");
