@@ -512,8 +512,8 @@ export class ReceiveSession extends Session {
   }
 
   /**
-   * The peer has moved on: it sent a new request from the same port, so it had
-   * our last ACK. Nothing is left to dally for.
+   * The peer has moved on (it sent another request from the same port): it is
+   * done with this upload, and nothing is left to dally for.
    */
   endDally(): void {
     if (this.state !== State.DALLYING) return;
