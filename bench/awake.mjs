@@ -5,12 +5,10 @@
 // block: the wake-up of an idle CPU for each packet, and the CPU work itself.
 //   node bench/awake.mjs [--size-mib N --runs N]
 // BENCH_SERVERS narrows or widens the servers (default: emmer/node,tftpd-hpa).
-import { spawn, spawnSync } from "node:child_process";
-import { createHash } from "node:crypto";
-import { readFileSync, rmSync } from "node:fs";
+import { spawn } from "node:child_process";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
-import { alternating, clientArgs, fixture, flag, median, startServers, stopServers } from "./servers.mjs";
+import { alternating, clientArgs, fixture, flag, median, startServers, stopServers, timedDownload } from "./servers.mjs";
 
 const SIZE = flag("--size-mib", 20) * 1024 * 1024;
 const RUNS = flag("--runs", 5);
@@ -23,12 +21,7 @@ const servers = await startServers(root);
 /** MiB/s of one checked download, NaN if it failed. */
 function download(port, blksize) {
   const out = join(dir, "out.bin");
-  const t0 = process.hrtime.bigint();
-  const r = spawnSync("curl", clientArgs.curlGet(port, blksize, out), { stdio: "ignore" });
-  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  const ok = r.status === 0 && createHash("sha256").update(readFileSync(out)).digest("hex") === want;
-  rmSync(out, { force: true });
-  return ok ? SIZE / 1024 / 1024 / seconds : NaN;
+  return SIZE / 1024 / 1024 / timedDownload("curl", clientArgs.curlGet(port, blksize, out), out, want);
 }
 
 /** Median MiB/s per server and blksize, in alternating order. */

@@ -13,7 +13,7 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { alternating, clientArgs, fixture, flag, has, repo, serversFor, startServers, stopServers } from "./servers.mjs";
+import { alternating, clientArgs, fixture, flag, has, median, repo, serversFor, startServers, stopServers } from "./servers.mjs";
 
 const SIZE = flag("--size-mib", 50) * 1024 * 1024;
 const RUNS = flag("--runs", 2);
@@ -88,7 +88,7 @@ for (const sc of scenarios) {
   const blocks = Math.ceil(SIZE / sc.blksize) * (sc.repeat ?? 1);
   for (const s of targets) {
     const rs = runs[s.name];
-    const mid = (f) => [...rs.map(f)].sort((a, b) => a - b)[Math.floor(rs.length / 2)];
+    const mid = (f) => median(rs.map(f));
     rows.push({
       scenario: sc.name,
       server: s.name,

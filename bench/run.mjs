@@ -7,11 +7,8 @@
 // each server process's VmHWM (peak resident set) from /proc at the end.
 // tftpd-hpa forks a process per transfer: its figure is the listening parent's.
 // Peers that are missing are reported as missing.
-import { spawnSync } from "node:child_process";
-import { createHash } from "node:crypto";
-import { existsSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { alternating, clientArgs, fixture, flag, has, peakMiB, serversFor, startServers, stopServers } from "./servers.mjs";
+import { alternating, clientArgs, fixture, flag, has, median, peakMiB, serversFor, startServers, stopServers, timedDownload } from "./servers.mjs";
 
 const SIZE = flag("--size-mib", 100) * 1024 * 1024;
 const RUNS = flag("--runs", 3);
@@ -22,27 +19,12 @@ const { dir, root, sha256: want, remove } = fixture("bench", "file.bin", SIZE);
 // ---- servers ----------------------------------------------------------------
 const servers = await startServers(root);
 
-// ---- clients ----------------------------------------------------------------
-function check(out) {
-  if (!existsSync(out) || statSync(out).size !== SIZE) return false;
-  return createHash("sha256").update(readFileSync(out)).digest("hex") === want;
-}
-
-function timed(cmd, args, out) {
-  rmSync(out, { force: true });
-  const t0 = process.hrtime.bigint();
-  const r = spawnSync(cmd, args, { timeout: 300_000, encoding: "utf8" });
-  const s = Number(process.hrtime.bigint() - t0) / 1e9;
-  if (r.status !== 0 || !check(out)) return NaN; // failed or wrong bytes: no figure
-  return s;
-}
-
 const scenarios = [];
 for (const blksize of [512, 1468, 65464]) {
   scenarios.push({
     name: `curl, blksize ${blksize}`,
     client: "curl",
-    run: (p, out) => timed("curl", clientArgs.curlGet(p, blksize, out), out),
+    run: (p, out) => timedDownload("curl", clientArgs.curlGet(p, blksize, out), out, want),
   });
 }
 for (const windowsize of [16, 64]) {
@@ -50,7 +32,7 @@ for (const windowsize of [16, 64]) {
     name: `atftp, blksize 1468, windowsize ${windowsize}`,
     client: "atftp",
     windowed: true,
-    run: (p, out) => timed("atftp", clientArgs.atftpGet(p, out, windowsize), out),
+    run: (p, out) => timedDownload("atftp", clientArgs.atftpGet(p, out, windowsize), out, want),
   });
 }
 
@@ -64,10 +46,6 @@ for (const sc of scenarios) {
   const targets = serversFor(sc, servers);
   const times = Object.fromEntries(targets.map((s) => [s.name, []]));
   for (const { server: s } of alternating(targets, RUNS)) times[s.name].push(sc.run(s.port, join(dir, "out.bin")));
-  const median = (xs) => {
-    const ok = xs.filter((x) => !Number.isNaN(x)).sort((a, b) => a - b);
-    return ok.length === xs.length ? ok[Math.floor(ok.length / 2)] : NaN;
-  };
   const mibs = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, SIZE / 1024 / 1024 / median(v)]));
   rows.push({ scenario: sc.name, mibs });
   console.log(sc.name, Object.entries(mibs).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(", "));

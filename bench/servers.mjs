@@ -20,6 +20,20 @@ export function flag(name, fallback) {
 /** The middle of the runs; NaN when any run failed (a median must not hide a failure). */
 export const median = (xs) => (xs.some(Number.isNaN) ? NaN : [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]);
 
+/**
+ * Seconds one client run takes, which must leave `out` holding the bytes whose
+ * sha256 is `want`; NaN if the client failed or the bytes differ (no figure).
+ */
+export function timedDownload(cmd, args, out, want) {
+  rmSync(out, { force: true });
+  const t0 = process.hrtime.bigint();
+  const r = spawnSync(cmd, args, { timeout: 300_000, stdio: "ignore" });
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const ok = r.status === 0 && existsSync(out) && createHash("sha256").update(readFileSync(out)).digest("hex") === want;
+  rmSync(out, { force: true });
+  return ok ? seconds : NaN;
+}
+
 /** True when a command (a client such as curl or atftp) is on the PATH. */
 export const has = (cmd) => spawnSync("sh", ["-c", `command -v ${cmd}`]).status === 0;
 

@@ -512,8 +512,8 @@ export class ReceiveSession extends Session {
   }
 
   /**
-   * The peer has moved on (it sent another request from the same port): it is
-   * done with this upload, and nothing is left to dally for.
+   * The dally is over: its deadline passed, or the peer moved on (it sent another
+   * request from the same port) and is done with this upload.
    */
   endDally(): void {
     if (this.state !== State.DALLYING) return;
@@ -523,11 +523,7 @@ export class ReceiveSession extends Session {
 
   handleTimer(now: number): void {
     if (this.finished || now < this.deadline) return;
-    if (this.state === State.DALLYING) {
-      this.state = State.DONE;
-      this.deadline = Infinity;
-      return;
-    }
+    if (this.state === State.DALLYING) return this.endDally(); // no copy of the last block came back
     if (!this.retry(now)) return;
     if (this.#holding) return; // the handler is slow; the peer waits, retries bound the wait
     if (this.expected === 1 && this.settings.oack) this.out.push(this.settings.oack);
