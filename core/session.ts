@@ -430,11 +430,11 @@ export class ReceiveSession extends Session {
     this.deadline = now + this.settings.timeoutMs;
   }
 
+  /** ACKs `seq` and starts a new window after it. Retries are not reset here: only progress does that. */
   #ack(seq: number, now: number): void {
     this.lastAck = seq;
     this.#inWindow = 0;
     this.#gapAcked = false;
-    this.retries = 0;
     this.out.push(encodeAck(seq));
     this.deadline = now + this.settings.timeoutMs;
   }
@@ -468,6 +468,10 @@ export class ReceiveSession extends Session {
       }
       this.#bytes += payload.length;
       this.expected++;
+      // Progress: the timeouts count again from zero, and a new gap (a block lost from the
+      // window the peer resent after our last gap ACK) is reported at once, not at the timeout.
+      this.retries = 0;
+      this.#gapAcked = false;
       const more = this.#sink.write(payload);
       if (payload.length < blksize) {
         this.state = State.FINISHING;
@@ -527,6 +531,9 @@ export class ReceiveSession extends Session {
     if (!this.retry(now)) return;
     if (this.#holding) return; // the handler is slow; the peer waits, retries bound the wait
     if (this.expected === 1 && this.settings.oack) this.out.push(this.settings.oack);
-    else this.out.push(encodeAck(this.lastAck));
+    // The last block received in order, which may be past the last one acknowledged: a window
+    // that lost a block after the gap ACK (RFC 7440's receiver timeout). ACKing the older block
+    // would have the peer resend what we hold, and never reach the rest.
+    else this.#ack(this.expected - 1, now);
   }
 }

@@ -92,6 +92,45 @@ test("a gap in a window: ACK the last in-order block once, drop the future block
   assert.is(r.received.length, 5);
 });
 
+test("a new gap in the window resent after a gap ACK is ACKed at once: the last in-order block", () => {
+  const r = receiver({ windowsize: 8 });
+  r.start(0);
+  r.take();
+  assert.equal(acks([1, 2].flatMap((b) => r.feed(data(b, bytesOf(512, b)), b))), []);
+  assert.equal(acks(r.feed(data(4, bytesOf(512, 4)), 3)), [2], "3 lost");
+  // The sender resends from 3; this time 4 is lost.
+  assert.equal(r.feed(data(3, bytesOf(512, 3)), 4), []);
+  assert.equal(acks(r.feed(data(5, bytesOf(512, 5)), 5)), [3], "the new gap waited for the timeout");
+  assert.equal(r.feed(data(6, bytesOf(512, 6)), 6), [], "one gap ACK per step forward");
+  assert.is(r.received.length, 3);
+});
+
+test("at a timeout the receiver ACKs the last block received in order, past the last ACK", () => {
+  const r = receiver({ windowsize: 4 });
+  r.start(0);
+  r.take();
+  r.feed(data(1, bytesOf(512, 1)), 100);
+  r.feed(data(2, bytesOf(512, 2)), 200); // 3 and 4 lost: the window never completes
+  assert.equal(acks(r.timer(1000)), [2], "ACK 0 again would have the sender resend blocks already held");
+  // The sender goes on from 3: a full window of 4 more is ACKed as usual.
+  const seen = [3, 4, 5, 6].flatMap((b) => acks(r.feed(data(b, bytesOf(512, b)), 1100)));
+  assert.equal(seen, [6]);
+});
+
+test("a sender making progress is never given up on, however slow: every in-order block resets the retries", () => {
+  const r = receiver({ windowsize: 8, retries: 1 });
+  r.start(0);
+  r.take();
+  for (let b = 1; b <= 6; b++) {
+    r.feed(data(b, bytesOf(512, b)), b * 1000 - 500); // one block per timeout, never a full window
+    assert.equal(acks(r.timer(b * 1000)), [b], `timeout ${b}`);
+  }
+  assert.is(r.session.state, State.TRANSFERRING);
+  // No progress since block 6: the timeout at 6000 was its one retry; the next gives up.
+  assert.equal(r.timer(7000).map((p) => p.op), [5]);
+  assert.is(r.session.state, State.FAILED);
+});
+
 test("timeouts resend the last ACK (or the OACK) until retries run out", () => {
   const oack = encodeOack({ blksize: "1024" });
   const r = receiver({ oack, blksize: 1024, retries: 2 });
