@@ -309,7 +309,7 @@ export class Engine {
     try {
       if (req.mode === "netascii") source = new NetasciiSource(source);
       const negotiated = negotiate("read", req.mode, req.options, this.#limits(), source.size);
-      const { first: slots, full: fullSlots } = ringPlan(negotiated.blksize, negotiated.windowsize, source.size);
+      const { first: slots, full: fullSlots } = ringPlan(negotiated.blksize, negotiated.windowsize, source.size, negotiated.reply !== null);
       ringBytes = slots * (negotiated.blksize + 4);
       ring = allocate(ringBytes);
       if (ring === 0) throw new TftpError(ErrorCode.DISK_FULL, "server out of memory");

@@ -165,13 +165,16 @@ export function ringSlots(blksize: number, windowsize: number, budget = 8 * 1024
 /**
  * The ring of a download: `first` slots until the client answers, `full` after.
  * Until then one window, so that a client that never answers (a scan, a stalled
- * boot ROM) holds a small region (four of the smallest share a page). A source
- * of known size never needs more slots than it has blocks (the last may be empty).
+ * boot ROM) holds a small region (four of the smallest share a page). After an
+ * OACK (`oack`) nothing is sent, or read, before the client's ACK 0: one slot,
+ * left empty, since a request for blksize 65464 and windowsize 64 would otherwise
+ * hold 4 MiB and read as much for a client that never answers. A source of known
+ * size never needs more slots than it has blocks (the last may be empty).
  */
-export function ringPlan(blksize: number, windowsize: number, size?: number): { first: number; full: number } {
+export function ringPlan(blksize: number, windowsize: number, size?: number, oack = false): { first: number; full: number } {
   const blocks = size === undefined ? Infinity : Math.floor(size / blksize) + 1;
   const full = Math.min(ringSlots(blksize, windowsize), blocks);
-  return { first: Math.min(full, windowsize), full };
+  return { first: oack ? 1 : Math.min(full, windowsize), full };
 }
 
 /**
@@ -258,13 +261,17 @@ export class SendSession extends Session {
    * a slot is refilled only once its block has been acknowledged. Fills come
    * in batches of half the ring (fewer, larger reads), or sooner when less
    * than a window is left. Until the peer's first ACK only two windows are
-   * read: a client that never answers costs little.
+   * read, and nothing while an OACK waits for its ACK 0: a client that never
+   * answers costs little.
    */
   wantFill(): FillTarget | null {
-    if (this.#filling || this.finished || this.available >= this.last) return null;
+    if (this.#filling || this.finished || this.available >= this.last || this.state === State.NEGOTIATING) return null;
     const { windowsize } = this.settings;
     const depth = this.acked === 0 ? Math.min(this.slots, 2 * windowsize) : this.slots;
-    const count = this.acked + depth - this.available;
+    // The first fill brings one window (two blocks in lock-step, as every fill does): the first
+    // DATA (after an OACK, on the client's ACK 0) waits for no more reading than it needs, and
+    // the next window is read while it is in flight.
+    const count = Math.min(this.acked + depth - this.available, this.available === 0 ? Math.max(windowsize, 2) : Infinity);
     if (count <= 0) return null;
     if (this.available - this.acked > windowsize && count < this.slots / 2) return null;
     this.#filling = true;

@@ -4,10 +4,12 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { decode, encodeAck, encodeData, encodeRequest } from "../core/codec.ts";
 import type { DataPacket, Packet } from "../core/packet.ts";
+import type { BlockSource } from "../core/body.ts";
 import { ringSlots } from "../core/session.ts";
 import { arenaInUse } from "../core/arena.ts";
 import { fakePeer, fakeServer } from "./support/fake_runtime.ts";
 import { bytesOf } from "./support/session_driver.ts";
+import { concat } from "./support/random_packets.ts";
 
 const setup = fakeServer;
 
@@ -198,6 +200,52 @@ test("a client that never answers holds one window of ring; its first ACK brings
   const joined = new Uint8Array(got.reduce((n, d) => n + d.length, 0));
   got.reduce((at, d) => (joined.set(d, at), at + d.length), 0);
   assert.equal(joined, body);
+  assert.is(app.engine!.load, 0);
+  assert.is(arenaInUse(), before, "the ring went back to the arena");
+});
+
+test("after an OACK nothing is read, and one slot is held, until the client's ACK 0 (blksize 65464, windowsize 64)", async () => {
+  const body = bytesOf(300_000, 5);
+  let reads = 0;
+  const counted = (): BlockSource => {
+    let at = 0;
+    return {
+      size: body.length,
+      fill(target) {
+        reads++;
+        let n = 0;
+        for (let i = 0; i < target.count; i++) {
+          const view = target.view(i);
+          const chunk = body.subarray(at, at + view.length);
+          view.set(chunk);
+          at += chunk.length;
+          n += chunk.length;
+          if (chunk.length < view.length) break;
+        }
+        return n;
+      },
+      close() {},
+    };
+  };
+  const { net, app } = await setup((app) => app.read("f", counted));
+  const before = arenaInUse();
+  const client = await fakePeer(net, "127.0.0.2");
+  client.send(encodeRequest(1, "f", "octet", { blksize: "65464", windowsize: "64" }), 69);
+  await net.deliver();
+  const [oack] = packets(client.take());
+  assert.is(oack.op, 6);
+  await net.advance(1000); // the OACK again: still nothing read
+  await net.deliver();
+  assert.equal(packets(client.take()).map((p) => p.op), [6]);
+  assert.is(reads, 0, "the file was read for a client that has not answered");
+  assert.ok(arenaInUse() - before <= 65536, `a client that never answered holds ${arenaInUse() - before} bytes of ring (a window is 4 MiB)`);
+  client.send(encodeAck(0), oack.from);
+  await net.deliver();
+  const window = packets(client.take()) as DataPacket[];
+  assert.equal(window.map((d) => d.block), [1, 2, 3, 4, 5]);
+  assert.equal(concat(window.map((d) => d.payload)), body);
+  client.send(encodeAck(5), oack.from);
+  await net.deliver();
   assert.is(app.engine!.load, 0);
   assert.is(arenaInUse(), before, "the ring went back to the arena");
 });

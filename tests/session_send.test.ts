@@ -99,6 +99,15 @@ test("lock-step at blksize 65464: every read after the first brings at least two
   assert.ok(ringSlots(32768, 1) * (32768 + 4) <= 128 * 1024, `${ringSlots(32768, 1)} slots of 32 KiB`);
 });
 
+test("the first fill brings one window, and the second is read while it is in flight", () => {
+  const s = sender(bytesOf(512 * 200, 4), { windowsize: 16 });
+  s.session.start(0);
+  s.pump(0);
+  assert.equal(s.fills, [16, 16], "the first DATA waited for two windows of reading");
+  assert.is(s.out().length, 16);
+  s.free();
+});
+
 test("a timeout resends the window; retries run out into ERROR 0", () => {
   const s = sender(bytesOf(5000), { retries: 2, timeoutMs: 1000 });
   s.session.start(0);
