@@ -220,6 +220,9 @@ export class Engine {
   }
 
   #onMain(data: Uint8Array, address: string, port: number): void {
+    // Port 0 is not a port a datagram can come from, nor one an answer can go to (a forged or
+    // broken sender): a transfer would only retransmit into nothing until it timed out.
+    if (port === 0) return;
     if (this.#s.singlePort) {
       const t = this.#transfers.get(keyOf(address, port));
       if (t) {
@@ -258,9 +261,10 @@ export class Engine {
     if (this.#closing) return this.#reply(address, port, ErrorCode.NOT_DEFINED, "server shutting down");
     if (this.load >= this.#s.maxSessions) return this.#reply(address, port, ErrorCode.NOT_DEFINED, "server busy");
     if (!this.#rate.take(address, this.#runtime.now())) return this.#reply(address, port, ErrorCode.NOT_DEFINED, "too many requests");
-    if (req.mode === "mail") return this.#refuse(address, port, ErrorCode.ILLEGAL_OPERATION, "mail mode is not supported");
     this.#pending.add(key);
     try {
+      // Refused like any request that cannot be served: an ERROR, and a failed transfer event (a log line).
+      if (req.mode === "mail") throw new TftpError(ErrorCode.ILLEGAL_OPERATION, "mail mode is not supported");
       if (req.op === 1) await this.#startRead(req, address, port, key);
       else await this.#startWrite(req, address, port, key);
     } catch (error) {

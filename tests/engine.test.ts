@@ -296,6 +296,29 @@ test("an ERROR from the peer cut short (no closing NUL) still ends the transfer 
   assert.equal(client.take(), [], "an ERROR is never answered");
 });
 
+test("a request from port 0 is dropped: no handler call, no transfer, nothing sent", async () => {
+  let calls = 0;
+  const { net, app } = await setup((app) => app.read("f", () => (calls++, bytesOf(100))));
+  net.queue.push({ data: encodeRequest(1, "f", "octet", {}), from: { address: "127.0.0.2", port: 0 }, to: { address: "127.0.0.1", port: 69 } });
+  await net.deliver();
+  await net.advance(5000);
+  await net.deliver();
+  assert.is(calls, 0);
+  assert.is(app.engine!.load, 0);
+  assert.equal(net.queue, [], "something was sent towards port 0");
+});
+
+test("a mail-mode request is refused with ERROR 4 and reported like any refusal (a failed transfer event)", async () => {
+  const events: { outcome: string; filename: string; error?: { code: number; message: string } }[] = [];
+  const { net } = await setup((app) => app.read("*", () => bytesOf(100)), { onTransfer: (e) => events.push(e) });
+  const client = await fakePeer(net, "127.0.0.2");
+  client.send(encodeRequest(1, "root", "mail", {}), 69);
+  await net.deliver();
+  const [e] = packets(client.take());
+  assert.equal([e.op, (e as { code: number }).code], [5, 4]);
+  assert.equal(events.map((ev) => [ev.outcome, ev.filename, ev.error?.code, ev.error?.message]), [["failed", "root", 4, "mail mode is not supported"]]);
+});
+
 test("close(): live transfers get the drain time, then ERROR 0; the port is released", async () => {
   const { net, app } = await setup((app) => app.read("f", () => bytesOf(5000)), { retries: 100 });
   const client = await fakePeer(net, "127.0.0.2");
