@@ -58,9 +58,13 @@ function fsError(error: unknown): TftpError {
   throw error; // unexpected: becomes ERROR 0 and is logged
 }
 
-/** The name's path segments under the root, or a refusal. */
+/**
+ * The name's path segments under the root, or a refusal. U+FFFD is refused too: it
+ * stands for bytes that were not UTF-8 (the codec decodes names as UTF-8), so two
+ * different names would map to one file, and an upload of one would replace the other.
+ */
 function segments(filename: string): string[] {
-  if (filename.length > MAX_NAME || filename.includes("\0") || filename.includes("\\")) {
+  if (filename.length > MAX_NAME || filename.includes("\0") || filename.includes("\\") || filename.includes("\uFFFD")) {
     throw new TftpError(ErrorCode.ACCESS_VIOLATION, "illegal file name");
   }
   const parts = filename.split("/").filter((p) => p !== "" && p !== ".");

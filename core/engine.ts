@@ -33,7 +33,7 @@ export interface RequestContext {
   /** The client's address and port (its transfer ID). */
   address: string;
   port: number;
-  /** The file name as the client sent it. */
+  /** The file name as the client sent it, decoded as UTF-8 (bytes that are not become U+FFFD, which serveDir refuses). */
   filename: string;
   /** Named groups of the route's pattern. */
   params: Record<string, string>;

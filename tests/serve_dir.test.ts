@@ -264,6 +264,21 @@ test("uploads land whole via a temporary name; refused names change nothing outs
     assert.equal(names, [], "temporary files left behind");
   }));
 
+test("names that are not UTF-8 are refused, read or write: two of them would map to one file", () =>
+  withDir(async ({ root, client }) => {
+    const { rawExchange } = await import("./support/raw.ts");
+    const port = client.port;
+    for (const op of [2, 1]) {
+      for (const byte of [0xe9, 0xe8]) {
+        const request = [0, op, ..."name".split("").map((c) => c.charCodeAt(0)), byte, 0, ..."octet".split("").map((c) => c.charCodeAt(0)), 0];
+        const answer = await rawExchange(port, request);
+        assert.equal([answer.data[1], answer.data[3]], [5, 2], `op ${op}, byte ${byte.toString(16)}`);
+        assert.is(new TextDecoder().decode(answer.data.subarray(4, -1)), "illegal file name");
+      }
+    }
+    assert.equal((await readdir(root)).filter((n) => n.startsWith("name")), [], "an upload was stored");
+  }));
+
 test("an upload abandoned midway leaves neither the file nor a temporary file", () =>
   withDir(async ({ root }) => {
     const app = new Emmer({ port: 0, timeout: 1, retries: 0, drainTimeout: 100, onError: () => {} });
