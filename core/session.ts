@@ -469,6 +469,10 @@ export class ReceiveSession extends Session {
     const payload = packet.payload;
     const diff = (packet.block - this.expected) & 0xffff;
     if (diff === 0) {
+      // While our ACK is held, a block past the window is a sender that did not wait for it:
+      // dropped (it comes again after the ACK), not pushed into a sink that asked us to stop,
+      // and no progress (the retries still bound the wait).
+      if (this.#holding) return;
       if (payload.length > blksize) return this.abort(ErrorCode.ILLEGAL_OPERATION, "block larger than blksize");
       if (this.#bytes + payload.length > this.maxBytes) {
         return this.abort(ErrorCode.DISK_FULL, `upload exceeds ${this.maxBytes} bytes`);
@@ -505,10 +509,11 @@ export class ReceiveSession extends Session {
     if (packet.block === wireLast && !this.#holding) this.out.push(encodeAck(this.lastAck));
   }
 
-  /** The sink caught up: send the ACK that was held back. */
+  /** The sink caught up: send the ACK that was held back, with retries of its own. */
   resume(now: number): void {
     if (!this.#holding || this.state !== State.TRANSFERRING) return;
     this.#holding = false;
+    this.retries = 0;
     this.#ack(this.expected - 1, now);
   }
 

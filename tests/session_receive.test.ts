@@ -169,6 +169,38 @@ test("a full sink holds the ACK until resume()", () => {
   assert.equal(acks(r.take()), [1]);
 });
 
+test("the ACK sent on resume() gets retries of its own, whatever the hold used up", () => {
+  const r = receiver({ retries: 3 });
+  r.start(0);
+  r.take();
+  r.accepting = false;
+  assert.equal(r.feed(data(1, bytesOf(512)), 1), []);
+  assert.equal(r.timer(1000), []); // held: nothing sent, a retry counted
+  assert.equal(r.timer(2000), []);
+  r.accepting = true;
+  r.session.resume(2500);
+  assert.equal(acks(r.take()), [1]);
+  // That ACK is lost: three re-ACKs, as for any ACK, then the upload is given up.
+  assert.equal([3500, 4500, 5500].flatMap((t) => acks(r.timer(t))), [1, 1, 1]);
+  assert.equal(r.timer(6500).map((p) => p.op), [5]);
+});
+
+test("blocks past the window while the ACK is held are dropped, and do not keep the upload alive", () => {
+  const r = receiver({ retries: 2 });
+  r.start(0);
+  r.take();
+  r.accepting = false;
+  r.feed(data(1, bytesOf(512, 1)), 1);
+  // A sender that does not wait for the held ACK 1: one more block before every timeout.
+  for (let b = 2; b <= 3; b++) {
+    assert.equal(r.feed(data(b, bytesOf(512, b)), (b - 1) * 1000 - 500), []);
+    assert.equal(r.timer((b - 1) * 1000), []);
+  }
+  assert.is(r.received.length, 1, "blocks went into a sink that asked to stop");
+  r.feed(data(4, bytesOf(512, 4)), 2500);
+  assert.equal(r.timer(3000).map((p) => p.op), [5], "the retries no longer bound the wait");
+});
+
 test("an ERROR from the client ends the upload silently", () => {
   const r = receiver();
   r.start(0);
