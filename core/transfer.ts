@@ -157,19 +157,27 @@ export class Transfer {
 
   /**
    * Moves the session to its full-size ring (called with nothing in flight and
-   * no fill running). Without memory for it, the transfer goes on with the
-   * small ring: slower, never wrong.
+   * no fill running). Without memory for it, a ring of one window will do:
+   * slower, never wrong. Without memory even for that (the ring after an OACK is
+   * one slot, and a window of one block at a time would cost the client a
+   * timeout per block), the transfer ends with ERROR 3, as a request does that
+   * finds no memory for its first ring.
    */
   #growRing(session: SendSession): void {
-    const bytes = session.fullSlots * session.stride;
-    const ptr = allocate(bytes);
-    if (ptr === 0) {
-      session.fullSlots = session.slots;
+    const window = Math.min(session.fullSlots, session.settings.windowsize);
+    for (const slots of [session.fullSlots, window]) {
+      if (slots <= session.slots) break;
+      const bytes = slots * session.stride;
+      const ptr = allocate(bytes);
+      if (ptr === 0) continue;
+      session.moveRing(ptr, slots);
+      session.fullSlots = slots;
+      if (this.#ringHeld) release(this.#ringHeld.ptr);
+      this.#ringHeld = { ptr, bytes };
       return;
     }
-    session.moveRing(ptr, session.fullSlots);
-    if (this.#ringHeld) release(this.#ringHeld.ptr);
-    this.#ringHeld = { ptr, bytes };
+    if (session.slots < window) return this.act(() => session.abort(ErrorCode.DISK_FULL, "server out of memory"));
+    session.fullSlots = session.slots;
   }
 
   /**
