@@ -126,7 +126,9 @@ export function ensureMemory(end: number): boolean {
 // Reserve the fixed regions once.
 ensureMemory(ARENA_BASE);
 
-const utf8 = new TextDecoder("utf-8");
+// ignoreBOM: a leading byte-order mark stays (as U+FEFF) instead of vanishing, so that
+// "\xEF\xBB\xBFname" and "name" stay two names (serveDir would otherwise map both to one file).
+const utf8 = new TextDecoder("utf-8", { ignoreBOM: true });
 const encoder = new TextEncoder();
 const MODES: Mode[] = ["netascii", "netascii", "octet", "mail"];
 

@@ -35,7 +35,7 @@ const ENCODE_COUNT = 3000;
 const NETASCII_COUNT = 2000;
 const MAX_REPORTED = 8;
 
-const utf8 = new TextDecoder("utf-8");
+const utf8 = new TextDecoder("utf-8", { ignoreBOM: true }); // as the codec decodes: a leading BOM is kept
 const utf8enc = new TextEncoder();
 
 // ---------------------------------------------------------------------------- helpers

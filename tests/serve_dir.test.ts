@@ -264,7 +264,7 @@ test("uploads land whole via a temporary name; refused names change nothing outs
     assert.equal(names, [], "temporary files left behind");
   }));
 
-test("names that are not UTF-8 are refused, read or write: two of them would map to one file", () =>
+test("names that are not UTF-8 are refused, and a leading BOM stays part of the name: two names never map to one file", () =>
   withDir(async ({ root, client }) => {
     const { rawExchange } = await import("./support/raw.ts");
     const port = client.port;
@@ -277,6 +277,10 @@ test("names that are not UTF-8 are refused, read or write: two of them would map
       }
     }
     assert.equal((await readdir(root)).filter((n) => n.startsWith("name")), [], "an upload was stored");
+    // A leading byte-order mark is part of the name, not dropped: "\uFEFFhello.txt" is not hello.txt.
+    const bom = [0, 1, 0xef, 0xbb, 0xbf, ..."hello.txt".split("").map((c) => c.charCodeAt(0)), 0, ..."octet".split("").map((c) => c.charCodeAt(0)), 0];
+    const answer = await rawExchange(port, bom);
+    assert.equal([answer.data[1], answer.data[3]], [5, 1], "a BOM-prefixed name reached hello.txt");
   }));
 
 test("an upload abandoned midway leaves neither the file nor a temporary file", () =>

@@ -20,7 +20,7 @@ import {
   type ParseError,
 } from "../../core/packet.ts";
 
-const utf8 = new TextDecoder("utf-8"); // non-fatal, default BOM handling, as the spec says
+const utf8 = new TextDecoder("utf-8", { ignoreBOM: true }); // non-fatal; a leading BOM is kept (U+FEFF), not stripped
 const utf8enc = new TextEncoder();
 
 const CR = 0x0d;
