@@ -53,7 +53,8 @@ async function traced(server, blksize) {
     if (!m) continue;
     const t = Number(m[1]) * 1e6;
     if (m[3] === "recv") {
-      if (m[2] === "exit" && Number(m[4]) > 0) received = t; // a datagram, not EAGAIN
+      // A datagram, not an error: perf prints the return value as unsigned hex (EAGAIN is 0xff...f5).
+      if (m[2] === "exit" && /^0x[0-9a-f]+$/.test(m[4]) && BigInt.asIntN(64, BigInt(m[4])) > 0n) received = t;
     } else if (m[2] === "enter") {
       if (!Number.isNaN(received)) gaps.push(t - received);
       received = NaN;
