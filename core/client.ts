@@ -64,7 +64,22 @@ export class TftpClient {
     return typeof r === "function" ? await r() : r;
   }
 
-  #settings(oack: Options | null, asked: TransferOptions): SessionSettings {
+  /**
+   * The transfer's settings from the server's OACK, which may only answer what was
+   * asked (RFC 2347): an option not asked for, a blksize or windowsize above the
+   * request, or a timeout other than the one requested (RFC 2349) is refused with
+   * ERROR 8. An unchecked timeout of "abc" would have made every timer NaN.
+   */
+  #settings(oack: Options | null, asked: TransferOptions, requested: Options): SessionSettings {
+    for (const name of Object.keys(oack ?? {})) {
+      if (!Object.hasOwn(requested, name)) throw new TftpError(ErrorCode.OPTION_REFUSED, `the server answered an option not asked for: ${name}`);
+    }
+    if (oack?.timeout !== undefined && oack.timeout !== requested.timeout) {
+      throw new TftpError(ErrorCode.OPTION_REFUSED, "the server answered the timeout option with another value");
+    }
+    if (oack?.tsize !== undefined && !/^[0-9]{1,15}$/.test(oack.tsize)) {
+      throw new TftpError(ErrorCode.OPTION_REFUSED, "the server answered tsize with a value that is not a size");
+    }
     const blksize = oack?.blksize ? Number(oack.blksize) : DEFAULT_BLKSIZE;
     const windowsize = oack?.windowsize ? Number(oack.windowsize) : 1;
     if (
@@ -141,11 +156,12 @@ export class TftpClient {
   /** Downloads a file. Rejects with a TftpError when the server sends an ERROR. */
   get(filename: string, options: TransferOptions = {}): Promise<GetResult> {
     const mode = options.mode ?? "octet";
-    const request = encodeRequest(1, filename, mode, requestOptions(options, false));
+    const requested = requestOptions(options, false);
+    const request = encodeRequest(1, filename, mode, requested);
     return this.#request<GetResult>(request, ({ runtime, transport, port, first, done, fail, route }) => {
       const oack = first.op === 6 ? first.options : null;
       if (first.op !== 6 && first.op !== 3) throw new TftpError(ErrorCode.ILLEGAL_OPERATION, "unexpected answer");
-      const settings = this.#settings(oack, options);
+      const settings = this.#settings(oack, options, requested);
       const chunks: Uint8Array[] = [];
       const netascii = mode === "netascii" ? new NetasciiDecoder() : null;
       let session: ReceiveSession;
@@ -158,6 +174,11 @@ export class TftpClient {
             const data = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
             let at = 0;
             for (const c of chunks) (data.set(c, at), at += c.length);
+            // The size announced is a promise (boot clients size their buffers by it): a server that
+            // broke it sent something other than the file it described.
+            if (oack?.tsize !== undefined && mode === "octet" && data.length !== Number(oack.tsize)) {
+              return fail(new TftpError(ErrorCode.NOT_DEFINED, `received ${data.length} bytes where the server announced tsize ${oack.tsize}`));
+            }
             done({ data, oack });
           });
         },
@@ -183,25 +204,28 @@ export class TftpClient {
     const mode = options.mode ?? "octet";
     const raw = toSource(body) ?? toSource(new Uint8Array(0))!;
     const source = mode === "netascii" ? new NetasciiSource(raw) : raw;
-    const request = encodeRequest(2, filename, mode, requestOptions(options, true, mode === "octet" ? raw.size : undefined));
+    const requested = requestOptions(options, true, mode === "octet" ? raw.size : undefined);
+    const request = encodeRequest(2, filename, mode, requested);
     return this.#request<void>(request, ({ runtime, transport, port, first, done, fail, route }) => {
       const oack = first.op === 6 ? first.options : null;
       if (!(first.op === 6 || (first.op === 4 && first.block === 0))) throw new TftpError(ErrorCode.ILLEGAL_OPERATION, "unexpected answer");
-      const settings = this.#settings(oack, options);
+      const settings = this.#settings(oack, options, requested);
       const slots = ringSlots(settings.blksize, settings.windowsize);
       const bytes = slots * (settings.blksize + 4);
       const ring = allocate(bytes);
       if (ring === 0) throw new TftpError(ErrorCode.DISK_FULL, "out of memory");
       const session = new SendSession(settings, ring, slots);
+      let sourceError: unknown;
       const transfer = new Transfer({
         kind: "write", address: this.host, port, filename, session, transport, ownsTransport: true,
         now: () => runtime.now(), source, ring: { ptr: ring, bytes },
         onFinished: (t) => {
           const f = t.session.failure;
-          if (f) fail(new TftpError(f.code, f.message));
+          if (f) fail(new TftpError(f.code, f.message, sourceError === undefined ? undefined : { cause: sourceError }));
           else done();
         },
-        onError: () => {},
+        // The body's own error (a stream that broke): the caller gets it as the cause.
+        onError: (error) => (sourceError ??= error),
       });
       route((d, a, p) => transfer.receive(d, a, p));
       transfer.start();

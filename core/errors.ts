@@ -5,8 +5,9 @@
  */
 export class TftpError extends Error {
   readonly code: number;
-  constructor(code: number, message: string) {
-    super(message);
+  /** `options.cause`: what led to it (e.g. the error of a client's upload body). */
+  constructor(code: number, message: string, options?: { cause?: unknown }) {
+    super(message, options);
     this.name = "TftpError";
     this.code = code;
   }

@@ -1,0 +1,88 @@
+// TftpClient (core/client.ts) against a scripted server on the fake network: what
+// it accepts from a server's OACK and its data, and what it reports. Time is an input.
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { TftpClient } from "../core/client.ts";
+import { decode, encodeData, encodeOack } from "../core/codec.ts";
+import { TftpError } from "../core/errors.ts";
+import type { Options, Packet } from "../core/packet.ts";
+import { FakeNet, fakePeer } from "./support/fake_runtime.ts";
+import { bytesOf } from "./support/session_driver.ts";
+
+/** A client, a listening "server" that keeps what it hears, and a transfer port to answer from (to 0.0.0.0: the client binds the wildcard address). */
+async function scripted() {
+  const net = new FakeNet();
+  const heard: { packet: Packet; port: number }[] = [];
+  await net.bind("127.0.0.1", 69, (data, _a, port) => heard.push({ packet: decode(data.slice()) as Packet, port }));
+  const tid = await fakePeer(net, "127.0.0.1");
+  const client = new TftpClient("127.0.0.1", 69, { runtime: net, timeoutMs: 1000, retries: 2 });
+  return { net, heard, tid, client };
+}
+
+/** Follows `p` from now on (a rejection is handled at once): "pending", "ok", or the TftpError's code and message. */
+function track(p: Promise<unknown>): { result: string } {
+  const t = { result: "pending" };
+  p.then(() => (t.result = "ok"), (e) => (t.result = e instanceof TftpError ? `error ${e.code}: ${e.message}` : `other: ${e}`));
+  return t;
+}
+
+/** Lets the fake network's time run until `t` settles (or ten timeouts pass). */
+async function outcome(net: FakeNet, t: { result: string }): Promise<string> {
+  for (let i = 0; i < 10 && t.result === "pending"; i++) {
+    await net.deliver();
+    await net.advance(1000);
+  }
+  return t.result;
+}
+
+const oackCases: [string, Options, Options, RegExp][] = [
+  ["a timeout that is not a number", { blksize: 1024 } as never, { blksize: "1024", timeout: "abc" }, /^error 8: the server answered an option not asked for: timeout$/],
+  ["a timeout other than the one asked for", { blksize: 1024, timeout: 2 } as never, { blksize: "1024", timeout: "255" }, /^error 8: .*timeout option with another value$/],
+  ["an option not asked for", {}, { tsize: "10" }, /^error 8: the server answered an option not asked for: tsize$/],
+  ["a tsize that is not a size", { tsize: true } as never, { tsize: "-1" }, /^error 8: .*tsize with a value that is not a size$/],
+];
+
+for (const [what, asked, answered, expected] of oackCases) {
+  test(`an OACK with ${what} is refused with ERROR 8, at once`, async () => {
+    const { net, heard, tid, client } = await scripted();
+    const got = track(client.get("f", asked));
+    await net.deliver();
+    const from = heard[0].port;
+    tid.send(encodeOack(answered), from, "0.0.0.0");
+    await net.deliver();
+    assert.match(await outcome(net, got), expected);
+    assert.equal(tid.take().map((m) => [decode(m.data).op, (decode(m.data) as { code: number }).code]), [[5, 8]], "the server was not told");
+  });
+}
+
+test("a download whose length differs from the tsize the server announced is an error, not a success", async () => {
+  const { net, heard, tid, client } = await scripted();
+  const got = track(client.get("f", { tsize: true }));
+  await net.deliver();
+  const from = heard[0].port;
+  tid.send(encodeOack({ tsize: "1000" }), from, "0.0.0.0");
+  await net.deliver();
+  tid.take(); // ACK 0
+  tid.send(encodeData(1, bytesOf(512, 1)), from, "0.0.0.0");
+  tid.send(encodeData(2, bytesOf(100, 2)), from, "0.0.0.0");
+  assert.is(await outcome(net, got), "error 0: received 612 bytes where the server announced tsize 1000");
+});
+
+test("a put whose body fails rejects with the body's own error as the cause", async () => {
+  const { net, heard, tid, client } = await scripted();
+  const broken = (async function* () {
+    yield bytesOf(600, 1);
+    throw new Error("my source broke");
+  })();
+  let error: unknown;
+  const put = track(client.put("f", broken).catch((e) => void (error = e)));
+  await net.deliver();
+  const from = heard[0].port;
+  tid.send(new Uint8Array([0, 4, 0, 0]), from, "0.0.0.0"); // ACK 0
+  await outcome(net, put);
+  assert.instance(error, TftpError);
+  assert.is((error as TftpError).message, "error reading the file");
+  assert.is(((error as Error).cause as Error)?.message, "my source broke");
+});
+
+test.run();
