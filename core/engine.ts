@@ -118,6 +118,8 @@ export class Engine {
   #main: DatagramTransport | null = null;
   #transfers = new Map<string, Transfer>();
   #pending = new Set<string>();
+  /** Write handlers still running (see close()). */
+  #handlers = new Set<Promise<void>>();
   #ticker: { stop(): void } | null = null;
   #closing = false;
   #idle: (() => void)[] = [];
@@ -183,20 +185,29 @@ export class Engine {
     };
   }
 
-  /** Stops listening; live transfers get drainTimeoutMs to finish, then ERROR 0. */
+  /**
+   * Stops taking transfers; live ones get drainTimeoutMs to finish, then ERROR 0.
+   * Requests meanwhile are answered ERROR 0 "server shutting down". Write handlers
+   * then get up to drainTimeoutMs more to settle (serveDir removes its temporary
+   * file), so that a caller that exits right after does not cut their cleanup short.
+   */
   async close(): Promise<void> {
     this.#closing = true;
-    const main = this.#main;
-    this.#main = null;
-    if (this.#transfers.size > 0) {
+    const bounded = async (wait: (resolve: () => void) => void) => {
       let timer: { stop(): void } | null = null;
       await new Promise<void>((resolve) => {
-        this.#idle.push(resolve);
+        wait(resolve);
         timer = this.#runtime.after(this.#s.drainTimeoutMs, resolve);
       });
       (timer as { stop(): void } | null)?.stop();
+    };
+    if (this.#transfers.size > 0) {
+      await bounded((resolve) => this.#idle.push(resolve));
       for (const t of [...this.#transfers.values()]) t.act(() => t.session.abort(ErrorCode.NOT_DEFINED, "server shutting down"));
     }
+    if (this.#handlers.size > 0) await bounded((resolve) => void Promise.allSettled([...this.#handlers]).then(() => resolve()));
+    const main = this.#main;
+    this.#main = null;
     this.#ticker?.stop();
     this.#ticker = null;
     if (this.#mainSending > 0) await new Promise<void>((resolve) => this.#mainDrained.push(resolve));
@@ -383,7 +394,7 @@ export class Engine {
         t.act((now) => session.resume(now));
       }
     }
-    Promise.resolve()
+    const handling = Promise.resolve()
       .then(() => route.handle({ ...ctx, body: upload.stream, signal: upload.signal }))
       .then(
         (result) => {
@@ -400,6 +411,10 @@ export class Engine {
         },
       )
       .then(decide);
+    // close() waits for it (bounded): the handler may still be cleaning up after a failed upload.
+    this.#handlers.add(handling);
+    const settled = () => void this.#handlers.delete(handling);
+    handling.then(settled, (error) => (settled(), this.#s.onError(error, `write verdict for ${req.filename}`)));
   }
 
   #settings(n: Negotiated) {

@@ -173,6 +173,48 @@ test("--write --root DIR --port 0 accepts uploads into DIR", async () => {
   }
 });
 
+test("Ctrl-C during an upload: new requests hear \"server shutting down\", the upload fails, and no temporary file is left", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "emmer-cli-"));
+  const { child, port, out } = await start(["--write", "--root", dir, "--port", "0"]);
+  const runtime = await loadRuntime();
+  let uploader: DatagramTransport | null = null;
+  try {
+    // An upload that sends one block and then falls silent, its socket kept open.
+    const heard: Uint8Array[] = [];
+    let next!: () => void;
+    uploader = await runtime.bind("127.0.0.1", 0, (d, _a, from) => (heard.push(d.slice()), (tid = from), next?.()));
+    let tid = 0;
+    const answer = () => new Promise<void>((resolve) => (next = resolve));
+    const enc = new TextEncoder();
+    let got = answer();
+    uploader.send(Uint8Array.from([0, 2, ...enc.encode("slow.bin"), 0, ...enc.encode("octet"), 0]), port, "127.0.0.1", () => {});
+    await within(runtime, got, 3000, "ACK 0");
+    got = answer();
+    uploader.send(Uint8Array.from([0, 3, 0, 1, ...bytesOf(512, 5)]), tid, "127.0.0.1", () => {});
+    await within(runtime, got, 3000, "ACK 1");
+    const { readdir } = await import("node:fs/promises");
+    for (let i = 0; i < 100 && !(await readdir(dir)).some((n) => n.includes("emmer-upload")); i++) await new Promise((r) => setTimeout(r, 10));
+    assert.ok((await readdir(dir)).some((n) => n.includes("emmer-upload")), "the upload never reached a temporary file");
+    const stopped = stop(child, out);
+    // During the drain: a new request is told, not ignored.
+    let refusal: Uint8Array | null = null;
+    for (let i = 0; i < 20 && refusal === null; i++) {
+      const { rawExchange } = await import("./support/raw.ts");
+      const a = await rawExchange(port, [0, 1, ...enc.encode("x"), 0, ...enc.encode("octet"), 0], 500).catch(() => null);
+      if (a !== null) refusal = a.data;
+    }
+    assert.ok(refusal !== null, "no answer to a request during the drain");
+    assert.equal([refusal![1], refusal![3], new TextDecoder().decode(refusal!.subarray(4, -1))], [5, 0, "server shutting down"]);
+    assert.is(await stopped, 0);
+    assert.ok(heard.some((d) => d[1] === 5), "the upload was not told it failed");
+    assert.equal((await readdir(dir)).filter((n) => n.includes("emmer-upload") || n === "slow.bin"), [], "the upload left a file behind");
+  } finally {
+    uploader?.close();
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test("a port already in use: a message and exit 1", async () => {
   const { child, port, out } = await start(["--port", "0"]);
   try {
