@@ -140,6 +140,9 @@ function formatEvent(e: TransferEvent, verbose: boolean): string {
 }
 
 async function main(): Promise<number> {
+  // A log pipe that closes (`emmer-node | head`, a logger that died) must not take the server
+  // and its live transfers down with an EPIPE: the lines are lost, the transfers are not.
+  for (const stream of [process.stdout, process.stderr]) stream.on("error", () => {});
   let flags: Flags | "help";
   try {
     flags = parseFlags(process.argv.slice(2));

@@ -196,7 +196,8 @@ test("Ctrl-C during an upload: new requests hear \"server shutting down\", the u
     for (let i = 0; i < 100 && !(await readdir(dir)).some((n) => n.includes("emmer-upload")); i++) await new Promise((r) => setTimeout(r, 10));
     assert.ok((await readdir(dir)).some((n) => n.includes("emmer-upload")), "the upload never reached a temporary file");
     const stopped = stop(child, out);
-    // During the drain: a new request is told, not ignored.
+    for (let i = 0; i < 200 && !/stopping/.test(out()); i++) await new Promise((r) => setTimeout(r, 10));
+    // During the drain (the signal taken: a request before it would be served): a new request is told, not ignored.
     let refusal: Uint8Array | null = null;
     for (let i = 0; i < 20 && refusal === null; i++) {
       const { rawExchange } = await import("./support/raw.ts");
@@ -211,6 +212,21 @@ test("Ctrl-C during an upload: new requests hear \"server shutting down\", the u
   } finally {
     uploader?.close();
     if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("a log pipe that closes does not stop the server: transfers go on", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "emmer-cli-"));
+  const { child, port, out } = await start(["--root", dir, "--port", "0"]);
+  try {
+    await writeFile(join(dir, "f.bin"), bytesOf(3000, 6));
+    child.stdout!.destroy(); // the reader of its log goes away: its next line meets EPIPE
+    const client = new TftpClient("127.0.0.1", port, { timeoutMs: 500 });
+    for (let i = 0; i < 3; i++) assert.equal((await client.get("f.bin")).data, bytesOf(3000, 6), `download ${i}`);
+    assert.is(child.exitCode, null, `the server exited: ${out()}`);
+  } finally {
+    await stop(child, out);
     await rm(dir, { recursive: true, force: true });
   }
 });
