@@ -38,8 +38,9 @@ function fsError(error: unknown): TftpError {
   switch (code) {
     case "ENOENT":
     case "ENOTDIR":
-    case "ENAMETOOLONG":
       return new TftpError(ErrorCode.FILE_NOT_FOUND, "file not found");
+    case "ENAMETOOLONG":
+      return new TftpError(ErrorCode.ACCESS_VIOLATION, "file name too long");
     case "EACCES":
     case "EPERM":
     case "ELOOP":
@@ -266,7 +267,8 @@ export function serveDir(root: string, options: ServeDirOptions = {}): ServedDir
     },
     handle: async ({ filename, body, signal }) => {
       const path = await target(filename);
-      const temp = join(dirname(path), `.${basename(path)}.${crypto.randomUUID()}.emmer-upload`);
+      // The name's start only: the full name plus 51 bytes would not fit a file system's 255.
+      const temp = join(dirname(path), `.${[...basename(path)].slice(0, 32).join("")}.${crypto.randomUUID()}.emmer-upload`);
       let fh: FileHandle;
       try {
         fh = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);

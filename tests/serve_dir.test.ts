@@ -258,6 +258,15 @@ test("uploads land whole via a temporary name; refused names change nothing outs
     assert.is(await errorCode(client.put("escape", "x")), 2);
     assert.is(await errorCode(client.put("sub", "x")), 2);
     assert.is(await errorCode(client.put("nodir/file", "x")), 1);
+    // A long name that fits the file system is stored (its temporary name is shorter); one that does not is refused as such.
+    await client.put("L".repeat(220), "long\n");
+    assert.is(await readFile(join(root, "L".repeat(220)), "utf8"), "long\n");
+    try {
+      await client.put("L".repeat(300), "x");
+      assert.unreachable("a 300-byte name was accepted");
+    } catch (e) {
+      assert.equal([(e as TftpError).code, (e as TftpError).message], [2, "file name too long"]);
+    }
     assert.is(await readFile(join(top, "secret.txt"), "utf8"), "outside the root");
     // Not readdir's `recursive`: Bun's follows the symlink loop in the root.
     const names = [...(await readdir(root)), ...(await readdir(join(root, "sub")))].filter((n) => n.includes("emmer-upload"));
