@@ -155,7 +155,34 @@ function fromResponse(res: Response): BlockSource {
   // Content-Length is the size on the wire: only trust it when the body is not re-encoded.
   const length = res.headers.get("content-length");
   const size = length !== null && !res.headers.has("content-encoding") && /^[0-9]+$/.test(length) ? Number(length) : undefined;
-  return res.body ? streamSource(res.body, size) : new BytesSource(new Uint8Array(0));
+  if (!res.body) return new BytesSource(new Uint8Array(0));
+  return size === undefined ? streamSource(res.body) : sizeChecked(streamSource(res.body, size), size);
+}
+
+/**
+ * A source whose size was declared apart from its bytes (a handler's `{ body, size }`,
+ * an upstream's Content-Length). That size is the tsize the client is told, and boot
+ * clients size their buffers by it: a body that turns out longer or shorter fails the
+ * transfer (ERROR 0, and the operator is told why) instead of sending something else.
+ */
+function sizeChecked(inner: BlockSource, size: number): BlockSource {
+  let total = 0;
+  const check = (n: number, target: FillTarget): number => {
+    total += n;
+    const asked = target.count > 0 ? target.count * target.view(0).length : 0;
+    if (total > size) throw new Error(`the body is longer than its declared size of ${size} bytes`);
+    if (n < asked && total < size) throw new Error(`the body ended at ${total} bytes, short of its declared size of ${size}`);
+    return n;
+  };
+  return {
+    size,
+    capturesViews: inner.capturesViews,
+    fill(target) {
+      const n = inner.fill(target);
+      return typeof n === "number" ? check(n, target) : n.then((m) => check(m, target));
+    },
+    close: () => inner.close(),
+  };
 }
 
 /**
@@ -177,8 +204,7 @@ export function toSource(body: ReadBody): BlockSource | null {
       const sized = body as { body: ReadBody; size?: number };
       const inner = toSource(sized.body);
       if (inner === null || sized.size === undefined) return inner;
-      const size = sized.size;
-      return { size, fill: (t) => inner.fill(t), close: () => inner.close() };
+      return sizeChecked(inner, sized.size);
     }
     if (Symbol.asyncIterator in body) {
       const it = (body as AsyncIterable<unknown>)[Symbol.asyncIterator]();

@@ -58,6 +58,18 @@ for (const [name, make, sized] of bodies) {
   });
 }
 
+for (const [what, declared, actual] of [["longer", 1000, 5000], ["shorter", 5000, 1000]] as const) {
+  test(`a body ${what} than the size its handler declared (the tsize told) fails with ERROR 0, and the operator is told`, async () => {
+    const { app, client, errors } = await server((app) => app.read("f", () => ({ body: new Blob([bytesOf(actual, 3)]).stream(), size: declared })));
+    try {
+      await rejects(client.get("f", { tsize: true }), 0, "error reading the file");
+      assert.match(String(errors[0]), what === "longer" ? "longer than its declared size of 1000 bytes" : "ended at 1000 bytes, short of its declared size of 5000");
+    } finally {
+      await app.close();
+    }
+  });
+}
+
 test("routes: first match wins; named groups become params; the handler sees the client's address and port", async () => {
   let seen: { address: string; port: number } | null = null;
   const { app, client } = await server((app) => {
