@@ -9,6 +9,7 @@
  */
 import process from "node:process";
 import { stat } from "node:fs/promises";
+import { isIP } from "node:net";
 import { resolve } from "node:path";
 import { Emmer, serveDir, type TransferEvent } from "./mod.ts";
 import { runtimeName } from "./adapters/runtime.ts";
@@ -98,7 +99,11 @@ function parseFlags(args: string[]): Flags | "help" {
     else if (name === "--verbose") (bare(), flags.verbose = true);
     else if (name === "--single-port") (bare(), flags.singlePort = true);
     else if (name === "--root") flags.root = value();
-    else if (name === "--host") flags.host = value();
+    else if (name === "--host") {
+      flags.host = value();
+      // Names are not resolved (which of a name's addresses, and when?): say so rather than fail to bind.
+      if (isIP(flags.host) === 0) throw new UsageError(`--host must be an IP address such as 127.0.0.1, 0.0.0.0 or ::, not "${flags.host}"`);
+    }
     else if (name in NUMERIC) {
       const [key, min, max] = NUMERIC[name];
       const v = value();

@@ -48,15 +48,33 @@ function requestOptions(o: TransferOptions, put: boolean, size?: number): Option
   return opts;
 }
 
+/**
+ * An IP literal in one spelling (the URL standard's), so that "0:0:0:0:0:0:0:1" and
+ * "::1", or "::ffff:127.0.0.1" and "::ffff:7f00:1", compare equal; null for a name.
+ */
+function canonicalIp(host: string): string | null {
+  try {
+    const h = new URL(`tftp://${host.includes(":") ? `[${host}]` : host}/`).hostname;
+    return h.startsWith("[") || /^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$/.test(h) ? h : null;
+  } catch {
+    return null;
+  }
+}
+
 export class TftpClient {
   readonly host: string;
   readonly port: number;
   #options: ClientOptions;
+  #canonicalHost: string;
 
+  /** `host` is an IP address: names are not resolved here (resolve one with node:dns or Deno.resolveDns first). */
   constructor(host: string, port: number, options: ClientOptions) {
+    const canonical = canonicalIp(host);
+    if (canonical === null) throw new TypeError(`TftpClient needs an IP address, not "${host}"`);
     this.host = host;
     this.port = port;
     this.#options = options;
+    this.#canonicalHost = canonical;
   }
 
   async #runtime(): Promise<Runtime> {
@@ -99,7 +117,7 @@ export class TftpClient {
    */
   async #request<T>(
     request: Uint8Array,
-    begin: (t: { runtime: Runtime; transport: DatagramTransport; port: number; first: Packet; done: (v: T) => void; fail: (e: unknown) => void; route: (r: (d: Uint8Array, a: string, p: number) => void) => void }) => void,
+    begin: (t: { runtime: Runtime; transport: DatagramTransport; address: string; port: number; first: Packet; done: (v: T) => void; fail: (e: unknown) => void; route: (r: (d: Uint8Array, a: string, p: number) => void) => void }) => void,
   ): Promise<T> {
     const runtime = await this.#runtime();
     let handler: ((d: Uint8Array, a: string, p: number) => void) | null = null;
@@ -129,14 +147,15 @@ export class TftpClient {
         reject(e);
       };
       handler = (data, address, fromPort) => {
-        if (address !== host) return; // a stranger, not the server we asked
+        if (address !== host && canonicalIp(address) !== this.#canonicalHost) return; // a stranger, not the server we asked
         const first = decode(data);
         if (first.op === 0) return; // not an answer
         timer.stop();
         if (first.op === 5) return fail(new TftpError(first.code, first.message));
         handler = null;
         try {
-          begin({ runtime, transport, port: fromPort, first, done, fail, route: (r) => (handler = r) });
+          // The address as the server answers from it (its canonical spelling, say), which the transfer then expects.
+          begin({ runtime, transport, address, port: fromPort, first, done, fail, route: (r) => (handler = r) });
         } catch (e) {
           if (e instanceof TftpError) transport.send(encodeError(e.code, e.message), fromPort, address, () => {});
           fail(e);
@@ -158,7 +177,7 @@ export class TftpClient {
     const mode = options.mode ?? "octet";
     const requested = requestOptions(options, false);
     const request = encodeRequest(1, filename, mode, requested);
-    return this.#request<GetResult>(request, ({ runtime, transport, port, first, done, fail, route }) => {
+    return this.#request<GetResult>(request, ({ runtime, transport, address, port, first, done, fail, route }) => {
       const oack = first.op === 6 ? first.options : null;
       if (first.op !== 6 && first.op !== 3) throw new TftpError(ErrorCode.ILLEGAL_OPERATION, "unexpected answer");
       const settings = this.#settings(oack, options, requested);
@@ -184,7 +203,7 @@ export class TftpClient {
         },
       });
       const transfer = new Transfer({
-        kind: "read", address: this.host, port, filename, session, transport, ownsTransport: true,
+        kind: "read", address, port, filename, session, transport, ownsTransport: true,
         now: () => runtime.now(),
         onFinished: (t) => {
           const f = t.session.failure;
@@ -206,7 +225,7 @@ export class TftpClient {
     const source = mode === "netascii" ? new NetasciiSource(raw) : raw;
     const requested = requestOptions(options, true, mode === "octet" ? raw.size : undefined);
     const request = encodeRequest(2, filename, mode, requested);
-    return this.#request<void>(request, ({ runtime, transport, port, first, done, fail, route }) => {
+    return this.#request<void>(request, ({ runtime, transport, address, port, first, done, fail, route }) => {
       const oack = first.op === 6 ? first.options : null;
       if (!(first.op === 6 || (first.op === 4 && first.block === 0))) throw new TftpError(ErrorCode.ILLEGAL_OPERATION, "unexpected answer");
       const settings = this.#settings(oack, options, requested);
@@ -217,7 +236,7 @@ export class TftpClient {
       const session = new SendSession(settings, ring, slots);
       let sourceError: unknown;
       const transfer = new Transfer({
-        kind: "write", address: this.host, port, filename, session, transport, ownsTransport: true,
+        kind: "write", address, port, filename, session, transport, ownsTransport: true,
         now: () => runtime.now(), source, ring: { ptr: ring, bytes },
         onFinished: (t) => {
           const f = t.session.failure;

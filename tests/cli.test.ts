@@ -114,6 +114,7 @@ for (const [args, message] of [
   [["--timeout", "1.5"], /--timeout must be an integer/],
   [["--write=yes"], /--write takes no value/],
   [["--root", "/nonexistent/emmer"], /not a folder/],
+  [["--host", "localhost"], /--host must be an IP address such as 127\.0\.0\.1, 0\.0\.0\.0 or ::, not "localhost"/],
   [["--workers", "0"], /--workers must be an integer from 1 to 64/],
   ...(runtimeName() === "node"
     ? [

@@ -55,6 +55,24 @@ for (const [what, asked, answered, expected] of oackCases) {
   });
 }
 
+test("the server's address in another spelling is the server: 0:0:0:0:0:0:0:1 answered from ::1", async () => {
+  const net = new FakeNet();
+  let from = 0;
+  await net.bind("0:0:0:0:0:0:0:1", 69, (_d, _a, port) => (from = port));
+  const tid = await fakePeer(net, "::1");
+  const client = new TftpClient("0:0:0:0:0:0:0:1", 69, { runtime: net, timeoutMs: 1000, retries: 2 });
+  const got = track(client.get("f"));
+  await net.deliver();
+  tid.send(encodeData(1, bytesOf(100, 4)), from, "::");
+  assert.is(await outcome(net, got), "ok");
+  assert.equal(tid.take().map((m) => decode(m.data).op), [4], "the transfer took its own server for a stranger");
+});
+
+test("a host name is refused at once, with what to do instead", () => {
+  const net = new FakeNet();
+  assert.throws(() => new TftpClient("localhost", 69, { runtime: net }), /TftpClient needs an IP address, not "localhost"/);
+});
+
 test("a download whose length differs from the tsize the server announced is an error, not a success", async () => {
   const { net, heard, tid, client } = await scripted();
   const got = track(client.get("f", { tsize: true }));
