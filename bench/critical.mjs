@@ -28,7 +28,8 @@ process.env.BENCH_SERVERS ??= "emmer/node,emmer/deno,emmer/bun,tftpd-hpa,atftpd"
 const { dir, root, sha256: want, remove } = fixture("critical", "file.bin", SIZE);
 const servers = await startServers(root);
 
-const mid = (xs, q) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.floor(xs.length * q)] : NaN);
+/** The q-quantile of a list (0.5: the median, 0.9: the 90th percentile); NaN for none. */
+const quantile = (xs, q) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.floor(xs.length * q)] : NaN);
 
 /**
  * One traced download: the receive-to-send gaps and send durations (µs) of
@@ -86,6 +87,6 @@ console.log("| blksize | server | wall per block | ACK in to DATA out: median | 
 console.log("|---:|---|---:|---:|---:|---:|---:|");
 for (const r of rows) {
   const wall = Number.isNaN(r.seconds) ? "failed" : ((r.seconds * 1e6) / r.blocks).toFixed(1);
-  console.log(`| ${r.blksize} | ${r.server} | ${wall} | ${us(mid(r.gaps, 0.5))} | ${us(mid(r.gaps, 0.9))} | ${us(mid(r.sends, 0.5))} | ${us(mid(r.sends, 0.9))} |`);
+  console.log(`| ${r.blksize} | ${r.server} | ${wall} | ${us(quantile(r.gaps, 0.5))} | ${us(quantile(r.gaps, 0.9))} | ${us(quantile(r.sends, 0.5))} | ${us(quantile(r.sends, 0.9))} |`);
 }
 console.log("\n(Wall per block includes perf's own cost; compare the servers, not against the untraced runs.)");

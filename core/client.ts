@@ -67,7 +67,7 @@ export class TftpClient {
   #options: ClientOptions;
   #canonicalHost: string;
 
-  /** `host` is an IP address: names are not resolved here (resolve one with node:dns or Deno.resolveDns first). */
+  /** `host` is an IP address: core has no name service, so a name is refused (resolve it with the runtime's DNS first). */
   constructor(host: string, port: number, options: ClientOptions) {
     const canonical = canonicalIp(host);
     if (canonical === null) throw new TypeError(`TftpClient needs an IP address, not "${host}"`);

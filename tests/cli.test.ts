@@ -5,14 +5,14 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { TftpClient, TftpError } from "../mod.ts";
 import { loadRuntime, runtimeName } from "../adapters/runtime.ts";
 import type { DatagramTransport } from "../core/transport.ts";
-import { within } from "./support/raw.ts";
+import { rawExchange, within } from "./support/raw.ts";
 import { bytesOf } from "./support/session_driver.ts";
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -193,7 +193,6 @@ test("Ctrl-C during an upload: new requests hear \"server shutting down\", the u
     got = answer();
     uploader.send(Uint8Array.from([0, 3, 0, 1, ...bytesOf(512, 5)]), tid, "127.0.0.1", () => {});
     await within(runtime, got, 3000, "ACK 1");
-    const { readdir } = await import("node:fs/promises");
     for (let i = 0; i < 100 && !(await readdir(dir)).some((n) => n.includes("emmer-upload")); i++) await new Promise((r) => setTimeout(r, 10));
     assert.ok((await readdir(dir)).some((n) => n.includes("emmer-upload")), "the upload never reached a temporary file");
     const stopped = stop(child, out);
@@ -201,7 +200,6 @@ test("Ctrl-C during an upload: new requests hear \"server shutting down\", the u
     // During the drain (the signal taken: a request before it would be served): a new request is told, not ignored.
     let refusal: Uint8Array | null = null;
     for (let i = 0; i < 20 && refusal === null; i++) {
-      const { rawExchange } = await import("./support/raw.ts");
       const a = await rawExchange(port, [0, 1, ...enc.encode("x"), 0, ...enc.encode("octet"), 0], 500).catch(() => null);
       if (a !== null) refusal = a.data;
     }

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { type BlockSource, Emmer, type FillTarget, serveDir, TftpClient, TftpError } from "../mod.ts";
 import { lentOut } from "../adapters/staging_pool.ts";
 import { bytesOf, concat } from "./support/session_driver.ts";
+import { rawExchange } from "./support/raw.ts";
 
 /** What lies outside the root, to check that nothing there was created or changed. */
 async function outside(top: string): Promise<string> {
@@ -275,11 +276,11 @@ test("uploads land whole via a temporary name; refused names change nothing outs
 
 test("names that are not UTF-8 are refused, and a leading BOM stays part of the name: two names never map to one file", () =>
   withDir(async ({ root, client }) => {
-    const { rawExchange } = await import("./support/raw.ts");
     const port = client.port;
+    const enc = new TextEncoder();
     for (const op of [2, 1]) {
       for (const byte of [0xe9, 0xe8]) {
-        const request = [0, op, ..."name".split("").map((c) => c.charCodeAt(0)), byte, 0, ..."octet".split("").map((c) => c.charCodeAt(0)), 0];
+        const request = [0, op, ...enc.encode("name"), byte, ...enc.encode("\0octet\0")];
         const answer = await rawExchange(port, request);
         assert.equal([answer.data[1], answer.data[3]], [5, 2], `op ${op}, byte ${byte.toString(16)}`);
         assert.is(new TextDecoder().decode(answer.data.subarray(4, -1)), "illegal file name");
@@ -287,7 +288,7 @@ test("names that are not UTF-8 are refused, and a leading BOM stays part of the 
     }
     assert.equal((await readdir(root)).filter((n) => n.startsWith("name")), [], "an upload was stored");
     // A leading byte-order mark is part of the name, not dropped: "\uFEFFhello.txt" is not hello.txt.
-    const bom = [0, 1, 0xef, 0xbb, 0xbf, ..."hello.txt".split("").map((c) => c.charCodeAt(0)), 0, ..."octet".split("").map((c) => c.charCodeAt(0)), 0];
+    const bom = [0, 1, 0xef, 0xbb, 0xbf, ...enc.encode("hello.txt\0octet\0")];
     const answer = await rawExchange(port, bom);
     assert.equal([answer.data[1], answer.data[3]], [5, 1], "a BOM-prefixed name reached hello.txt");
   }));
@@ -310,8 +311,7 @@ test("an upload abandoned midway leaves neither the file nor a temporary file", 
     });
     await app.listen();
     try {
-      const { rawExchange } = await import("./support/raw.ts");
-      const wrq = [0, 2, ...new TextEncoder().encode("partial.bin\0octet\0")];
+        const wrq = [0, 2, ...new TextEncoder().encode("partial.bin\0octet\0")];
       const first = await rawExchange(app.address!.port, wrq);
       assert.equal([first.data[1], first.data[3]], [4, 0], "ACK 0");
       let tempSeen = false;
