@@ -234,6 +234,22 @@ test("-a [::1]:0 listens on IPv6 loopback and says so with brackets", async () =
   }
 });
 
+test("-a :: (dual-stack): an IPv4 client is served and logged as plain IPv4", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "emmer-cli-"));
+  try {
+    await writeFile(join(dir, "f.bin"), bytesOf(100_000, 5));
+    const { child, port, out } = await start(["-a", "::", "-p", "0", "-r", dir]);
+    assert.match(out(), new RegExp(`on \\[::\\]:${port}; Ctrl-C stops`));
+    const got = await new TftpClient("127.0.0.1", port, { timeoutMs: 500 }).get("f.bin", { blksize: 1400, windowsize: 4 });
+    assert.equal(got.data, bytesOf(100_000, 5));
+    assert.is(await stop(child, out), 0);
+    assert.match(out(), / 127\.0\.0\.1:\d+ read "f\.bin" 97\.7 KiB [0-9.]+ s ok/);
+    assert.not.match(out(), /ffff/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test("--port 69 without CAP_NET_BIND_SERVICE: exit 1 with what to do (setcap, a port >= 1024)", () => {
   if (!netnsWorks) {
     assert.ok(process.env.CI !== "true", "this test needs unshare and setpriv");
