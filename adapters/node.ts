@@ -17,7 +17,7 @@ const SOCKET_BUFFER = 4 * 1024 * 1024;
  */
 function literalLookup(
   address: string,
-  family: unknown,
+  _family: unknown,
   callback: (error: Error | null, address: string, family: number) => void,
 ): void {
   callback(null, address, address.includes(":") ? 6 : 4);

@@ -186,8 +186,7 @@ export class TftpClient {
       const settings = this.#settings(oack, options, requested);
       const chunks: Uint8Array[] = [];
       const netascii = mode === "netascii" ? new NetasciiDecoder() : null;
-      let session: ReceiveSession;
-      session = new ReceiveSession(settings, {
+      const session: ReceiveSession = new ReceiveSession(settings, {
         write: (p) => (chunks.push(netascii ? netascii.push(p) : p.slice()), true),
         end: () => {
           if (netascii) chunks.push(netascii.end());
