@@ -171,8 +171,8 @@ export function startInstance(host, { root, port = 69, flags = [], timeoutMs = 3
   });
 }
 
-/** Transfers of `file` an instance logged as ok (its share of a storm). */
-export const served = (lines, file) => lines.filter((l) => l.includes(` read "${file}" `) && l.endsWith(" ok")).length;
+/** Transfers of `file` an instance logged as ok (its share of a storm); --verbose lines go on after " ok |". */
+export const served = (lines, file) => lines.filter((l) => l.includes(` read "${file}" `) && / ok( \|.*)?$/.test(l)).length;
 
 /** Runs `fn` over `items` with at most `limit` at a time; results in order. */
 export async function pool(items, limit, fn) {
