@@ -32,14 +32,19 @@ interface Site {
 
 /** A suite with its own site (namespaces, ruleset, instances), torn down after it whatever happens. */
 function siteSuite(title: string, site: SiteOptions, flags: string[]) {
-  const s = suite<{ site?: Site }>(title);
+  const s = suite<{ site?: Site; setupError?: unknown }>(title);
   s.before(async (ctx) => {
     if (unavailable) return;
     const dir = await mkdtemp(join(tmpdir(), "emmer-scaleout-"));
-    await writeFile(join(dir, FILE), bytes);
-    const topo = createTopology(site);
-    ctx.site = { topo, instances: [], dir };
-    for (const host of topo.hosts) ctx.site.instances.push(await startInstance(host, { root: dir, port: site.port, flags, timeoutMs: 120_000 }));
+    try {
+      await writeFile(join(dir, FILE), bytes);
+      const topo = createTopology(site); // removes what it made if it fails
+      ctx.site = { topo, instances: [], dir };
+      for (const host of topo.hosts) ctx.site.instances.push(await startInstance(host, { root: dir, port: site.port, flags, timeoutMs: 120_000 }));
+    } catch (e) {
+      ctx.setupError = e; // uvu would swallow it: each test rethrows it
+      if (!ctx.site) await rm(dir, { recursive: true, force: true });
+    }
   });
   s.after(async (ctx) => {
     if (!ctx.site) return;
@@ -55,7 +60,12 @@ type SiteSuite = ReturnType<typeof siteSuite>;
 /** Registers a test needing namespaces and these clients: skipped without them, failed in CI. */
 function siteTest(s: SiteSuite, name: string, peers: Peer[], fn: (site: Site) => Promise<void>) {
   const missing = unavailable ?? peers.filter((p) => !hasPeer(p)).map((p) => `${p} is not installed`)[0];
-  if (!missing) s(name, (ctx) => fn(ctx.site!));
+  if (!missing) {
+    s(name, (ctx) => {
+      if (ctx.setupError) throw ctx.setupError;
+      return fn(ctx.site!);
+    });
+  }
   else if (CI) s(name, () => assert.unreachable(`${missing} (CI must provide root, iproute2, nftables and the clients)`));
   else s.skip(name);
 }

@@ -19,6 +19,13 @@ export const CLI = join(repo, "dist", "emmer-node.js");
 export const VIP = "203.0.113.10";
 const CLIENT = "198.51.100.2";
 
+// What is still up (namespaces, instances) is ended when the process exits, also on Ctrl-C or SIGTERM.
+const live = new Set();
+process.once("exit", () => {
+  for (const end of live) end();
+});
+for (const signal of ["SIGINT", "SIGTERM"]) process.once(signal, () => process.exit(130));
+
 /** Runs a command to its end (bounded); throws with its output when it fails. */
 function sh(cmd, args, input) {
   const r = spawnSync(cmd, args, { encoding: "utf8", timeout: 15_000, input });
@@ -91,8 +98,10 @@ export function createTopology({ instances, port = 69, masquerade = false, helpe
   const all = [ns.balancer, ns.clients, ...ns.hosts];
   const made = [];
   const destroy = () => {
+    live.delete(destroy);
     for (const n of made.splice(0)) spawnSync("ip", ["netns", "del", n], { timeout: 10_000 });
   };
+  live.add(destroy);
   try {
     for (const n of all) {
       sh("ip", ["netns", "add", n]);
@@ -140,6 +149,7 @@ export function startInstance(host, { root, port = 69, flags = [], timeoutMs = 3
   let err = "";
   let rest = "";
   const stop = () => {
+    live.delete(stop);
     clearTimeout(limit);
     if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) {
       try {
@@ -150,6 +160,7 @@ export function startInstance(host, { root, port = 69, flags = [], timeoutMs = 3
     }
   };
   const limit = setTimeout(stop, timeoutMs);
+  live.add(stop);
   return new Promise((resolve, reject) => {
     const startup = setTimeout(() => (stop(), reject(new Error(`emmer-node in ${host} did not start: ${err}`))), 20_000);
     child.stderr.setEncoding("utf8").on("data", (d) => (err += d));
