@@ -114,7 +114,8 @@ export function createTopology({ instances, port = 69, masquerade = false, helpe
     for (let i = 0; i < clientAddresses; i++) clientCmds.splice(1, 0, `addr add 198.51.100.${10 + i}/24 dev c0`);
     sh("ip", ["-n", ns.clients, "-batch", "-"], clientCmds.join("\n") + "\n");
     sh("ip", ["-n", ns.balancer, "-batch", "-"], "addr add 198.51.100.1/24 dev bc\nlink set bc up\n");
-    sh("ip", ["netns", "exec", ns.balancer, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    // /proc/sys/net is the reading process's namespace's (no procps needed)
+    sh("ip", ["netns", "exec", ns.balancer, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"]);
     const addresses = ns.hosts.map((host, i) => {
       const gw = `192.0.2.${4 * (i + 1) + 1}`;
       const address = `192.0.2.${4 * (i + 1) + 2}`;
