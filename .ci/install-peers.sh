@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real TFTP peers used by the interop tests (tests/support/peers.ts):
 #   tftp-hpa (client), tftpd-hpa (reference server, started by the tests
-#   themselves on a high port), atftp (client), busybox (tftp applet), curl.
+#   themselves on a high port), atftp (client), busybox (tftp applet), curl;
+#   and iproute2 and nftables for tests/scaleout.test.ts (namespaces, a DNAT balancer).
 # Idempotent and non-interactive; run as root (or with sudo) on Debian/Ubuntu.
 #
 # tftpd-hpa's postinst starts a system server on 0.0.0.0:69 (/srv/tftp) through
@@ -11,15 +12,18 @@
 # port 69 is left alone and reported.
 set -euo pipefail
 
-packages=(tftp-hpa tftpd-hpa atftp busybox curl)
+packages=(tftp-hpa tftpd-hpa atftp busybox curl iproute2 nftables)
 export DEBIAN_FRONTEND=noninteractive
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 missing=()
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 for p in "${packages[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+  # busybox-static has the same applets, and installing busybox would remove it
+  if [ "$p" = busybox ] && installed busybox-static; then continue; fi
+  if ! installed "$p"; then
     missing+=("$p")
   fi
 done
@@ -59,6 +63,7 @@ command -v atftp >/dev/null || { echo "install-peers: atftp missing" >&2; exit 1
 busybox --list | grep -qx tftp || { echo "install-peers: busybox has no tftp applet" >&2; exit 1; }
 curl -V | grep -q '^Protocols:.*tftp' || { echo "install-peers: curl without tftp" >&2; exit 1; }
 [ -x /usr/sbin/in.tftpd ] || { echo "install-peers: /usr/sbin/in.tftpd missing" >&2; exit 1; }
+command -v ip >/dev/null && command -v nft >/dev/null || { echo "install-peers: ip or nft missing" >&2; exit 1; }
 
 if command -v ss >/dev/null && ss -Hlun 'sport = :69' 2>/dev/null | grep -q .; then
   echo "install-peers: note: something (likely the system tftpd-hpa) listens on UDP port 69; tests do not use it"
