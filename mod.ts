@@ -43,3 +43,6 @@ export type { DatagramTransport, Runtime } from "./core/transport.ts";
 export { TftpError } from "./core/errors.ts";
 export { ErrorCode } from "./core/packet.ts";
 export { serveDir, type ServeDirOptions, type ServedDir } from "./adapters/fs.ts";
+export type { RewriteClient, RewriteRule } from "./core/remap.ts";
+export { MapFileError, parseMapFile } from "./core/map_file.ts";
+export { blksizeForMtu, type ClientRule, limitsFor, type OptionLimits, parseClientRule, type PolicyContext } from "./core/policy.ts";
