@@ -139,6 +139,8 @@ export class Engine {
   #mainSending = 0;
   #mainDrained: (() => void)[] = [];
   #details = new WeakMap<Transfer, { negotiated: Negotiated; requested?: string }>();
+  /** The rewritten name of a request, for the event of a refusal that came after the rewrite. */
+  #renamed = new WeakMap<RequestPacket, string>();
   #rate: RateLimiter;
 
   constructor(runtime: Runtime, reads: Router<ReadHandler>, writes: Router<WriteRoute>, settings: EngineSettings) {
@@ -296,11 +298,13 @@ export class Engine {
       if (error instanceof TftpError) refusal = { code: error.code, message: error.message };
       else this.#s.onError(error, `${req.op === 1 ? "read" : "write"} handler for ${req.filename}`);
       this.#refuse(address, port, refusal.code, refusal.message);
+      const renamed = this.#renamed.get(req);
       this.#emit({
         kind: req.op === 1 ? "read" : "write",
         address,
         port,
-        filename: req.filename,
+        filename: renamed ?? req.filename,
+        ...(renamed !== undefined && renamed !== req.filename ? { requested: req.filename } : {}),
         bytes: 0,
         durationMs: 0,
         retransmits: 0,
@@ -340,7 +344,10 @@ export class Engine {
     const rules = this.#s.rewrite;
     if (rules === undefined || rules.length === 0) return req.filename;
     const r = rewriteName(rules, req.filename, { kind, address });
-    if (r.ok) return r.filename;
+    if (r.ok) {
+      this.#renamed.set(req, r.filename);
+      return r.filename;
+    }
     if (r.problem) this.#s.onError(new Error(r.problem), "rewrite");
     throw new TftpError(ErrorCode.ACCESS_VIOLATION, r.message);
   }

@@ -31,6 +31,17 @@ test("routes match the rewritten name; handlers get it as filename and the clien
   assert.equal([events[0].outcome, events[0].filename, events[0].requested], ["ok", "boot/BCD", "\\Boot\\BCD"]);
 });
 
+test("a request refused after its rewrite is logged under both names", async () => {
+  const events: TransferEvent[] = [];
+  const { net } = await fakeServer((app) => app.read("known", () => "x"), { rewrite: parseMapFile("r ^old$ new"), onTransfer: (e) => events.push(e) });
+  const client = await fakePeer(net);
+  client.send(encodeRequest(1, "old", "octet", {}), 69);
+  await net.deliver();
+  client.send(encodeRequest(1, "other", "octet", {}), 69);
+  await net.deliver();
+  assert.equal(events.map((e) => [e.filename, e.requested, e.error?.code]), [["new", "old", 1], ["other", undefined, 1]]);
+});
+
 test("without rules, requested is the filename and events carry no requested", async () => {
   const seen: RequestContext[] = [];
   const events: TransferEvent[] = [];
