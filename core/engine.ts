@@ -138,8 +138,11 @@ export class Engine {
   #idle: (() => void)[] = [];
   #mainSending = 0;
   #mainDrained: (() => void)[] = [];
-  #details = new WeakMap<Transfer, { negotiated: Negotiated; requested?: string }>();
-  /** The rewritten name of a request, for the event of a refusal that came after the rewrite. */
+  #details = new WeakMap<Transfer, { negotiated: Negotiated; renamed?: string }>();
+  /**
+   * The rewritten name of a request, for its event. The transfer keeps the client's name: a
+   * repeated request is recognized by it (see #request).
+   */
   #renamed = new WeakMap<RequestPacket, string>();
   #rate: RateLimiter;
 
@@ -377,7 +380,7 @@ export class Engine {
       ring = allocate(ringBytes);
       if (ring === 0) throw new TftpError(ErrorCode.DISK_FULL, "server out of memory");
       const session = new SendSession(this.#settings(negotiated), ring, slots, fullSlots);
-      await this.#launch(key, req, address, port, session, negotiated, { source, ring: { ptr: ring, bytes: ringBytes } }, filename);
+      await this.#launch(key, req, address, port, session, negotiated, { source, ring: { ptr: ring, bytes: ringBytes } });
     } catch (error) {
       if (ring !== 0) release(ring);
       await Promise.resolve(source.close()).catch(() => {});
@@ -424,7 +427,7 @@ export class Engine {
         });
       },
     }, this.#s.maxUploadSize);
-    const t = await this.#launch(key, req, address, port, session, negotiated, { upload }, filename);
+    const t = await this.#launch(key, req, address, port, session, negotiated, { upload });
     upload.onDrain(() => t.act((now) => session.resume(now)));
 
     // The handler runs alongside the transfer; its verdict decides the last ACK.
@@ -478,7 +481,6 @@ export class Engine {
     session: SendSession | ReceiveSession,
     negotiated: Negotiated,
     parts: { source?: BlockSource; ring?: { ptr: number; bytes: number }; upload?: UploadStream },
-    filename = req.filename,
   ): Promise<Transfer> {
     if (this.#closing || this.#main === null) throw new TftpError(ErrorCode.NOT_DEFINED, "server shutting down");
     let transfer: Transfer | null = null;
@@ -501,7 +503,7 @@ export class Engine {
       kind: req.op === 1 ? "read" : "write",
       address,
       port,
-      filename,
+      filename: req.filename,
       session,
       transport,
       ownsTransport: !this.#s.singlePort,
@@ -510,7 +512,7 @@ export class Engine {
       onError: this.#s.onError,
       ...parts,
     });
-    this.#details.set(transfer, { negotiated, requested: filename !== req.filename ? req.filename : undefined });
+    this.#details.set(transfer, { negotiated, renamed: this.#renamed.get(req) });
     this.#transfers.set(key, transfer);
     this.#ensureTicker();
     transfer.start();
@@ -536,13 +538,13 @@ export class Engine {
       this.#ticker = null;
       for (const resolve of this.#idle.splice(0)) resolve();
     }
-    const { negotiated: n, requested } = this.#details.get(t)!;
+    const { negotiated: n, renamed } = this.#details.get(t)!;
     const s = t.session;
     const event: TransferEvent = {
       kind: t.kind,
       address: t.address,
       port: t.port,
-      filename: t.filename,
+      filename: renamed ?? t.filename,
       bytes: s.bytes,
       durationMs: this.#runtime.now() - t.startedAt,
       retransmits: s.retransmits,
@@ -551,7 +553,7 @@ export class Engine {
       options: n.reply,
       outcome: s.state === "done" ? "ok" : "failed",
     };
-    if (requested !== undefined) event.requested = requested;
+    if (renamed !== undefined && renamed !== t.filename) event.requested = t.filename;
     if (s.failure) event.error = { ...s.failure };
     this.#emit(event);
   }

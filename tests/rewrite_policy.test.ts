@@ -42,6 +42,29 @@ test("a request refused after its rewrite is logged under both names", async () 
   assert.equal(events.map((e) => [e.filename, e.requested, e.error?.code]), [["new", "old", 1], ["other", undefined, 1]]);
 });
 
+test("a late copy of a rewritten upload's WRQ during its dally is still a repeat (the transfer keeps the client's name)", async () => {
+  const events: TransferEvent[] = [];
+  const { net, app } = await fakeServer((app) => app.write("uploads/*", async ({ body }) => void (await new Response(body).arrayBuffer())), {
+    rewrite: parseMapFile("r ^ uploads/"),
+    onTransfer: (e) => events.push(e),
+  });
+  const client = await fakePeer(net);
+  client.send(encodeRequest(2, "up", "octet", {}), 69);
+  await net.deliver();
+  const ack0 = first(client.take());
+  client.send(encodeData(1, bytesOf(10)), ack0.from);
+  await net.deliver();
+  assert.equal(client.take().map((m) => decode(m.data).op), [4]);
+  await net.advance(100);
+  client.send(encodeRequest(2, "up", "octet", {}), 69);
+  await net.deliver();
+  assert.equal(client.take(), [], "the copy was answered as a new upload");
+  assert.equal(events, [], "the dally was ended");
+  assert.is(app.engine!.load, 1);
+  await net.advance(5000);
+  assert.equal(events.map((e) => [e.outcome, e.filename, e.requested]), [["ok", "uploads/up", "up"]]);
+});
+
 test("without rules, requested is the filename and events carry no requested", async () => {
   const seen: RequestContext[] = [];
   const events: TransferEvent[] = [];
