@@ -9,11 +9,11 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promis
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { TftpClient, TftpError } from "../mod.ts";
+import { TftpClient } from "../mod.ts";
 import { loadRuntime, runtimeName } from "../adapters/runtime.ts";
 import type { DatagramTransport } from "../core/transport.ts";
 import { rawExchange, within } from "./support/raw.ts";
-import { hasPeer } from "./support/peers.ts";
+import { get, hasPeer } from "./support/peers.ts";
 import { bytesOf } from "./support/session_driver.ts";
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -27,9 +27,9 @@ const command: string[] = {
 }[runtimeName()];
 
 test.before(() => {
-  if (runtimeName() === "node" && !existsSync(bin)) {
-    spawnSync(process.execPath, [join(repo, "scripts", "build-cli.mjs")], { stdio: "inherit" });
-  }
+  // Always: a bundle older than serve.ts would test old code.
+  if (runtimeName() === "node") spawnSync(process.execPath, [join(repo, "scripts", "build-cli.mjs")], { stdio: "inherit" });
+  assert.ok(runtimeName() !== "node" || existsSync(bin), "the CLI bundle was not built");
 });
 
 function runToEnd(args: string[], wrap: string[] = []) {
@@ -237,6 +237,27 @@ test("-a [::1]:0 listens on IPv6 loopback and says so with brackets", async () =
     assert.equal((await new TftpClient("::1", port, { timeoutMs: 500 }).get("f.bin")).data, bytesOf(5000, 3));
     assert.is(await stop(child, out), 0);
     assert.match(out(), /\[::1\]:\d+ read "f\.bin" 4\.9 KiB [0-9.]+ s ok/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("-a :: (dual-stack): an IPv4 client is served and logged as plain IPv4", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "emmer-cli-"));
+  try {
+    await writeFile(join(dir, "f.bin"), bytesOf(100_000, 5));
+    const { child, port, out } = await start(["-a", "::", "-p", "0", "-r", dir]);
+    assert.match(out(), new RegExp(`on \\[::\\]:${port}; Ctrl-C stops`));
+    const got = await new TftpClient("127.0.0.1", port, { timeoutMs: 500 }).get("f.bin", { blksize: 1400, windowsize: 4 });
+    assert.equal(got.data, bytesOf(100_000, 5));
+    if (hasPeer("curl")) {
+      const r = await get("curl", { host: "127.0.0.1", port, remote: "f.bin", local: join(dir, "got.bin"), timeoutMs: 15_000 });
+      assert.is(r.code, 0, r.stderr);
+      assert.equal(new Uint8Array(await readFile(join(dir, "got.bin"))), bytesOf(100_000, 5));
+    } else assert.ok(process.env.CI !== "true", "curl is needed");
+    assert.is(await stop(child, out), 0);
+    assert.is(out().match(/ 127\.0\.0\.1:\d+ read "f\.bin" 97\.7 KiB [0-9.]+ s ok/g)?.length, hasPeer("curl") ? 2 : 1, out());
+    assert.not.match(out(), /ffff/);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -16,7 +16,7 @@ const args = process.argv.slice(2);
 const rtFlag = args.indexOf("--runtimes");
 const runtimes = rtFlag >= 0 ? args.splice(rtFlag, 2)[1].split(",") : ["node", "deno", "bun"];
 const filters = args;
-const TOOLING = ["typecheck.test.ts", "wasm_fresh.test.ts"];
+const TOOLING = ["typecheck.test.ts", "wasm_fresh.test.ts", "deno_tooling.test.ts", "consumers.test.ts", "readme.test.ts"];
 
 const bin = (name) => join(root, "node_modules", ".bin", name);
 const COMMANDS = {
@@ -70,6 +70,7 @@ for (const rt of runtimes) {
     const name = relative(root, file);
     console.log(`\n# [${rt}] ${name}`);
     const { code, out } = await run(cmd, file);
+    // deno-lint-ignore no-control-regex -- ANSI colour codes begin with ESC
     const plain = out.replace(/\x1b\[[0-9;]*m/g, "");
     const total = Number(/Total:\s+(\d+)/.exec(plain)?.[1] ?? NaN);
     const ok = Number(/Passed:\s+(\d+)/.exec(plain)?.[1] ?? NaN);
