@@ -14,10 +14,15 @@ const repo = join(dirname(fileURLToPath(import.meta.url)), "..");
 const deno = join(repo, "node_modules", ".bin", "deno");
 const cache = mkdtempSync(join(tmpdir(), "emmer-deno-dir-"));
 
-/** Runs deno in the repository with a module cache of its own; `offline`: in a network namespace with no interface up. */
+/**
+ * Runs deno in the repository. `offline`: in a network namespace with no interface up, and with
+ * an empty module cache, so nothing it needs can come from a download or an earlier one. Otherwise
+ * Deno's own cache (its type-check cache makes a second run quick).
+ */
 function run(args: string[], offline = false) {
   const argv = offline ? ["unshare", "--user", "--map-root-user", "--net", deno, ...args] : [deno, ...args];
-  const r = spawnSync(argv[0], argv.slice(1), { cwd: repo, encoding: "utf8", timeout: 120_000, env: { ...process.env, NO_COLOR: "1", DENO_DIR: cache } });
+  const env = { ...process.env, NO_COLOR: "1", ...(offline ? { DENO_DIR: cache } : {}) };
+  const r = spawnSync(argv[0], argv.slice(1), { cwd: repo, encoding: "utf8", timeout: 120_000, env });
   return { ...r, all: `${r.stdout}${r.stderr}` };
 }
 
