@@ -44,3 +44,6 @@ export { TftpError } from "./core/errors.ts";
 export { VERSION } from "./version.ts";
 export { ErrorCode } from "./core/packet.ts";
 export { serveDir, type ServeDirOptions, type ServedDir } from "./adapters/fs.ts";
+export type { RewriteClient, RewriteRule } from "./core/remap.ts";
+export { MapFileError, parseMapFile } from "./core/map_file.ts";
+export { blksizeForMtu, type ClientRule, limitsFor, type OptionLimits, parseClientRule, type PolicyContext } from "./core/policy.ts";

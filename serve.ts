@@ -8,10 +8,10 @@
  * @module
  */
 import process from "node:process";
-import { stat } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { isIP } from "node:net";
 import { resolve } from "node:path";
-import { Emmer, serveDir, type TransferEvent } from "./mod.ts";
+import { type ClientRule, Emmer, limitsFor, parseClientRule, parseMapFile, type RewriteRule, serveDir, type TransferEvent } from "./mod.ts";
 import { runtimeName } from "./adapters/runtime.ts";
 import { VERSION } from "./version.ts";
 
@@ -29,6 +29,12 @@ interface Flags {
   singlePort: boolean;
   verbose: boolean;
   workers: number;
+  /** tftpd-hpa's -m: a file of rewrite rules. */
+  mapFile: string | null;
+  /** serveDir's backslash and ignoreCase together: WDS clients need both. */
+  windowsNames: boolean;
+  mtu: number | null;
+  clients: ClientRule[];
 }
 
 const DEFAULTS: Flags = {
@@ -45,6 +51,10 @@ const DEFAULTS: Flags = {
   singlePort: false,
   verbose: false,
   workers: 1,
+  mapFile: null,
+  windowsNames: false,
+  mtu: null,
+  clients: [],
 };
 
 class UsageError extends Error {}
@@ -111,6 +121,21 @@ const FLAGS: FlagSpec[] = [
     set: numeric("maxRequestsPerSecond", 1, 1_000_000),
   },
   { names: ["--single-port"], help: "answer from the listening port (NAT)", set: (f) => (f.singlePort = true) },
+  { names: ["-m", "--map-file"], arg: "FILE", help: "rewrite requested names (tftpd-hpa -m rules)", set: (f, v) => (f.mapFile = v) },
+  { names: ["--windows-names"], help: "\\ as a separator, names in any case (WDS)", set: (f) => (f.windowsNames = true) },
+  { names: ["--mtu"], arg: "N", help: "cap blksize so DATA fits N-byte packets", set: numeric("mtu", 68, 65535) },
+  {
+    names: ["--client"],
+    arg: "RANGE:K=V,..",
+    help: "per range, e.g. 10.0.0.0/8:blksize=1024,tsize=no",
+    set: (f, v, flag) => {
+      try {
+        f.clients = [...f.clients, parseClientRule(v)];
+      } catch (error) {
+        throw new UsageError(`${flag} ${(error as Error).message}`);
+      }
+    },
+  },
   { names: ["--workers"], arg: "N", help: "processes sharing the port, 1..64 (1; Node only)", set: numeric("workers", 1, 64) },
   { names: ["-v", "--verbose"], help: "log options, retransmits, handler errors", set: (f) => (f.verbose = true) },
   { names: ["-V", "--version"], help: "print the version and exit", set: () => {} },
@@ -216,7 +241,8 @@ function formatEvent(e: TransferEvent, verbose: boolean): string {
   const outcome = e.outcome === "ok"
     ? "ok"
     : `failed: ${e.error?.byPeer ? "client sent" : "sent"} ERROR ${e.error?.code} ${e.error?.message}`;
-  let line = `${new Date().toISOString()} ${client} ${e.kind} ${JSON.stringify(e.filename)} ${size(e.bytes)} ${(e.durationMs / 1000).toFixed(3)} s ${outcome}`;
+  const name = JSON.stringify(e.filename) + (e.requested !== undefined ? ` (requested ${JSON.stringify(e.requested)})` : "");
+  let line = `${new Date().toISOString()} ${client} ${e.kind} ${name} ${size(e.bytes)} ${(e.durationMs / 1000).toFixed(3)} s ${outcome}`;
   if (verbose) {
     const rate = e.durationMs > 0 ? `${(e.bytes / 1024 ** 2 / (e.durationMs / 1000)).toFixed(1)} MiB/s` : "-";
     line += ` | ${rate} blksize=${e.blksize} windowsize=${e.windowsize} retransmits=${e.retransmits} oack=${JSON.stringify(e.options)}`;
@@ -250,6 +276,18 @@ async function main(): Promise<number> {
     console.error(`emmer-node: --root ${flags.root}: not a folder`);
     return 2;
   }
+  // Read and checked before any worker starts: a bad rule stops the server, it does not surface per request.
+  let rewrite: RewriteRule[] | undefined;
+  if (flags.mapFile !== null) {
+    try {
+      rewrite = parseMapFile(await readFile(flags.mapFile, "utf8"));
+    } catch (error) {
+      console.error(`emmer-node: --map-file ${flags.mapFile}: ${(error as Error).message}`);
+      return 2;
+    }
+  }
+  const { clients, mtu } = flags;
+  const limited = clients.length > 0 || mtu !== null;
   const access = flags.write ? "read-write" : "read-only";
   const workers = flags.workers > 1 ? await import("./adapters/node_workers.ts") : null;
   if (workers?.isWorker) workers.workerStarting();
@@ -270,10 +308,12 @@ async function main(): Promise<number> {
     maxSessions: flags.maxSessions,
     maxRequestsPerSecond: flags.maxRequestsPerSecond,
     singlePort: flags.singlePort,
+    rewrite,
+    optionLimits: limited ? (ctx) => limitsFor(ctx.address, clients, mtu ?? undefined) : undefined,
     onTransfer: (e) => console.log(formatEvent(e, verbose)),
     onError: (error, context) => console.error(`emmer-node: ${context}: ${verbose ? (error as Error)?.stack ?? error : error}`),
   });
-  const dir = serveDir(root, { write: flags.write });
+  const dir = serveDir(root, { write: flags.write, backslash: flags.windowsNames, ignoreCase: flags.windowsNames });
   app.read("*", dir.read);
   if (dir.write) app.write("*", dir.write);
   try {

@@ -5,11 +5,11 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { TftpClient } from "../mod.ts";
+import { TftpClient, type TftpError } from "../mod.ts";
 import { loadRuntime, runtimeName } from "../adapters/runtime.ts";
 import type { DatagramTransport } from "../core/transport.ts";
 import { rawExchange, within } from "./support/raw.ts";
@@ -139,6 +139,13 @@ for (const [args, message] of [
   [["-a", "localhost:69"], /-a must be an IP address .* not "localhost:69"/],
   [["--address", "[127.0.0.1]:69"], /--address must be an IP address/],
   [["-a", "[::1]:x"], /the port in -a must be an integer from 0 to 65535, not "x"/],
+  // fleet flags
+  [["--mtu", "60"], /--mtu must be an integer from 68 to 65535, not "60"/],
+  [["--client", "10.0.0.0/8:blksize=7"], /--client "10\.0\.0\.0\/8:blksize=7": blksize takes 8\.\.65464 or no, not "7"/],
+  [["--client", "10.0.0.0/8"], /--client "10\.0\.0\.0\/8": expected RANGE:key=value/],
+  [["--client", "10.0.0.0/40:tsize=no"], /--client "10\.0\.0\.0\/40": the prefix length must be from 0 to 32/],
+  [["--map-file", "/nonexistent/emmer.map"], /--map-file \/nonexistent\/emmer\.map: ENOENT/],
+  [["--windows-names=yes"], /--windows-names takes no value/],
   ...(runtimeName() === "node"
     ? [
       [["--workers", "2", "--single-port"], /--single-port needs --workers 1/],
@@ -162,7 +169,8 @@ for (const flag of ["--help", "-h"]) {
     for (const line of lines) assert.ok(line.length <= 80, `${line.length} columns: ${line}`);
     for (
       const f of ["-r, -s, --root", "-a, --host", "-p, --port", "-w, -c, --write", "--max-blksize", "--max-windowsize", "--timeout", "--retries",
-        "--max-sessions", "--max-requests-per-second", "--single-port", "--workers", "-v, --verbose", "-V, --version", "-h, --help"]
+        "--max-sessions", "--max-requests-per-second", "--single-port", "--workers", "-v, --verbose", "-V, --version", "-h, --help",
+        "-m, --map-file", "--windows-names", "--mtu", "--client"]
     ) {
       assert.ok(r.stdout.includes(f), `${f} missing from --help`);
     }
@@ -385,5 +393,88 @@ if (runtimeName() === "node") {
     }
   });
 }
+
+test("--map-file with a bad rule: the file, the line and what is wrong, exit 2, before serving", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "emmer-cli-"));
+  try {
+    await writeFile(join(dir, "rules"), "# ok\nrg \\\\ /\nrx a b\n");
+    const r = runToEnd(["--map-file", join(dir, "rules"), "-p", "0"]);
+    assert.is(r.status, 2);
+    assert.match(r.stderr, new RegExp(`--map-file ${join(dir, "rules")}: line 3: unknown flag "x"`));
+    assert.not.match(r.stdout, /serving/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("--windows-names and --map-file: a WDS tree served under the names its clients ask; the log says both names", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "emmer-cli-"));
+  try {
+    const root = join(dir, "root");
+    await mkdir(join(root, "Boot", "x86"), { recursive: true });
+    await writeFile(join(root, "Boot", "x86", "wdsnbp.com"), bytesOf(30_000, 5));
+    await writeFile(join(root, "Boot", "BCD"), "bcd");
+    // tftpd-hpa-style rules: the old PXE name goes to the WDS one; nothing under private/.
+    await writeFile(join(dir, "rules"), "ri ^pxeboot\\.n12$ boot\\\\x86\\\\wdsnbp.com\nai ^\\\\?private[/\\\\]\n");
+    const { child, port, out } = await start(["-r", root, "-p", "0", "--windows-names", "-m", join(dir, "rules")]);
+    const client = new TftpClient("127.0.0.1", port, { timeoutMs: 500 });
+    assert.equal((await client.get("boot\\x86\\WDSNBP.COM", { blksize: 1468 })).data, bytesOf(30_000, 5));
+    assert.equal((await client.get("PXEboot.n12")).data, bytesOf(30_000, 5));
+    assert.is(new TextDecoder().decode((await client.get("\\Boot\\bcd")).data), "bcd");
+    try {
+      await client.get("\\Private\\x");
+      assert.unreachable("a refused name was served");
+    } catch (e) {
+      assert.equal([(e as TftpError).code, (e as TftpError).message], [2, "access denied"]);
+    }
+    if (hasPeer("tftp-hpa")) {
+      // A real client sends the backslashes as they are.
+      const got = spawnSync("tftp", ["-l", "-m", "octet", "127.0.0.1", String(port), "-c", "get", "Boot\\BCD", join(dir, "bcd")], { timeout: 15_000 });
+      assert.is(got.status, 0, String(got.stdout));
+      assert.is(await readFile(join(dir, "bcd"), "utf8"), "bcd");
+    } else assert.ok(process.env.CI !== "true", "tftp-hpa missing");
+    assert.is(await stop(child, out), 0);
+    assert.match(out(), /read "boot\\\\x86\\\\WDSNBP\.COM" 29\.3 KiB [0-9.]+ s ok/);
+    assert.match(out(), /read "boot\\\\x86\\\\wdsnbp\.com" \(requested "PXEboot\.n12"\) 29\.3 KiB/);
+    assert.match(out(), /read "\\\\Private\\\\x" 0 B .* failed: sent ERROR 2 access denied/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("--client and --mtu reach a real client: curl asking blksize 1468 gets what the range or the MTU allows", async () => {
+  if (!hasPeer("curl")) {
+    assert.ok(process.env.CI !== "true", "this test needs curl");
+    return;
+  }
+  const dir = await mkdtemp(join(tmpdir(), "emmer-cli-"));
+  try {
+    await writeFile(join(dir, "f.bin"), bytesOf(20_000, 6));
+    const curl = (port: number) => {
+      const r = spawnSync("curl", ["-v", "-s", "--max-time", "10", "--tftp-blksize", "1468", "-o", join(dir, "got.bin"), `tftp://127.0.0.1:${port}/f.bin`], { encoding: "utf8", timeout: 15_000 });
+      assert.is(r.status, 0, r.stderr);
+      return /blksize parsed from OACK \((\d+)\)/.exec(r.stderr)?.[1];
+    };
+    for (const [args, want] of [
+      [["--client", "127.0.0.0/8:blksize=1024,tsize=no"], "1024"], // curl's own line: "blksize parsed from OACK (1024) requested (1468)"
+      [["--client", "10.0.0.0/8:blksize=512", "--client", "127.0.0.2:blksize=600"], "1468"], // no range holds 127.0.0.1
+      [["--mtu", "1200"], "1168"], // 1200 - 20 (IPv4) - 8 (UDP) - 4 (TFTP)
+      [["--mtu", "1500", "--client", "127.0.0.1:mtu=576"], "544"],
+    ] as [string[], string][]) {
+      const { child, port, out } = await start(["-r", dir, "-p", "0", "-v", ...args]);
+      try {
+        assert.is(curl(port), want, args.join(" "));
+        assert.equal(new Uint8Array(await readFile(join(dir, "got.bin"))), bytesOf(20_000, 6));
+      } finally {
+        assert.is(await stop(child, out), 0);
+      }
+      assert.match(out(), new RegExp(`blksize=${want} `));
+      // curl asks tsize too: withheld, it is not in the OACK.
+      if (args[1].includes("tsize=no")) assert.match(out(), /oack=\{"blksize":"1024","timeout":"\d+"\}\n/);
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
 
 test.run();
