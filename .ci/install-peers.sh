@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real TFTP peers used by the interop tests (tests/support/peers.ts):
 #   tftp-hpa (client), tftpd-hpa (reference server, started by the tests
-#   themselves on a high port), atftp (client), busybox (tftp applet), curl.
+#   themselves on a high port), atftp (client), busybox (tftp applet; busybox-static, which the boot
+#   tests need static, has it too), curl.
 # Idempotent and non-interactive; run as root (or with sudo) on Debian/Ubuntu.
 #
 # tftpd-hpa's postinst starts a system server on 0.0.0.0:69 (/srv/tftp) through
@@ -11,7 +12,7 @@
 # port 69 is left alone and reported.
 set -euo pipefail
 
-packages=(tftp-hpa tftpd-hpa atftp busybox curl)
+packages=(tftp-hpa tftpd-hpa atftp busybox-static curl)
 export DEBIAN_FRONTEND=noninteractive
 
 SUDO=""
