@@ -5,6 +5,7 @@
  * root and iproute2.
  */
 import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
 
 export interface Netns {
   name: string;
@@ -15,6 +16,16 @@ export interface Netns {
 }
 
 let made = 0;
+const PREFIX = "emmer-boot-";
+
+/** Removes namespaces an earlier run of these tests left behind when its process died (its PID is gone). */
+function sweep(): void {
+  const r = spawnSync("ip", ["netns", "list"], { encoding: "utf8", timeout: 10_000 });
+  for (const m of (r.stdout ?? "").matchAll(new RegExp(`^(${PREFIX}(\\d+)-\\d+)`, "gm"))) {
+    if (Number(m[2]) === process.pid || existsSync(`/proc/${m[2]}`)) continue;
+    spawnSync("ip", ["netns", "del", m[1]], { timeout: 10_000 });
+  }
+}
 
 function ip(args: string[]): void {
   const r = spawnSync("ip", args, { encoding: "utf8", timeout: 10_000 });
@@ -23,7 +34,8 @@ function ip(args: string[]): void {
 
 /** Runs `fn` with a fresh namespace, removed afterwards whatever happens. */
 export async function withNetns<T>(fn: (ns: Netns) => Promise<T>): Promise<T> {
-  const name = `emmer-boot-${process.pid}-${++made}`;
+  if (made === 0) sweep();
+  const name = `${PREFIX}${process.pid}-${++made}`;
   ip(["netns", "add", name]);
   try {
     const ns: Netns = {

@@ -18,18 +18,21 @@ export interface Child {
   send: (text: string) => void;
   /** resolves with the exit code (null when killed by a signal) */
   exited: Promise<number | null>;
-  /** true once the hard timeout has killed it */
-  timedOut: () => boolean;
-  /** signal, then SIGKILL if it has not exited after `graceMs` */
+  /** signal, then SIGKILL to the whole group if it has not exited after `graceMs` */
   stop: (signal?: NodeJS.Signals, graceMs?: number) => Promise<number | null>;
 }
 
 const tail = (s: string, n = 3000) => (s.length > n ? `...${s.slice(-n)}` : s);
 
+/**
+ * Runs `argv` under coreutils' `timeout`, which ends it after `timeoutMs` even if this process dies
+ * first, and passes SIGTERM and SIGINT on to it; timeout leads its own process group, so a SIGKILL
+ * to that group (after a grace period) reaches the child too.
+ */
 export function startChild(argv: string[], timeoutMs: number, cwd?: string): Child {
-  const proc = spawn(argv[0], argv.slice(1), { cwd, stdio: ["pipe", "pipe", "pipe"] });
+  const seconds = String(Math.ceil(timeoutMs / 1000));
+  const proc = spawn("timeout", ["--kill-after=5", seconds, ...argv], { cwd, stdio: ["pipe", "pipe", "pipe"] });
   let out = "";
-  let killed = false;
   let done = false;
   const waiters = new Set<() => void>();
   const wake = () => {
@@ -42,29 +45,25 @@ export function startChild(argv: string[], timeoutMs: number, cwd?: string): Chi
   proc.stdout!.on("data", onData);
   proc.stderr!.on("data", onData);
   proc.stdin!.on("error", () => {});
-  const kill = (signal: NodeJS.Signals) => {
+  const kill = (signal: NodeJS.Signals, group = false) => {
     if (done || proc.pid === undefined) return;
     try {
-      process.kill(proc.pid, signal);
+      process.kill(group ? -proc.pid : proc.pid, signal);
     } catch {
       // already gone
     }
   };
-  const timer = setTimeout(() => {
-    killed = true;
-    kill("SIGKILL");
-  }, timeoutMs);
+  let exitCode: number | null = null;
   const exited = new Promise<number | null>((resolve) => {
     proc.on("error", (e) => {
       out += `\n[spawn ${argv[0]}: ${e.message}]`;
       done = true;
-      clearTimeout(timer);
       wake();
       resolve(-1);
     });
     proc.on("close", (code) => {
       done = true;
-      clearTimeout(timer);
+      exitCode = code;
       wake();
       resolve(code);
     });
@@ -76,8 +75,7 @@ export function startChild(argv: string[], timeoutMs: number, cwd?: string): Chi
         if (m) {
           m.index = (m.index ?? 0) + from;
           finish(() => resolve(m));
-        }
-        else if (done) finish(() => reject(new Error(`${argv[0]} ended before ${what}:\n${tail(out)}`)));
+        } else if (done) finish(() => reject(new Error(`${argv[0]} ended (exit ${exitCode}) before ${what}:\n${tail(out)}`)));
       };
       const late = setTimeout(() => finish(() => reject(new Error(`no ${what} within ${ms} ms:\n${tail(out)}`))), ms);
       const finish = (f: () => void) => {
@@ -90,7 +88,7 @@ export function startChild(argv: string[], timeoutMs: number, cwd?: string): Chi
     });
   const stop = async (signal: NodeJS.Signals = "SIGTERM", graceMs = 5000) => {
     kill(signal);
-    const grace = setTimeout(() => kill("SIGKILL"), graceMs);
+    const grace = setTimeout(() => kill("SIGKILL", true), graceMs);
     const code = await exited;
     clearTimeout(grace);
     return code;
@@ -101,7 +99,6 @@ export function startChild(argv: string[], timeoutMs: number, cwd?: string): Chi
     waitFor,
     send: (text) => proc.stdin!.write(text),
     exited,
-    timedOut: () => killed,
     stop,
   };
 }

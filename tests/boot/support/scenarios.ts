@@ -66,7 +66,7 @@ async function finish(qemu: Child, ms: number): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   await Promise.race([qemu.exited, new Promise((r) => (timer = setTimeout(r, ms)))]);
   clearTimeout(timer);
-  await qemu.stop("SIGKILL");
+  await qemu.stop();
 }
 
 const QEMU_COMMON = ["-accel", "tcg", "-nographic", "-monitor", "none", "-serial", "stdio", "-no-reboot"];

@@ -37,7 +37,7 @@ export async function startServer(name: ServerName, ns: Netns, root: string, hos
   // -L: stay in the foreground; -s: serve (and chroot into) root. It drops to "nobody": root must be world-readable.
   const child = startChild(ns.exec([TFTPD_HPA, "-L", "-s", root, "-a", `${host}:${port}`]), 600_000);
   if (!(await listening(ns, host, port, 5000))) {
-    await child.stop("SIGKILL");
+    await child.stop();
     throw new Error(`tftpd-hpa did not listen on ${host}:${port}: ${child.output()}`);
   }
   return { name, log: child.output, stop: async () => void (await child.stop("SIGTERM")) };
