@@ -243,7 +243,10 @@ export function bootUboot(server: ServerName, c: UbootCase): Promise<BootRun> {
           const after = (echo.index ?? 0) + echo[0].length;
           const result = await qemu.waitFor(/EMMER-TFTP-(OK|FAILED)/, c.tftpTimeoutMs ?? 60_000, "the end of tftpboot", after);
           run.seconds = elapsed(t0);
-          if (result[1] !== "OK") throw new Error(`tftpboot failed after ${run.seconds.toFixed(1)} s`);
+          if (result[1] !== "OK") {
+            const said = qemu.output().slice(after, result.index).split(/\r?\n/).map((l) => l.trim()).filter(Boolean);
+            throw new Error(`tftpboot failed after ${run.seconds.toFixed(1)} s: ${said.slice(-2).join(" / ")}`);
+          }
           const crc = await qemu.waitFor(/crc32 for [0-9a-f]+ \.\.\. [0-9a-f]+ ==> ([0-9a-f]{8})/, 10_000, "crc32's result", after);
           const want = crc32(file).toString(16).padStart(8, "0");
           if (crc[1] !== want) run.problems.push(`U-Boot's crc32 is ${crc[1]}, the file's ${want}`);
