@@ -1,0 +1,90 @@
+import { spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { writeFileSync } from "node:fs";
+import { copyFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { type BootRun, elapsed, finish, plain, QEMU_COMMON, served, sha256, withWorkdir } from "./boot_common.ts";
+import { OVMF_CODE, OVMF_VARS, QEMU_X86 } from "./firmware.ts";
+import { type Netns, withNetns } from "./netns.ts";
+import { type Child, startChild } from "./process.ts";
+import { type ServerName, startServer } from "./servers.ts";
+
+/** A GRUB EFI image (grub-mkimage from Debian's modules) whose embedded config prints `nonce`, hashes a file it fetches itself, and halts. */
+function buildGrub(out: string, dir: string, nonce: string): void {
+  const cfg = join(dir, "embedded.cfg");
+  const script = [
+    `echo EMMER-GRUB started ${nonce}`,
+    "sha256sum (tftp,$net_default_server)/payload.bin",
+    "echo EMMER-GRUB done",
+    "halt",
+  ].join("\n");
+  writeFileSync(cfg, `${script}\n`);
+  const r = spawnSync("grub-mkimage", [
+    "-O", "x86_64-efi", "-o", out, "-p", "(tftp)/grub", "-c", cfg,
+    "echo", "net", "efinet", "tftp", "hashsum", "gcry_sha256", "halt", "normal",
+  ], { encoding: "utf8", timeout: 30_000 });
+  if (r.status !== 0) throw new Error(`grub-mkimage failed: ${r.error?.message ?? r.stderr}`);
+}
+
+/** A tap device in `ns` with dnsmasq answering DHCP only (--port=0: no DNS) and pointing PXE at `server`'s file. */
+async function dhcpOnTap(ns: Netns, dir: string, bootfile: string): Promise<Child> {
+  ns.ip("tuntap", "add", "tap0", "mode", "tap");
+  ns.ip("addr", "add", "10.98.0.1/24", "dev", "tap0");
+  ns.ip("link", "set", "tap0", "up");
+  const dnsmasq = startChild(ns.exec([
+    "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--user=root", "--log-facility=-",
+    "--interface=tap0", "--bind-interfaces", "--dhcp-range=10.98.0.10,10.98.0.50,255.255.255.0",
+    `--dhcp-boot=${bootfile},,10.98.0.1`, `--dhcp-leasefile=${join(dir, "leases")}`, `--pid-file=${join(dir, "dnsmasq.pid")}`,
+  ]), 600_000);
+  await dnsmasq.waitFor(/DHCP, IP range/, 10_000, "dnsmasq's startup line");
+  return dnsmasq;
+}
+
+/**
+ * OVMF's own UEFI PXE (EDK2's PxeBcDxe over its VirtioNetDxe: the card's iPXE ROM is left out) takes
+ * DHCP from dnsmasq on a tap device and loads GRUB from the server on port 69. GRUB prints the nonce
+ * built into its image, fetches payload.bin over TFTP itself and prints its sha256.
+ */
+export function bootOvmf(server: ServerName, timeoutMs = 150_000): Promise<BootRun> {
+  const run: BootRun = { client: "UEFI PXE (OVMF) + GRUB", card: "virtio-net", options: "port 69, tap+dnsmasq", server, seconds: NaN, problems: [], console: "", log: "", files: {} };
+  return withWorkdir(async (dir, root) => {
+    const payload = randomBytes(1 << 20);
+    const nonce = randomBytes(6).toString("hex");
+    buildGrub(join(root, "grubx64.efi"), dir, nonce);
+    await writeFile(join(root, "payload.bin"), payload);
+    await served(run, root, ["grubx64.efi", "payload.bin"]);
+    const vars = join(dir, "vars.fd");
+    await copyFile(OVMF_VARS, vars);
+    await withNetns(async (ns) => {
+      const dnsmasq = await dhcpOnTap(ns, dir, "grubx64.efi");
+      const s = await startServer(server, ns, root, "10.98.0.1", 69).catch(async (e) => {
+        await dnsmasq.stop();
+        throw e;
+      });
+      try {
+        const t0 = process.hrtime.bigint();
+        const qemu = startChild(ns.exec([
+          QEMU_X86, "-M", "q35", "-m", "256", ...QEMU_COMMON,
+          "-drive", `if=pflash,format=raw,readonly=on,file=${OVMF_CODE}`, "-drive", `if=pflash,format=raw,file=${vars}`,
+          "-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no", "-device", "virtio-net-pci,netdev=n0,romfile=,bootindex=1",
+        ]), timeoutMs);
+        try {
+          await qemu.waitFor(new RegExp(`EMMER-GRUB started ${nonce}`), timeoutMs, "GRUB's first line");
+          const m = await qemu.waitFor(/([0-9a-f]{64}) +\(tftp,[^)]*\)\/payload\.bin/, 30_000, "GRUB's sha256sum of payload.bin");
+          await qemu.waitFor(/EMMER-GRUB done/, 10_000, "GRUB's last line");
+          run.seconds = elapsed(t0);
+          if (m[1] !== sha256(payload)) run.problems.push(`GRUB hashed payload.bin as ${m[1]}, not ${sha256(payload)}`);
+        } catch (e) {
+          run.problems.push((e as Error).message);
+        }
+        await finish(qemu, 20_000);
+        run.console = plain(qemu.output());
+      } finally {
+        await s.stop();
+        await dnsmasq.stop();
+        run.log = s.log();
+      }
+    });
+    return run;
+  });
+}
