@@ -9,55 +9,21 @@
 # Idempotent and non-interactive; run as root (or with sudo) on Debian 12.
 #
 # dnsmasq-base, not dnsmasq: the tests start their own DHCP-only dnsmasq in a
-# namespace; the dnsmasq package would add a system service. policy-rc.d keeps
-# any package's maintainer scripts from starting services during the install,
-# as in install-peers.sh.
+# namespace; the dnsmasq package would add a system service. apt.sh keeps any
+# package's maintainer scripts from starting services during the install.
 set -euo pipefail
+. "$(dirname "$0")/apt.sh"
 
-packages=(qemu-system-x86 qemu-system-arm ipxe-qemu seabios ovmf u-boot-qemu grub-efi-amd64-bin busybox-static dnsmasq-base iproute2)
 cache="${EMMER_BOOT_CACHE:-/var/cache/emmer-boot}"
-export DEBIAN_FRONTEND=noninteractive
-
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-
-updated=""
-update() { [ -n "$updated" ] || { $SUDO apt-get update -q; updated=1; }; }
-
-missing=()
-for p in "${packages[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
-    missing+=("$p")
-  fi
-done
-
-if [ "${#missing[@]}" -gt 0 ]; then
-  echo "install-boot: installing ${missing[*]}"
-  update
-  policy=/usr/sbin/policy-rc.d
-  backup="$policy.install-boot.bak"
-  if [ -e "$policy" ]; then $SUDO mv -f "$policy" "$backup"; fi
-  restore() {
-    $SUDO rm -f "$policy"
-    if [ -e "$backup" ]; then $SUDO mv -f "$backup" "$policy"; fi
-  }
-  trap restore EXIT
-  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
-  $SUDO chmod 755 "$policy"
-  # busybox-static replaces busybox (same /bin/busybox, tftp applet included).
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}"
-  restore
-  trap - EXIT
-else
-  echo "install-boot: all of ${packages[*]} already installed"
-fi
+# busybox-static replaces busybox (same /bin/busybox, tftp applet included).
+apt_install_missing install-boot qemu-system-x86 qemu-system-arm ipxe-qemu seabios ovmf u-boot-qemu \
+  grub-efi-amd64-bin busybox-static dnsmasq-base iproute2
 
 # The kernel: whatever linux-image-amd64 depends on now (linux-image-6.x-amd64).
 if [ -s "$cache/vmlinuz" ]; then
   echo "install-boot: kernel already in $cache/vmlinuz"
 else
-  update
+  apt_update
   image=$(apt-cache depends linux-image-amd64 | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -n1)
   [ -n "$image" ] || { echo "install-boot: cannot tell which kernel linux-image-amd64 depends on" >&2; exit 1; }
   tmp=$(mktemp -d)

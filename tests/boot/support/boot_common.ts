@@ -1,13 +1,15 @@
 /**
  * What every boot of the matrix shares: its result record, a scratch folder
- * with a world-readable root to serve, QEMU's common flags and its end.
+ * with a world-readable root to serve, QEMU's common flags, and the server's
+ * and the guest's lifetimes around the checks.
  */
 import { createHash } from "node:crypto";
 import { chmod, mkdir, mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Netns } from "./netns.ts";
 import type { Child } from "./process.ts";
-import type { ServerName } from "./servers.ts";
+import { type ServerName, startServer } from "./servers.ts";
 
 export interface BootRun {
   client: string;
@@ -27,7 +29,7 @@ export interface BootRun {
 export const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 export const elapsed = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e9;
 /** QEMU's console without its terminal escapes. */
-export const plain = (s: string) => s.replace(/\x1b\[[0-9;?=]*[a-zA-Z]/g, "").replace(/\x1bc/g, "");
+const plain = (s: string) => s.replace(/\x1b\[[0-9;?=]*[a-zA-Z]/g, "").replace(/\x1bc/g, "");
 
 /** A fresh folder with a world-readable root/ to serve (tftpd-hpa drops to "nobody"), removed afterwards. */
 export async function withWorkdir<T>(fn: (dir: string, root: string) => Promise<T>): Promise<T> {
@@ -51,8 +53,13 @@ export async function served(run: BootRun, root: string, names: string[]): Promi
   }
 }
 
+/** A run not yet made: no time, no problem, nothing printed. */
+export function newRun(client: string, card: string, options: string, server: ServerName): BootRun {
+  return { client, card, options, server, seconds: NaN, problems: [], console: "", log: "", files: {} };
+}
+
 /** Gives QEMU `ms` to power itself off, then kills it by its PID. */
-export async function finish(qemu: Child, ms: number): Promise<void> {
+async function finish(qemu: Child, ms: number): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   await Promise.race([qemu.exited, new Promise((r) => (timer = setTimeout(r, ms)))]);
   clearTimeout(timer);
@@ -61,3 +68,32 @@ export async function finish(qemu: Child, ms: number): Promise<void> {
 
 export const QEMU_COMMON = ["-accel", "tcg", "-nographic", "-monitor", "none", "-serial", "stdio", "-no-reboot"];
 
+
+/**
+ * Serves `root` with the run's server on host:port inside `ns` while a guest boots: `start` starts
+ * QEMU, `check` reads its console; what `check` throws becomes one of the run's problems. QEMU then
+ * gets `offMs` to power itself off. The run keeps the console and the server's log.
+ */
+export async function serveGuest(
+  run: BootRun,
+  ns: Netns,
+  at: { root: string; host: string; port: number },
+  start: () => Child,
+  check: (qemu: Child) => Promise<void>,
+  offMs = 20_000,
+): Promise<void> {
+  const s = await startServer(run.server, ns, at.root, at.host, at.port);
+  try {
+    const qemu = start();
+    try {
+      await check(qemu);
+    } catch (e) {
+      run.problems.push((e as Error).message);
+    }
+    await finish(qemu, offMs);
+    run.console = plain(qemu.output());
+  } finally {
+    await s.stop();
+    run.log = s.log();
+  }
+}

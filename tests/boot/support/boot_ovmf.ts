@@ -3,11 +3,11 @@ import { randomBytes } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { copyFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { type BootRun, elapsed, finish, plain, QEMU_COMMON, served, sha256, withWorkdir } from "./boot_common.ts";
+import { type BootRun, elapsed, newRun, QEMU_COMMON, served, serveGuest, sha256, withWorkdir } from "./boot_common.ts";
 import { OVMF_CODE, OVMF_VARS, QEMU_X86 } from "./firmware.ts";
 import { type Netns, withNetns } from "./netns.ts";
 import { type Child, startChild } from "./process.ts";
-import { type ServerName, startServer } from "./servers.ts";
+import type { ServerName } from "./servers.ts";
 
 /** A GRUB EFI image (grub-mkimage from Debian's modules) whose embedded config prints `nonce`, hashes a file it fetches itself, and halts. */
 function buildGrub(out: string, dir: string, nonce: string): void {
@@ -46,7 +46,7 @@ async function dhcpOnTap(ns: Netns, dir: string, bootfile: string): Promise<Chil
  * built into its image, fetches payload.bin over TFTP itself and prints its sha256.
  */
 export function bootOvmf(server: ServerName, timeoutMs = 150_000): Promise<BootRun> {
-  const run: BootRun = { client: "UEFI PXE (OVMF) + GRUB", card: "virtio-net", options: "port 69, tap+dnsmasq", server, seconds: NaN, problems: [], console: "", log: "", files: {} };
+  const run = newRun("UEFI PXE (OVMF) + GRUB", "virtio-net", "port 69, tap+dnsmasq", server);
   return withWorkdir(async (dir, root) => {
     const payload = randomBytes(1 << 20);
     const nonce = randomBytes(6).toString("hex");
@@ -57,32 +57,25 @@ export function bootOvmf(server: ServerName, timeoutMs = 150_000): Promise<BootR
     await copyFile(OVMF_VARS, vars);
     await withNetns(async (ns) => {
       const dnsmasq = await dhcpOnTap(ns, dir, "grubx64.efi");
-      const s = await startServer(server, ns, root, "10.98.0.1", 69).catch(async (e) => {
-        await dnsmasq.stop();
-        throw e;
-      });
       try {
-        const t0 = process.hrtime.bigint();
-        const qemu = startChild(ns.exec([
-          QEMU_X86, "-M", "q35", "-m", "256", ...QEMU_COMMON,
-          "-drive", `if=pflash,format=raw,readonly=on,file=${OVMF_CODE}`, "-drive", `if=pflash,format=raw,file=${vars}`,
-          "-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no", "-device", "virtio-net-pci,netdev=n0,romfile=,bootindex=1",
-        ]), timeoutMs);
-        try {
+        let t0 = 0n;
+        const start = () => {
+          t0 = process.hrtime.bigint();
+          return startChild(ns.exec([
+            QEMU_X86, "-M", "q35", "-m", "256", ...QEMU_COMMON,
+            "-drive", `if=pflash,format=raw,readonly=on,file=${OVMF_CODE}`, "-drive", `if=pflash,format=raw,file=${vars}`,
+            "-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no", "-device", "virtio-net-pci,netdev=n0,romfile=,bootindex=1",
+          ]), timeoutMs);
+        };
+        await serveGuest(run, ns, { root, host: "10.98.0.1", port: 69 }, start, async (qemu) => {
           await qemu.waitFor(new RegExp(`EMMER-GRUB started ${nonce}`), timeoutMs, "GRUB's first line");
           const m = await qemu.waitFor(/([0-9a-f]{64}) +\(tftp,[^)]*\)\/payload\.bin/, 30_000, "GRUB's sha256sum of payload.bin");
           await qemu.waitFor(/EMMER-GRUB done/, 10_000, "GRUB's last line");
           run.seconds = elapsed(t0);
           if (m[1] !== sha256(payload)) run.problems.push(`GRUB hashed payload.bin as ${m[1]}, not ${sha256(payload)}`);
-        } catch (e) {
-          run.problems.push((e as Error).message);
-        }
-        await finish(qemu, 20_000);
-        run.console = plain(qemu.output());
+        });
       } finally {
-        await s.stop();
         await dnsmasq.stop();
-        run.log = s.log();
       }
     });
     return run;

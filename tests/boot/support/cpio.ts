@@ -4,6 +4,8 @@
  * entry is a 110-byte ASCII header of hex fields, the NUL-ended name and the
  * data, both padded to 4 bytes; "TRAILER!!!" ends the archive.
  */
+import { concat } from "../../support/session_driver.ts";
+
 export interface CpioEntry {
   /** path inside the archive, without a leading "/" */
   name: string;
@@ -39,11 +41,5 @@ export function cpioNewc(entries: readonly CpioEntry[]): Uint8Array {
   };
   for (const e of entries) add(e.name, e.mode, e.data ?? new Uint8Array(0), e.rdev);
   add("TRAILER!!!", 0, new Uint8Array(0));
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concat(parts);
 }
