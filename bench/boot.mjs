@@ -34,6 +34,7 @@ const matrix = [
   { label: "U-Boot e1000 blksize 1468", run: (s) => bootUboot(s, { blksize: 1468, windowsize: 1, size: 4 * MiB + 321 }) },
   { label: "U-Boot e1000 blksize 1468 windowsize 4", run: (s) => bootUboot(s, { blksize: 1468, windowsize: 4, size: 4 * MiB + 321, tftpTimeoutMs: 60_000 }) },
   { label: "U-Boot e1000 blksize 1468 windowsize 8", run: (s) => bootUboot(s, { blksize: 1468, windowsize: 8, size: 4 * MiB + 321, tftpTimeoutMs: 60_000 }) },
+  { label: "U-Boot virtio-net blksize 1468 windowsize 8", run: (s) => bootUboot(s, { blksize: 1468, windowsize: 8, size: 4 * MiB + 321, tftpTimeoutMs: 60_000, card: "virtio-net" }) },
   { label: "U-Boot e1000 blksize 512 rollover", run: (s) => bootUboot(s, { blksize: 512, windowsize: 1, size: 33 * MiB + 4321, tftpTimeoutMs: 120_000 }) },
 ].filter((m) => m.label.includes(ONLY));
 

@@ -15,16 +15,19 @@ export interface UbootCase {
   size: number;
   /** how long tftpboot gets before QEMU is killed */
   tftpTimeoutMs?: number;
+  /** the network card (default e1000, whose U-Boot driver has one receive buffer) */
+  card?: "e1000" | "virtio-net";
 }
 
 /**
- * U-Boot (qemu_arm, on QEMU's "virt" board) with an e1000 behind slirp runs tftpboot from a server
- * outside slirp's subnet (10.99.0.1 on the namespace's lo: slirp sends it there through the
- * gateway), then crc32 over what it loaded.
+ * U-Boot (qemu_arm, on QEMU's "virt" board) with an e1000 (or virtio-net) card behind slirp runs
+ * tftpboot from a server outside slirp's subnet (10.99.0.1 on the namespace's lo: slirp sends it
+ * there through the gateway), then crc32 over what it loaded.
  */
 export function bootUboot(server: ServerName, c: UbootCase): Promise<BootRun> {
   const options = `blksize ${c.blksize}${c.windowsize > 1 ? ` windowsize ${c.windowsize}` : ""}, ${(c.size / 2 ** 20).toFixed(1)} MiB`;
-  const run = newRun("U-Boot tftpboot", "e1000", options, server);
+  const card = c.card ?? "e1000";
+  const run = newRun("U-Boot tftpboot", card, options, server);
   const tftpTimeoutMs = c.tftpTimeoutMs ?? 60_000;
   return withWorkdir(async (_dir, root) => {
     const file = randomBytes(c.size);
@@ -34,7 +37,7 @@ export function bootUboot(server: ServerName, c: UbootCase): Promise<BootRun> {
       ns.ip("addr", "add", "10.99.0.1/32", "dev", "lo");
       const start = () => startChild(ns.exec([
         QEMU_ARM, "-M", "virt", "-m", "512", "-bios", UBOOT_ARM, ...QEMU_COMMON,
-        "-netdev", "user,id=n0", "-device", "e1000,netdev=n0,romfile=",
+        "-netdev", "user,id=n0", "-device", `${card === "e1000" ? "e1000" : "virtio-net-pci"},netdev=n0,romfile=`,
       ]), 60_000 + tftpTimeoutMs);
       await serveGuest(run, ns, { root, host: "10.99.0.1", port: 69 }, start, async (qemu) => {
         await qemu.waitFor(/Hit any key to stop autoboot/, 60_000, "U-Boot's autoboot prompt");
