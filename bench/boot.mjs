@@ -5,7 +5,7 @@
 // Seconds: iPXE and OVMF from QEMU's start to the guest's success line (mostly
 // firmware and Linux start-up under emulation); U-Boot from the tftpboot
 // command to its result (the transfer, ARP and slirp included). A run that
-// fails shows its first problem below the table. Needs root, QEMU, the firmware
+// fails shows its first problem and the console's last lines below the table. Needs root, QEMU, the firmware
 // and the kernel (.ci/install-boot.sh) and tftpd-hpa (.ci/install-peers.sh).
 // --only keeps the rows whose "client card options" text contains TEXT.
 import { existsSync } from "node:fs";
@@ -58,4 +58,6 @@ console.log(`|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`);
 for (const row of table.slice(1)) console.log(line(row));
 for (const r of rows.filter((x) => !x.pass)) {
   console.log(`\n${r.client} ${r.options} against ${r.server}: ${r.problems[0].split("\n")[0]}`);
+  const said = r.console.split(/\r?\n/).map((l) => l.trim()).filter(Boolean);
+  console.log(`  console's last lines:\n${said.slice(-12).map((l) => `    ${l.slice(0, 200)}`).join("\n")}`);
 }
