@@ -68,7 +68,6 @@ async function finish(qemu: Child, ms: number): Promise<void> {
 
 export const QEMU_COMMON = ["-accel", "tcg", "-nographic", "-monitor", "none", "-serial", "stdio", "-no-reboot"];
 
-
 /**
  * Serves `root` with the run's server on host:port inside `ns` while a guest boots: `start` starts
  * QEMU, `check` reads its console; what `check` throws becomes one of the run's problems. QEMU then

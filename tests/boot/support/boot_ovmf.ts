@@ -26,7 +26,7 @@ function buildGrub(out: string, dir: string, nonce: string): void {
   if (r.status !== 0) throw new Error(`grub-mkimage failed: ${r.error?.message ?? r.stderr}`);
 }
 
-/** A tap device in `ns` with dnsmasq answering DHCP only (--port=0: no DNS) and pointing PXE at `server`'s file. */
+/** A tap device in `ns` (10.98.0.1/24) with dnsmasq answering DHCP only (--port=0: no DNS), naming `bootfile` on 10.98.0.1. */
 async function dhcpOnTap(ns: Netns, dir: string, bootfile: string): Promise<Child> {
   ns.ip("tuntap", "add", "tap0", "mode", "tap");
   ns.ip("addr", "add", "10.98.0.1/24", "dev", "tap0");
@@ -36,7 +36,12 @@ async function dhcpOnTap(ns: Netns, dir: string, bootfile: string): Promise<Chil
     "--interface=tap0", "--bind-interfaces", "--dhcp-range=10.98.0.10,10.98.0.50,255.255.255.0",
     `--dhcp-boot=${bootfile},,10.98.0.1`, `--dhcp-leasefile=${join(dir, "leases")}`, `--pid-file=${join(dir, "dnsmasq.pid")}`,
   ]), 600_000);
-  await dnsmasq.waitFor(/DHCP, IP range/, 10_000, "dnsmasq's startup line");
+  try {
+    await dnsmasq.waitFor(/DHCP, IP range/, 10_000, "dnsmasq's startup line");
+  } catch (e) {
+    await dnsmasq.stop();
+    throw e;
+  }
   return dnsmasq;
 }
 

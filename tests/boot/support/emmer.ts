@@ -60,7 +60,12 @@ export async function startEmmer(ns: Netns, root: string, host: string, port: nu
     ns.exec([process.execPath, cli, "--root", root, "--host", host, "--port", String(port), "--verbose", ...extra]),
     timeoutMs,
   );
-  await child.waitFor(/serving .* on \S+; Ctrl-C stops/, 20_000, "emmer-node's startup line");
+  try {
+    await child.waitFor(/serving .* on \S+; Ctrl-C stops/, 20_000, "emmer-node's startup line");
+  } catch (e) {
+    await child.stop();
+    throw e;
+  }
   return {
     child,
     log: child.output,
