@@ -30,6 +30,11 @@ export interface TransferOptions {
   tsize?: boolean;
   /** Seconds, sent as the timeout option. */
   timeout?: number;
+  /**
+   * Called as the transfer moves: payload bytes received in order (get) or acknowledged
+   * (put) so far, and the total when known (the server's tsize on a get, the body's size on a put).
+   */
+  onProgress?: (bytes: number, total?: number) => void;
 }
 
 export interface GetResult {
@@ -62,6 +67,23 @@ function canonicalIp(host: string): string | null {
   } catch {
     return null;
   }
+}
+
+/** An ERROR packet the server sent, as opposed to a failure found on this side (no answer, a bad OACK). */
+export class TftpServerError extends TftpError {
+  constructor(code: number, message: string) {
+    super(code, message);
+    this.name = "TftpServerError";
+  }
+}
+
+/** Calls `onProgress` when the session's delivered bytes have moved since the last call. */
+function progressReporter(onProgress: TransferOptions["onProgress"], bytes: () => number, total: number | undefined): () => void {
+  let last = -1;
+  return () => {
+    const n = bytes();
+    if (onProgress && n !== last) onProgress((last = n), total);
+  };
 }
 
 export class TftpClient {
@@ -154,7 +176,7 @@ export class TftpClient {
         const first = decode(data);
         if (first.op === 0) return; // not an answer
         timer.stop();
-        if (first.op === 5) return fail(new TftpError(first.code, first.message));
+        if (first.op === 5) return fail(new TftpServerError(first.code, first.message));
         handler = null;
         try {
           // The address as the server answers from it (its canonical spelling, say), which the transfer then expects.
@@ -209,13 +231,16 @@ export class TftpClient {
         now: () => runtime.now(),
         onFinished: (t) => {
           const f = t.session.failure;
-          if (f) fail(new TftpError(f.code, f.message));
+          if (f) fail(f.byPeer ? new TftpServerError(f.code, f.message) : new TftpError(f.code, f.message));
         },
         onError: () => {},
       });
-      route((d, a, p) => transfer.receive(d, a, p));
+      const total = oack?.tsize !== undefined ? Number(oack.tsize) : undefined;
+      const progress = progressReporter(options.onProgress, () => session.bytes, total);
+      route((d, a, p) => (transfer.receive(d, a, p), progress()));
       if (oack) transfer.start(); // ACK 0 answers the OACK
       else transfer.act((now) => session.receive(first, now)); // DATA 1 came straight away: no options
+      progress();
       this.#drive(transfer, runtime, settings);
     });
   }
@@ -242,14 +267,17 @@ export class TftpClient {
         now: () => runtime.now(), source, ring: { ptr: ring, bytes },
         onFinished: (t) => {
           const f = t.session.failure;
-          if (f) fail(new TftpError(f.code, f.message, sourceError === undefined ? undefined : { cause: sourceError }));
+          if (f?.byPeer) fail(new TftpServerError(f.code, f.message));
+          else if (f) fail(new TftpError(f.code, f.message, sourceError === undefined ? undefined : { cause: sourceError }));
           else done();
         },
         // The body's own error (a stream that broke): the caller gets it as the cause.
         onError: (error) => (sourceError ??= error),
       });
-      route((d, a, p) => transfer.receive(d, a, p));
+      const progress = progressReporter(options.onProgress, () => session.bytes, mode === "octet" ? raw.size : undefined);
+      route((d, a, p) => (transfer.receive(d, a, p), progress()));
       transfer.start();
+      progress();
       this.#drive(transfer, runtime, settings);
     });
   }
