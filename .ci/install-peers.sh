@@ -2,7 +2,8 @@
 # Installs the real TFTP peers used by the interop tests (tests/support/peers.ts):
 #   tftp-hpa (client), tftpd-hpa (reference server, started by the tests
 #   themselves on a high port), atftp (client), busybox (tftp applet), curl;
-#   and iproute2 and nftables for tests/scaleout.test.ts (namespaces, a DNAT balancer).
+#   and iproute2 and nftables for tests/scaleout.test.ts (namespaces, a DNAT balancer);
+#   atftpd (a server with windowsize) unpacked into bench/.peers by install-atftpd.sh.
 # Idempotent and non-interactive; run as root (or with sudo) on Debian/Ubuntu.
 #
 # tftpd-hpa's postinst starts a system server on 0.0.0.0:69 (/srv/tftp) through
@@ -68,4 +69,5 @@ command -v ip >/dev/null && command -v nft >/dev/null || { echo "install-peers: 
 if command -v ss >/dev/null && ss -Hlun 'sport = :69' 2>/dev/null | grep -q .; then
   echo "install-peers: note: something (likely the system tftpd-hpa) listens on UDP port 69; tests do not use it"
 fi
+bash "$(dirname "$0")/install-atftpd.sh"
 echo "install-peers: ok"
