@@ -35,6 +35,12 @@ export interface TransferOptions {
    * (put) so far, and the total when known (the server's tsize on a get, the body's size on a put).
    */
   onProgress?: (bytes: number, total?: number) => void;
+  /**
+   * Get only: receives the file's bytes in order as they arrive (netascii already decoded),
+   * instead of the result's `data` (then empty), so that a large file needs no memory of its
+   * size. A throw ends the transfer with ERROR 3 to the server; the call rejects with it as the cause.
+   */
+  onData?: (chunk: Uint8Array) => void;
 }
 
 export interface GetResult {
@@ -207,21 +213,35 @@ export class TftpClient {
       if (first.op !== 6 && first.op !== 3) throw new TftpError(ErrorCode.ILLEGAL_OPERATION, "unexpected answer");
       const settings = this.#settings(oack, options, requested);
       const chunks: Uint8Array[] = [];
+      let received = 0;
+      let sinkError: unknown;
+      const keep = (chunk: Uint8Array) => {
+        received += chunk.length;
+        if (!options.onData) return void chunks.push(chunk);
+        if (sinkError !== undefined) return;
+        try {
+          options.onData(chunk);
+        } catch (error) {
+          sinkError = error;
+          queueMicrotask(() => transfer.act(() => session.abort(ErrorCode.DISK_FULL, "cannot store the file")));
+        }
+      };
       const netascii = mode === "netascii" ? new NetasciiDecoder() : null;
       const session: ReceiveSession = new ReceiveSession(settings, {
-        write: (p) => (chunks.push(netascii ? netascii.push(p) : p.slice()), true),
+        write: (p) => (keep(netascii ? netascii.push(p) : p.slice()), true),
         end: () => {
-          if (netascii) chunks.push(netascii.end());
+          if (netascii) keep(netascii.end());
           queueMicrotask(() => {
             transfer.act((now) => session.finish(true, now));
-            const data = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-            let at = 0;
-            for (const c of chunks) (data.set(c, at), at += c.length);
+            if (sinkError !== undefined) return fail(new TftpError(ErrorCode.DISK_FULL, "cannot store the file", { cause: sinkError }));
             // The size announced is a promise (boot clients size their buffers by it): a server that
             // broke it sent something other than the file it described.
-            if (oack?.tsize !== undefined && mode === "octet" && data.length !== Number(oack.tsize)) {
-              return fail(new TftpError(ErrorCode.NOT_DEFINED, `received ${data.length} bytes where the server announced tsize ${oack.tsize}`));
+            if (oack?.tsize !== undefined && mode === "octet" && received !== Number(oack.tsize)) {
+              return fail(new TftpError(ErrorCode.NOT_DEFINED, `received ${received} bytes where the server announced tsize ${oack.tsize}`));
             }
+            const data = new Uint8Array(options.onData ? 0 : received);
+            let at = 0;
+            for (const c of chunks) (data.set(c, at), at += c.length);
             done({ data, oack });
           });
         },
@@ -231,7 +251,8 @@ export class TftpClient {
         now: () => runtime.now(),
         onFinished: (t) => {
           const f = t.session.failure;
-          if (f) fail(f.byPeer ? new TftpServerError(f.code, f.message) : new TftpError(f.code, f.message));
+          if (f?.byPeer) fail(new TftpServerError(f.code, f.message));
+          else if (f) fail(new TftpError(f.code, f.message, sinkError === undefined ? undefined : { cause: sinkError }));
         },
         onError: () => {},
       });

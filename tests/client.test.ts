@@ -167,4 +167,38 @@ test("the server's ERROR rejects as a TftpServerError; a timeout on this side as
   assert.is((silent as Error).message, "no answer from the server");
 });
 
+test("onData on a get: the file's bytes in order, as they arrive; the result's data is then empty", async () => {
+  const { net, heard, tid, client } = await scripted();
+  const chunks: Uint8Array[] = [];
+  let result: { data: Uint8Array } | undefined;
+  const got = track(client.get("f", { tsize: true, onData: (c) => chunks.push(c) }).then((r) => void (result = r)));
+  await net.deliver();
+  const from = heard[0].port;
+  tid.send(encodeOack({ tsize: "612" }), from, "0.0.0.0");
+  await net.deliver();
+  tid.send(encodeData(1, bytesOf(512, 1)), from, "0.0.0.0");
+  await net.deliver();
+  assert.is(chunks.length, 1, "the first block is handed on before the transfer ends");
+  tid.send(encodeData(2, bytesOf(100, 2)), from, "0.0.0.0");
+  assert.is(await outcome(net, got), "ok");
+  assert.equal(chunks.map((c) => [...c]), [[...bytesOf(512, 1)], [...bytesOf(100, 2)]]);
+  assert.is(result!.data.length, 0);
+});
+
+test("an onData that throws ends the get with ERROR 3 to the server and rejects with its error as the cause", async () => {
+  const { net, heard, tid, client } = await scripted();
+  let error: unknown;
+  const got = track(client.get("f", { onData: () => { throw new Error("ENOSPC: no space left on device"); } }).catch((e) => void (error = e)));
+  await net.deliver();
+  const from = heard[0].port;
+  tid.send(encodeData(1, bytesOf(512, 1)), from, "0.0.0.0");
+  await outcome(net, got);
+  assert.instance(error, TftpError);
+  assert.not.instance(error, TftpServerError);
+  assert.is((error as Error).message, "cannot store the file");
+  assert.is(((error as Error).cause as Error)?.message, "ENOSPC: no space left on device");
+  const sent = tid.take().map((m) => decode(m.data));
+  assert.ok(sent.some((p) => p.op === 5 && (p as { code: number }).code === 3), `the server was told: ${JSON.stringify(sent.map((p) => p.op))}`);
+});
+
 test.run();
