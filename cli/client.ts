@@ -5,8 +5,8 @@
  */
 import process from "node:process";
 import { lookup } from "node:dns/promises";
-import { open, readFile, rename, unlink } from "node:fs/promises";
-import { unlinkSync } from "node:fs";
+import { access, rename, stat, unlink } from "node:fs/promises";
+import { closeSync, constants, createReadStream, openSync, unlinkSync, writeSync } from "node:fs";
 import { isIP } from "node:net";
 import { basename, dirname, join } from "node:path";
 import { TftpClient, TftpError, TftpServerError } from "../mod.ts";
@@ -175,17 +175,26 @@ function plan(command: Command, flags: ClientFlags): Job {
   return { command, url, local, remote, flags };
 }
 
-async function readAll(stream: AsyncIterable<Uint8Array | string>): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  for await (const chunk of stream) chunks.push(typeof chunk === "string" ? new TextEncoder().encode(chunk) : chunk);
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) (out.set(c, at), at += c.length);
-  return out;
+/** The whole chunk, however many writes it takes. */
+function writeAll(fd: number, chunk: Uint8Array): void {
+  for (let at = 0; at < chunk.length;) at += writeSync(fd, chunk, at, chunk.length - at);
 }
 
-function writeStdout(data: Uint8Array): Promise<void> {
-  return new Promise((resolve, reject) => process.stdout.write(data, (error) => (error ? reject(error) : resolve())));
+/** Resolves once what was written to stdout has gone out. */
+function flushStdout(): Promise<void> {
+  return new Promise((resolve, reject) => process.stdout.write(new Uint8Array(0), (error) => (error ? reject(error) : resolve())));
+}
+
+/** FILE as an upload body with its size (announced as tsize), or an Error saying why it cannot be read. */
+async function uploadBody(path: string): Promise<{ body: AsyncIterable<Uint8Array>; size: number }> {
+  try {
+    const st = await stat(path);
+    if (!st.isFile()) throw new Error("not a regular file");
+    await access(path, constants.R_OK);
+    return { body: createReadStream(path), size: st.size };
+  } catch (error) {
+    throw new Error(`cannot read ${path}: ${(error as Error).message}`);
+  }
 }
 
 /** What went wrong, as the one line after "emmer-node: ". */
@@ -235,33 +244,39 @@ async function transfer(job: Job): Promise<number> {
   process.on("SIGTERM", onSignal);
   try {
     if (job.command === "get") {
-      let file = null;
+      // Written as it arrives (flat memory for any size): synchronously to the file, so that
+      // a slow disk slows the transfer rather than filling memory.
+      let fd = -1;
       if (job.local !== "-") {
-        temp = join(dirname(job.local), `.${basename(job.local)}.${process.pid}.part`);
-        file = await open(temp, "wx").catch((error) => {
-          temp = null;
+        const path = join(dirname(job.local), `.${basename(job.local)}.${process.pid}.part`);
+        try {
+          fd = openSync(path, "wx");
+        } catch (error) {
           throw new Error(`cannot write ${job.local}: ${(error as Error).message}`);
-        });
+        }
+        temp = path;
       }
+      let bytes = 0;
+      const onData = (chunk: Uint8Array) => {
+        bytes += chunk.length;
+        if (fd >= 0) writeAll(fd, chunk);
+        else process.stdout.write(chunk);
+      };
       try {
-        const { data } = await client.get(job.remote, options);
-        bar?.finish(data.length);
-        if (file) {
-          await file.writeFile(data);
-          await file.close();
-          file = null;
-          await rename(temp!, job.local);
-          temp = null;
-        } else await writeStdout(data);
+        await client.get(job.remote, { ...options, onData });
       } finally {
-        await file?.close();
+        if (fd >= 0) closeSync(fd);
       }
+      bar?.finish(bytes);
+      if (temp) {
+        await rename(temp, job.local);
+        temp = null;
+      } else await flushStdout();
     } else {
-      const body = job.local === "-" ? await readAll(process.stdin) : await readFile(job.local).catch((error) => {
-        throw new Error(`cannot read ${job.local}: ${(error as Error).message}`);
-      });
-      await client.put(job.remote, body, options);
-      bar?.finish(body.length);
+      const body = job.local === "-" ? { body: process.stdin as AsyncIterable<Uint8Array> } : await uploadBody(job.local);
+      let sent = 0;
+      await client.put(job.remote, body, { ...options, onProgress: (n: number, total?: number) => (sent = n, bar?.update(n, total)) });
+      bar?.finish(sent);
     }
     return 0;
   } catch (error) {

@@ -121,6 +121,11 @@ async function startEmmer(): Promise<Server> {
   const root = await seeded("emmer");
   emmer = new Emmer({ hostname: "127.0.0.1", port: 0, onError: () => {}, drainTimeout: 500, onTransfer: (e) => events.push(e) });
   const dir = serveDir(root, { write: true });
+  // Fails after 200 000 bytes have gone out: the server sends ERROR 0 in the middle of the transfer.
+  emmer.read("broken.bin", () => (async function* () {
+    yield bytesOf(200_000, 5);
+    throw new Error("the disk went away");
+  })());
   emmer.read("*", dir.read);
   emmer.write("*", dir.write!);
   await emmer.listen();
@@ -298,6 +303,28 @@ for (const rt of Object.keys(RUNTIMES)) {
       assert.match(r.stderr, /--help lists the flags/);
     });
   }
+
+  test(`${rt}: a download that fails midway exits 1 with the server's ERROR and leaves no partial file`, async () => {
+    const s = emmerServer();
+    const dir = join(top, fresh("midway"));
+    await mkdir(dir);
+    const r = await cli(rt, ["get", `tftp://127.0.0.1:${s.port}/broken.bin`, "-o", "broken.bin"], { cwd: dir });
+    assert.is(r.code, 1);
+    assert.match(r.stderr, /^emmer-node: server said ERROR 0: .+$/m);
+    assert.equal(await readdir(dir), [], "no partial or temporary file");
+  });
+
+  test(`${rt}: an output file that cannot be created exits 1 before any request; a missing FILE to put too`, async () => {
+    const s = emmerServer();
+    const before = events.length;
+    const g = await cli(rt, ["get", `tftp://127.0.0.1:${s.port}/file.bin`, "-o", join(top, "no-such-dir", "out.bin")]);
+    assert.is(g.code, 1);
+    assert.match(g.stderr, /^emmer-node: cannot write .*no-such-dir\/out\.bin: .*ENOENT/m);
+    const p = await cli(rt, ["put", join(top, "no-such-file"), `tftp://127.0.0.1:${s.port}/x.bin`]);
+    assert.is(p.code, 1);
+    assert.match(p.stderr, /^emmer-node: cannot read .*no-such-file: .*ENOENT/m);
+    assert.is(events.length, before, "the server saw no transfer");
+  });
 
   test(`${rt}: a server that does not answer: exit 1, "no answer"`, async () => {
     const port = await freePort(); // nothing listens there
