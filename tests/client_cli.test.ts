@@ -267,6 +267,20 @@ for (const rt of Object.keys(RUNTIMES)) {
     assert.is(sha(g.stdout), sha(files["file.bin"]));
   });
 
+  test(`${rt}: an IPv6 address in brackets: tftp://[::1]:PORT/PATH`, async () => {
+    const v6 = new Emmer({ hostname: "::1", port: 0, onError: () => {} });
+    v6.read("*", serveDir(emmerServer().root).read);
+    await v6.listen();
+    try {
+      const out = join(top, fresh("v6"));
+      const r = await cli(rt, ["get", `tftp://[::1]:${v6.address!.port}/file.bin`, "-o", out, "-W", "4"]);
+      assert.is(r.code, 0, r.stderr);
+      assert.is(sha(await readFile(out)), sha(files["file.bin"]));
+    } finally {
+      await v6.close();
+    }
+  });
+
   test(`${rt}: put to a URL ending in / names the file after the local one; default output is the path's last part`, async () => {
     const s = emmerServer();
     await mkdir(join(s.root, fresh("sub")));
