@@ -3,7 +3,8 @@
 #   tftp-hpa (client), tftpd-hpa (reference server, started by the tests
 #   themselves on a high port), atftp (client), busybox's tftp applet (from
 #   busybox-static: the boot tests' initrd needs a static busybox), curl;
-#   and iproute2 and nftables for tests/scaleout.test.ts (namespaces, a DNAT balancer).
+#   and iproute2 and nftables for tests/scaleout.test.ts (namespaces, a DNAT balancer);
+#   atftpd (a server with windowsize) unpacked into bench/.peers by install-atftpd.sh.
 # Idempotent and non-interactive; run as root (or with sudo) on Debian/Ubuntu.
 #
 # tftpd-hpa's postinst starts a system server on 0.0.0.0:69 (/srv/tftp). The
@@ -26,4 +27,5 @@ command -v ip >/dev/null && command -v nft >/dev/null || { echo "install-peers: 
 if command -v ss >/dev/null && ss -Hlun 'sport = :69' 2>/dev/null | grep -q .; then
   echo "install-peers: note: something (likely the system tftpd-hpa) listens on UDP port 69; tests do not use it"
 fi
+bash "$(dirname "$0")/install-atftpd.sh"
 echo "install-peers: ok"
