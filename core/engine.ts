@@ -246,13 +246,15 @@ export class Engine {
         return t.receive(data, address, port);
       }
     }
+    // An ERROR is never answered, even one too short to decode (two or three bytes): answering
+    // it would let two confused peers volley ERRORs forever.
+    if (data.length >= 2 && data[0] === 0 && data[1] === 5) return;
     const packet = decode(data);
     if (packet.op === 0) return this.#reply(address, port, ErrorCode.ILLEGAL_OPERATION, packet.message);
     if (packet.op === 1 || packet.op === 2) {
       this.#request(packet, address, port).catch((e) => this.#s.onError(e, "request"));
       return;
     }
-    if (packet.op === 5) return; // an ERROR is never answered
     this.#reply(address, port, ErrorCode.UNKNOWN_TID, "unknown transfer ID");
   }
 

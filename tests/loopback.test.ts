@@ -132,6 +132,36 @@ test("mail mode is refused with ERROR 4; garbage on the listening port gets ERRO
   }
 });
 
+test("a truncated ERROR (2 or 3 bytes) is never answered, on the listening port or a transfer's", async () => {
+  const { app, port } = await server((app) => app.read("f", () => body));
+  const runtime = await loadRuntime();
+  const answers: Answer[] = [];
+  let answered: () => void = () => {};
+  const peer = await runtime.bind("127.0.0.1", 0, (data, _address, from) => (answers.push({ data: data.slice(), port: from }), answered()));
+  const next = (what: string) => within(runtime, new Promise<void>((resolve) => (answered = resolve)), 2000, what);
+  try {
+    // Datagrams from one socket reach the server in order: an answer to the short ERRORs would come
+    // before the DATA 1 that answers the request sent after them.
+    let got = next("DATA 1");
+    peer.send(Uint8Array.from([0, 5]), port, "127.0.0.1", () => {});
+    peer.send(Uint8Array.from([0, 5, 0]), port, "127.0.0.1", () => {});
+    peer.send(Uint8Array.from([0, 1, ...new TextEncoder().encode("f\0octet\0")]), port, "127.0.0.1", () => {});
+    await got;
+    assert.equal(answers.map((a) => a.data[1]), [3], "the first answer was not DATA 1");
+    // On the transfer's port too: an ERROR cut short is dropped there, and the transfer goes on.
+    got = next("DATA 2");
+    const transfer = answers[0].port;
+    peer.send(Uint8Array.from([0, 5]), transfer, "127.0.0.1", () => {});
+    peer.send(Uint8Array.from([0, 5, 0]), transfer, "127.0.0.1", () => {});
+    peer.send(Uint8Array.from([0, 4, 0, 1]), transfer, "127.0.0.1", () => {});
+    await got;
+    assert.equal(answers.map((a) => [a.data[1], a.data[3]]), [[3, 1], [3, 2]]);
+  } finally {
+    peer.close();
+    await app.close();
+  }
+});
+
 // 4 blocks of 32 KiB in flight: a window that fits the default 208 KiB socket receive buffer, which
 // Deno's UDP sockets cannot enlarge (the client here runs on the same runtime as the server).
 test("a streaming body of 64 MiB is served block by block (windowsize 4, blksize 32768)", async () => {
