@@ -325,7 +325,10 @@ export class Engine {
     let ringBytes = 0;
     try {
       if (req.mode === "netascii") source = new NetasciiSource(source);
-      const negotiated = negotiate("read", req.mode, req.options, this.#limits(), source.size);
+      // An empty file's tsize is not told: curl refuses an OACK with tsize 0 ("invalid tsize"), and a
+      // client loses nothing by not knowing a size of zero. With nothing else asked, no OACK at all.
+      const told = source.size === 0 ? undefined : source.size;
+      const negotiated = negotiate("read", req.mode, req.options, this.#limits(), told);
       const { first: slots, full: fullSlots } = ringPlan(negotiated.blksize, negotiated.windowsize, source.size, negotiated.reply !== null);
       ringBytes = slots * (negotiated.blksize + 4);
       ring = allocate(ringBytes);

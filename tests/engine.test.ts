@@ -319,6 +319,20 @@ test("a mail-mode request is refused with ERROR 4 and reported like any refusal 
   assert.equal(events.map((ev) => [ev.outcome, ev.filename, ev.error?.code, ev.error?.message]), [["failed", "root", 4, "mail mode is not supported"]]);
 });
 
+test("an empty file: tsize 0 is left out of the OACK (curl refuses it); with nothing else asked, DATA 1 comes first", async () => {
+  const { net } = await setup((app) => app.read("empty", () => new Uint8Array(0)));
+  const client = await fakePeer(net, "127.0.0.2");
+  client.send(encodeRequest(1, "empty", "octet", { tsize: "0" }), 69);
+  await net.deliver();
+  const [d1] = packets(client.take()) as DataPacket[];
+  assert.equal([d1.op, d1.block, d1.payload.length], [3, 1, 0]);
+  const curl = await fakePeer(net, "127.0.0.3");
+  curl.send(encodeRequest(1, "empty", "octet", { tsize: "0", blksize: "512", timeout: "6" }), 69);
+  await net.deliver();
+  const [oack] = packets(curl.take());
+  assert.equal(oack, { op: 6, options: { blksize: "512", timeout: "6" }, from: oack.from });
+});
+
 test("close(): live transfers get the drain time, then ERROR 0; the port is released", async () => {
   const { net, app } = await setup((app) => app.read("f", () => bytesOf(5000)), { retries: 100 });
   const client = await fakePeer(net, "127.0.0.2");
