@@ -423,7 +423,14 @@ export class Engine {
   }
 
   #settings(n: Negotiated) {
-    return { blksize: n.blksize, windowsize: n.windowsize, timeoutMs: n.timeoutMs, retries: this.#s.retries, oack: n.reply ? encodeOack(n.reply) : null };
+    return {
+      blksize: n.blksize,
+      windowsize: n.windowsize,
+      timeoutMs: n.timeoutMs,
+      retries: this.#s.retries,
+      oack: n.reply ? encodeOack(n.reply) : null,
+      firstBackoff: true,
+    };
   }
 
   async #launch(

@@ -46,6 +46,13 @@ export interface SessionSettings {
    * already heard from the server, and passes its full retries.
    */
   firstRetries?: number;
+  /**
+   * Doubles the wait after each retransmission until the peer has answered (1, 2, 4
+   * timeouts: with the default 1 s, resends at 1 s and 3 s and gives up at 7 s). A
+   * server's first packet may meet a slow boot ROM or a lossy link, and the bound
+   * on what a spoofed request buys stays INITIAL_RETRIES packets, only spread out.
+   */
+  firstBackoff?: boolean;
 }
 
 /** How a failed transfer failed. `sent`: whether we told the peer with an ERROR. */
@@ -115,7 +122,7 @@ abstract class Session {
   }
 
   /** True once the peer has answered anything after the request: until then it may be spoofed. */
-  protected abstract get peerConfirmed(): boolean;
+  abstract get peerConfirmed(): boolean;
 
   /**
    * Counts one timeout; returns false (after failing) when the retries are used
@@ -131,7 +138,8 @@ abstract class Session {
     }
     this.retries++;
     this.retransmits++;
-    this.deadline = now + this.settings.timeoutMs;
+    const backoff = this.settings.firstBackoff && !this.peerConfirmed ? 2 ** this.retries : 1;
+    this.deadline = now + this.settings.timeoutMs * backoff;
     return true;
   }
 
@@ -302,8 +310,11 @@ export class SendSession extends Session {
     this.#detached = true;
   }
 
-  protected get peerConfirmed(): boolean {
-    return this.acked > 0 || (this.settings.oack !== null && this.state !== State.NEGOTIATING);
+  /** The peer's ACK 0 answered our OACK. */
+  #oackAcked = false;
+
+  get peerConfirmed(): boolean {
+    return this.acked > 0 || this.#oackAcked;
   }
 
   get bytes(): number {
@@ -361,6 +372,7 @@ export class SendSession extends Session {
     if (packet.op !== 4) return this.receiveOther(packet);
     if (this.state === State.NEGOTIATING) {
       if (packet.block !== 0) return; // not an answer to the OACK
+      this.#oackAcked = true;
       this.state = State.TRANSFERRING;
       this.retries = 0;
       this.deadline = now + this.settings.timeoutMs;
@@ -427,7 +439,7 @@ export class ReceiveSession extends Session {
     return this.#bytes;
   }
 
-  protected get peerConfirmed(): boolean {
+  get peerConfirmed(): boolean {
     return this.expected > 1;
   }
 

@@ -35,27 +35,50 @@ test("a stranger's packet on a transfer port gets ERROR 5; the transfer goes on"
   assert.equal([d2.op, (d2 as { block: number }).block], [3, 2]);
 });
 
-test("timeouts: the same DATA again after each timeout, then ERROR 0, and the session is gone", async () => {
+/** What reaches `client` until `until` on the fake clock, in 100 ms steps: [time, op, block or code]. */
+async function heard(net: Awaited<ReturnType<typeof setup>>["net"], client: Awaited<ReturnType<typeof fakePeer>>, until: number) {
+  const got: [number, number, number][] = [];
+  while (net.time < until) {
+    await net.advance(100);
+    await net.deliver();
+    for (const p of packets(client.take())) got.push([net.time, p.op, (p as { block?: number }).block ?? (p as { code?: number }).code ?? 0]);
+  }
+  return got;
+}
+
+test("an unanswered first packet is resent with backoff (at 1 s and 3 s), then ERROR 0 at 7 s, and the session is gone", async () => {
   const { net, app } = await setup((app) => app.read("f", () => bytesOf(2000)));
   const client = await fakePeer(net, "127.0.0.2");
   client.send(encodeRequest(1, "f", "octet", {}), 69);
   await net.deliver();
-  const port = client.take()[0].port;
-  await net.advance(999);
-  await net.deliver();
-  assert.equal(client.take(), [], "retransmitted before the timeout");
-  await net.advance(101);
-  await net.deliver();
-  assert.equal(packets(client.take()).map((p) => [p.op, (p as { block: number }).block]), [[3, 1]]);
-  await net.advance(1100);
-  await net.deliver();
-  assert.equal(packets(client.take()).map((p) => p.op), [3]);
-  await net.advance(1100);
-  await net.deliver();
-  const end = packets(client.take());
-  assert.equal(end.map((p) => [p.op, (p as { code: number }).code]), [[5, 0]]);
-  assert.is(end[0].from, port);
+  client.take();
+  assert.equal(await heard(net, client, 8000), [[1000, 3, 1], [3000, 3, 1], [7000, 5, 0]]);
   assert.is(app.engine!.load, 0);
+});
+
+test("a client whose first answer comes 6.5 s late is still served (the OACK was resent at 1 s and 3 s)", async () => {
+  const { net, app } = await setup((app) => app.read("f", () => bytesOf(2000)));
+  const client = await fakePeer(net, "127.0.0.2");
+  client.send(encodeRequest(1, "f", "octet", { blksize: "1024" }), 69);
+  await net.deliver();
+  const [oack] = packets(client.take());
+  assert.equal(await heard(net, client, 6500), [[1000, 6, 0], [3000, 6, 0]]);
+  client.send(encodeAck(0), oack.from);
+  await net.deliver();
+  assert.equal(packets(client.take()).map((p) => [p.op, (p as DataPacket).block]), [[3, 1]]);
+  assert.is(app.engine!.load, 1);
+});
+
+test("once the client has answered, a timeout is the timeout again: no backoff", async () => {
+  const { net } = await setup((app) => app.read("f", () => bytesOf(5000)));
+  const client = await fakePeer(net, "127.0.0.2");
+  client.send(encodeRequest(1, "f", "octet", {}), 69);
+  await net.deliver();
+  const port = client.take()[0].port;
+  client.send(encodeAck(1), port);
+  await net.deliver();
+  client.take();
+  assert.equal(await heard(net, client, 2500), [[1000, 3, 2], [2000, 3, 2]]);
 });
 
 test("a retransmitted request does not start a second transfer", async () => {
