@@ -26,7 +26,7 @@ Serves the files of a folder over TFTP (read-only unless --write).
   --max-windowsize N    largest windowsize granted, 1..65535 (default: 64)
   --timeout S           retransmission timeout in seconds, 1..255 (default: 1)
   --retries N           retransmissions before a transfer is given up, 0..100 (default: 5)
-  --max-sessions N      concurrent transfers; beyond, ERROR 0 "server busy" (default: 1000)
+  --max-sessions N      concurrent transfers; beyond, requests go unanswered (default: 1000)
   --max-requests-per-second N
                         new requests per client address per second (default: 100)
   --single-port         answer every transfer from the listening port (NAT, containers)
@@ -135,6 +135,8 @@ function formatEvent(e: TransferEvent, verbose: boolean): string {
   const client = e.address.includes(":") ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
   const outcome = e.outcome === "ok"
     ? "ok"
+    : e.dropped !== undefined
+    ? `dropped unanswered (${e.error?.message}): ${e.dropped} request(s) since the last such line`
     : `failed: ${e.error?.byPeer ? "client sent" : "sent"} ERROR ${e.error?.code} ${e.error?.message}`;
   let line = `${new Date().toISOString()} ${client} ${e.kind} ${JSON.stringify(e.filename)} ${size(e.bytes)} ${(e.durationMs / 1000).toFixed(3)} s ${outcome}`;
   if (verbose) {

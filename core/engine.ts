@@ -82,8 +82,15 @@ export interface TransferEvent {
   /** The options the server accepted (the OACK), or null. */
   options: Options | null;
   outcome: "ok" | "failed";
-  /** Set when the transfer failed: the ERROR sent or received. */
+  /** Set when the transfer failed: the ERROR sent or received (or, with `dropped`, the reason for the silence). */
   error?: { code: number; message: string; byPeer: boolean };
+  /**
+   * Set when requests were dropped unanswered because the server was full or the
+   * address over its rate (boot ROMs retry on silence, but give up on an ERROR): how
+   * many since the last such event, this one included. The event describes the latest
+   * of them; there is at most one such event a second, so a flood does not flood the log.
+   */
+  dropped?: number;
 }
 
 export interface EngineSettings {
@@ -127,6 +134,9 @@ export class Engine {
   #mainDrained: (() => void)[] = [];
   #details = new WeakMap<Transfer, { negotiated: Negotiated }>();
   #rate: RateLimiter;
+  /** Requests dropped since the last report (see TransferEvent.dropped), and the latest of them. */
+  #drops: { count: number; last: TransferEvent } | null = null;
+  #dropTimer: { stop(): void } | null = null;
 
   constructor(runtime: Runtime, reads: Router<ReadHandler>, writes: Router<WriteRoute>, settings: EngineSettings) {
     this.#runtime = runtime;
@@ -206,6 +216,9 @@ export class Engine {
       for (const t of [...this.#transfers.values()]) t.act(() => t.session.abort(ErrorCode.NOT_DEFINED, "server shutting down"));
     }
     if (this.#handlers.size > 0) await bounded((resolve) => void Promise.allSettled([...this.#handlers]).then(() => resolve()));
+    this.#dropTimer?.stop();
+    if (this.#drops && this.#drops.count > 0) this.#emit({ ...this.#drops.last, dropped: this.#drops.count });
+    this.#drops = null;
     const main = this.#main;
     this.#main = null;
     this.#ticker?.stop();
@@ -272,8 +285,10 @@ export class Engine {
     }
     if (this.#transfers.has(key) || this.#pending.has(key)) return; // the client repeated its request
     if (this.#closing) return this.#reply(address, port, ErrorCode.NOT_DEFINED, "server shutting down");
-    if (this.load >= this.#s.maxSessions) return this.#reply(address, port, ErrorCode.NOT_DEFINED, "server busy");
-    if (!this.#rate.take(address, this.#runtime.now())) return this.#reply(address, port, ErrorCode.NOT_DEFINED, "too many requests");
+    // Overload is met with silence: a PXE ROM gives up on an ERROR but retries on silence, and
+    // in a boot storm its retry finds a free session; under a flood, silence is also cheaper.
+    if (this.load >= this.#s.maxSessions) return this.#drop(req, address, port, "server busy");
+    if (!this.#rate.take(address, this.#runtime.now())) return this.#drop(req, address, port, "too many requests");
     this.#pending.add(key);
     try {
       // Refused like any request that cannot be served: an ERROR, and a failed transfer event (a log line).
@@ -302,6 +317,43 @@ export class Engine {
     } finally {
       this.#pending.delete(key);
     }
+  }
+
+  /** Drops a request unanswered, and tells the operator: the first at once, then a count at most once a second. */
+  #drop(req: RequestPacket, address: string, port: number, reason: string): void {
+    const event: TransferEvent = {
+      kind: req.op === 1 ? "read" : "write",
+      address,
+      port,
+      filename: req.filename,
+      bytes: 0,
+      durationMs: 0,
+      retransmits: 0,
+      blksize: 512,
+      windowsize: 1,
+      options: null,
+      outcome: "failed",
+      error: { code: ErrorCode.NOT_DEFINED, message: reason, byPeer: false },
+    };
+    if (this.#drops !== null) {
+      this.#drops.count++;
+      this.#drops.last = event;
+      return;
+    }
+    this.#emit({ ...event, dropped: 1 });
+    this.#drops = { count: 0, last: event };
+    const report = () => {
+      const d = this.#drops!;
+      if (d.count === 0) {
+        this.#drops = null;
+        this.#dropTimer = null;
+        return;
+      }
+      this.#emit({ ...d.last, dropped: d.count });
+      d.count = 0;
+      this.#dropTimer = this.#runtime.after(1000, report);
+    };
+    this.#dropTimer = this.#runtime.after(1000, report);
   }
 
   #limits() {
