@@ -105,6 +105,29 @@ abstract class Session {
     this.#end(code, message, false);
   }
 
+  /**
+   * Ends the transfer without a word to the peer, which has moved on: it confirmed
+   * another answer to the same request, or asked for something else from this port.
+   */
+  drop(message: string): void {
+    if (this.finished) return;
+    this.dropped = true;
+    this.#end(ErrorCode.NOT_DEFINED, message, false);
+  }
+
+  /** Set when the transfer ended by drop(). */
+  dropped = false;
+
+  /**
+   * The peer repeated its request: resend now what the timer would resend (it
+   * missed our first packet). Counts as a retransmission, against the retries.
+   */
+  resendNow(now: number): void {
+    if (this.finished) return;
+    this.deadline = now;
+    this.handleTimer(now);
+  }
+
   protected peerFailed(code: number, message: string): void {
     this.#end(code, message, true);
   }

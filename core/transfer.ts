@@ -26,6 +26,8 @@ export interface TransferInit {
   ownsTransport: boolean;
   now: () => number;
   onFinished: (t: Transfer) => void;
+  /** Called once, when the peer first answers (see Session.peerConfirmed). */
+  onConfirmed?: (t: Transfer) => void;
   onError: (error: unknown, context: string) => void;
   source?: BlockSource;
   ring?: { ptr: number; bytes: number };
@@ -45,6 +47,7 @@ export class Transfer {
   #inflight = 0;
   #fillWaiting = false;
   #disposed = false;
+  #confirmed = false;
   #ringHeld: { ptr: number; bytes: number } | undefined;
   #onSent = () => {
     this.#inflight--;
@@ -103,6 +106,10 @@ export class Transfer {
   }
 
   #after(): void {
+    if (!this.#confirmed && this.session.peerConfirmed) {
+      this.#confirmed = true;
+      this.#init.onConfirmed?.(this);
+    }
     const out = this.session.takeOutgoing();
     if (out.length > 1 && this.transport.sendMany) {
       this.#inflight += out.length;
