@@ -141,7 +141,7 @@ function formatEvent(e: TransferEvent, verbose: boolean): string {
   let line = `${new Date().toISOString()} ${client} ${e.kind} ${JSON.stringify(e.filename)} ${size(e.bytes)} ${(e.durationMs / 1000).toFixed(3)} s ${outcome}`;
   if (verbose) {
     const rate = e.durationMs > 0 ? `${(e.bytes / 1024 ** 2 / (e.durationMs / 1000)).toFixed(1)} MiB/s` : "-";
-    line += ` | ${rate} blksize=${e.blksize} windowsize=${e.windowsize} retransmits=${e.retransmits} oack=${JSON.stringify(e.options)}`;
+    line += ` | ${rate} blksize=${e.blksize} windowsize=${e.windowsize} minBurst=${e.minBurst} retransmits=${e.retransmits} oack=${JSON.stringify(e.options)}`;
   }
   return line;
 }

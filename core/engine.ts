@@ -82,6 +82,12 @@ export interface TransferEvent {
   retransmits: number;
   blksize: number;
   windowsize: number;
+  /**
+   * A read's smallest burst: the fewest blocks sent back to back before a pause. The
+   * windowsize unless the path dropped bursts (a boot loader's card with one receive
+   * buffer takes only the first of each), down to 1. For a write, the windowsize.
+   */
+  minBurst: number;
   /** The options the server accepted (the OACK), or null. */
   options: Options | null;
   outcome: "ok" | "failed";
@@ -348,6 +354,7 @@ export class Engine {
         retransmits: 0,
         blksize: 512,
         windowsize: 1,
+        minBurst: 1,
         options: null,
         outcome: "failed",
         error: { ...refusal, byPeer: false },
@@ -369,6 +376,7 @@ export class Engine {
       retransmits: 0,
       blksize: 512,
       windowsize: 1,
+      minBurst: 1,
       options: null,
       outcome: "failed",
       error: { code: ErrorCode.NOT_DEFINED, message: reason, byPeer: false },
@@ -558,6 +566,7 @@ export class Engine {
       transport,
       ownsTransport: !this.#s.singlePort,
       now: () => this.#runtime.now(),
+      later: (ms, fn) => this.#runtime.after(ms, fn),
       onFinished: (t) => this.#finished(key, t),
       onConfirmed: (t) => this.#confirmed(key, t),
       onError: this.#s.onError,
@@ -616,6 +625,7 @@ export class Engine {
       retransmits: s.retransmits,
       blksize: n.blksize,
       windowsize: n.windowsize,
+      minBurst: s instanceof SendSession ? s.minBurst : n.windowsize,
       options: n.reply,
       outcome: s.state === "done" ? "ok" : "failed",
     };

@@ -171,6 +171,13 @@ abstract class Session {
   abstract handleTimer(now: number): void;
 }
 
+/**
+ * The pause between two bursts of a window, once the path has shown it drops
+ * back-to-back datagrams (see SendSession.burst): long enough for a slow receiver
+ * (a boot loader polling one receive buffer) to take the last one.
+ */
+export const PACE_MS = 1;
+
 /** Read-ahead that makes a read call worth its cost (a thread-pool round trip in Node). */
 const READ_AHEAD = 128 * 1024;
 /**
@@ -229,12 +236,29 @@ export class SendSession extends Session {
   readonly stride: number;
   /** Highest block acknowledged (0: none; the OACK is acknowledged as block 0). */
   acked = 0;
-  /** Highest block sent. */
+  /** Highest block sent since the window last (re)started: the next to send is sent + 1. */
   sent = 0;
+  /** Highest block ever sent: an ACK up to it is genuine, even after `sent` went back for a resend. */
+  #highest = 0;
   /** Highest block filled in the ring. */
   available = 0;
   /** The final block, once the source has ended; Infinity before. */
   last = Infinity;
+  /**
+   * Blocks sent back to back; the rest of the window follows in bursts of this size,
+   * PACE_MS apart. The whole window until the path shows it drops bursts: a card
+   * with one receive buffer (U-Boot on QEMU's e1000) takes only the first datagram
+   * of each. The window itself stays the negotiated one, since that is what the
+   * receiver counts before it ACKs (RFC 7440; U-Boot counts from its last ACK): a
+   * smaller window would cost a receiver timeout each.
+   */
+  burst: number;
+  /** The largest burst with which a whole window got through (0: none yet): bursts grow back no further. */
+  proven = 0;
+  /** The smallest burst used (reported in the transfer event). */
+  minBurst: number;
+  /** When the next burst of the window may go; Infinity when none waits. */
+  paceAt = Infinity;
   #lastLength = 0;
   #filling = false;
   #detached = false;
@@ -247,6 +271,7 @@ export class SendSession extends Session {
     this.slots = slots;
     this.fullSlots = fullSlots;
     this.stride = settings.blksize + 4;
+    this.burst = this.minBurst = settings.windowsize;
   }
 
   /**
@@ -379,14 +404,25 @@ export class SendSession extends Session {
     return memory().subarray(at, at + 4 + len);
   }
 
-  /** Sends what the window allows and the ring has. */
+  /** Sends what the window allows and the ring has, a burst at a time (see `burst`). */
   #pump(now: number): void {
-    if (this.state !== State.TRANSFERRING) return;
-    const limit = Math.min(this.acked + this.settings.windowsize, this.available);
+    if (this.state !== State.TRANSFERRING || (this.paceAt !== Infinity && now < this.paceAt)) return;
+    this.paceAt = Infinity;
+    const limit = Math.min(this.acked + this.settings.windowsize, this.available, this.sent + this.burst);
     if (this.sent >= limit) return;
     for (let seq = this.sent + 1; seq <= limit; seq++) this.out.push(this.#packet(seq));
     this.sent = limit;
+    if (limit > this.#highest) this.#highest = limit;
     this.deadline = now + this.settings.timeoutMs;
+    // A smaller burst than the window: the next one waits, be it of this window (even for blocks
+    // still being read) or of the next, which the ACK of this one may call for at once.
+    if (this.burst < this.settings.windowsize && limit < this.last) this.paceAt = now + PACE_MS;
+  }
+
+  /** Sets the burst (at least 1), noting the smallest. */
+  #setBurst(n: number): void {
+    this.burst = Math.max(1, n);
+    if (this.burst < this.minBurst) this.minBurst = this.burst;
   }
 
   receive(packet: Packet, now: number): void {
@@ -403,25 +439,46 @@ export class SendSession extends Session {
     }
     // Map the 16-bit block onto the sequence: the nearest at or after `acked`.
     const seq = this.acked + ((packet.block - this.acked) & 0xffff);
-    if (seq === this.acked || seq > this.sent) return; // duplicate or stray: never resend for it
+    // Duplicate or stray: never resend for it. An ACK beyond `sent` but not beyond what was ever
+    // sent answers blocks sent before a timeout's resend began again from the first unacknowledged.
+    if (seq === this.acked || seq > this.#highest) return;
+    if (seq >= this.sent) {
+      // All we sent arrived: a window (or its end) got through with this burst.
+      if (this.burst > this.proven) this.proven = this.burst;
+      this.#setBurst(Math.min(this.burst + 1, this.proven));
+    } else if (seq - this.acked < this.burst) {
+      // A gap within the first burst: the path took only that many back to back.
+      this.#setBurst(seq - this.acked);
+    }
     this.acked = seq;
     this.retries = 0;
+    // A pause under way stays: the ACK left the peer right after the last block reached it, and a
+    // block sent at once would land on the heels of that one.
     if (seq === this.last) {
       this.state = State.DONE;
       this.deadline = Infinity;
       return;
     }
     // An ACK short of the window's end reports a gap: resume after it (RFC 7440).
-    if (seq < this.sent) this.sent = seq;
+    if (seq !== this.sent) this.sent = seq;
     this.deadline = now + this.settings.timeoutMs; // bounds a source that stalls
     this.#pump(now);
   }
 
   handleTimer(now: number): void {
-    if (this.finished || now < this.deadline) return;
+    if (this.finished) return;
+    if (now >= this.paceAt && now < this.deadline) return this.#pump(now); // the next burst of the window
+    if (now < this.deadline) return;
     if (!this.retry(now)) return;
-    if (this.state === State.NEGOTIATING) this.out.push(this.settings.oack!);
-    else for (let seq = this.acked + 1; seq <= this.sent; seq++) this.out.push(this.#packet(seq));
+    if (this.state === State.NEGOTIATING) return void this.out.push(this.settings.oack!);
+    // Nothing came back for a whole timeout: halve the burst, and resend the window from the
+    // first block not acknowledged, a burst at a time (not the burst that was just lost again).
+    const deadline = this.deadline; // the retry's (it may back off); #pump would reset it
+    if (this.sent > this.acked) this.#setBurst(this.burst >> 1);
+    this.sent = this.acked;
+    this.paceAt = Infinity;
+    this.#pump(now);
+    this.deadline = deadline;
   }
 }
 
