@@ -14,7 +14,7 @@ export interface EmmerOptions {
   port?: number;
   /** Retransmission timeout in seconds when the client asks for none (RFC 2349 timeout); fractions allowed. Default 1. */
   timeout?: number;
-  /** Retransmissions of a packet before a transfer is given up. Default 5. */
+  /** Retransmissions of a packet before a transfer is given up; from the second timeout in a row the wait doubles (at most 8 timeouts). Default 5. */
   retries?: number;
   /** Largest blksize granted (RFC 2348; 8..65464). Default 65464. */
   maxBlksize?: number;

@@ -527,7 +527,7 @@ export class Engine {
       timeoutMs: n.timeoutMs,
       retries: this.#s.retries,
       oack: n.reply ? encodeOack(n.reply) : null,
-      firstBackoff: true,
+      backoff: true,
     };
   }
 

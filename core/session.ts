@@ -47,12 +47,13 @@ export interface SessionSettings {
    */
   firstRetries?: number;
   /**
-   * Doubles the wait after each retransmission until the peer has answered (1, 2, 4
-   * timeouts: with the default 1 s, resends at 1 s and 3 s and gives up at 7 s). A
-   * server's first packet may meet a slow boot ROM or a lossy link, and the bound
-   * on what a spoofed request buys stays INITIAL_RETRIES packets, only spread out.
+   * Backs off (a server's sessions; see Session.wait). Until the peer has answered,
+   * the wait doubles after each retransmission (1, 2, 4 timeouts: with the default
+   * 1 s, resends at 1 s and 3 s and gives up at 7 s): a first packet may meet a slow
+   * boot ROM or a lossy link, and what a spoofed request buys stays INITIAL_RETRIES
+   * packets, only spread out. Once it has answered, from the second timeout in a row.
    */
-  firstBackoff?: boolean;
+  backoff?: boolean;
 }
 
 /** How a failed transfer failed. `sent`: whether we told the peer with an ERROR. */
@@ -67,6 +68,9 @@ export interface Failure {
  * hear a retransmission of the last block from a peer with the same timeout.
  */
 export const DALLY_TIMEOUTS = 3;
+
+/** The longest wait between two retransmissions once the peer has answered, in timeouts (see Session.retry). */
+export const MAX_BACKOFF = 8;
 
 /** Retransmissions of the first packet before the peer has answered (see Session.retry). */
 export const INITIAL_RETRIES = 2;
@@ -161,9 +165,24 @@ abstract class Session {
     }
     this.retries++;
     this.retransmits++;
-    const backoff = this.settings.firstBackoff && !this.peerConfirmed ? 2 ** this.retries : 1;
-    this.deadline = now + this.settings.timeoutMs * backoff;
+    this.deadline = now + this.wait();
     return true;
+  }
+
+  /**
+   * How long to wait for the peer now: the timeout, or with `backoff` longer after
+   * timeouts in a row. Until the peer has answered, see `backoff`. Once it has, the
+   * second timeout in a row and those after it double the wait, up to MAX_BACKOFF
+   * timeouts (RFC 1123, 4.2.3.2): a peer that is ahead of us and answers only on its
+   * own timer, which each of our resends restarts (atftp ignores blocks it has and
+   * ACKs again only then), gets the silence it needs to speak. Progress (retries back
+   * to 0) ends it. A client does not back off: a server dallies after its last ACK for
+   * three of its timeouts, which sparser retransmissions of the last DATA would miss.
+   */
+  protected wait(): number {
+    if (!this.settings.backoff) return this.settings.timeoutMs;
+    const factor = this.peerConfirmed ? Math.min(2 ** Math.max(0, this.retries - 1), MAX_BACKOFF) : 2 ** this.retries;
+    return this.settings.timeoutMs * factor;
   }
 
   abstract start(now: number): void;
@@ -413,7 +432,7 @@ export class SendSession extends Session {
     for (let seq = this.sent + 1; seq <= limit; seq++) this.out.push(this.#packet(seq));
     this.sent = limit;
     if (limit > this.#highest) this.#highest = limit;
-    this.deadline = now + this.settings.timeoutMs;
+    this.deadline = now + this.wait();
     // A smaller burst than the window: the next one waits, be it of this window (even for blocks
     // still being read) or of the next, which the ACK of this one may call for at once.
     if (this.burst < this.settings.windowsize && limit < this.last) this.paceAt = now + PACE_MS;
@@ -473,12 +492,10 @@ export class SendSession extends Session {
     if (this.state === State.NEGOTIATING) return void this.out.push(this.settings.oack!);
     // Nothing came back for a whole timeout: halve the burst, and resend the window from the
     // first block not acknowledged, a burst at a time (not the burst that was just lost again).
-    const deadline = this.deadline; // the retry's (it may back off); #pump would reset it
     if (this.sent > this.acked) this.#setBurst(this.burst >> 1);
     this.sent = this.acked;
     this.paceAt = Infinity;
     this.#pump(now);
-    this.deadline = deadline;
   }
 }
 
