@@ -114,7 +114,7 @@ const FLAGS: FlagSpec[] = [
   { names: ["--max-windowsize"], arg: "N", help: "largest windowsize granted, 1..65535 (64)", set: numeric("maxWindowsize", 1, 65535) },
   { names: ["--timeout"], arg: "S", help: "retransmission timeout, 1..255 s (1)", set: numeric("timeout", 1, 255) },
   { names: ["--retries"], arg: "N", help: "retransmissions before giving up, 0..100 (5)", set: numeric("retries", 0, 100) },
-  { names: ["--max-sessions"], arg: "N", help: "transfers at once, then \"busy\" (1000)", set: numeric("maxSessions", 1, 1_000_000) },
+  { names: ["--max-sessions"], arg: "N", help: "transfers at once; more go unanswered (1000)", set: numeric("maxSessions", 1, 1_000_000) },
   {
     names: ["--max-requests-per-second"],
     arg: "N",
@@ -241,12 +241,14 @@ function formatEvent(e: TransferEvent, verbose: boolean): string {
   const client = e.address.includes(":") ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
   const outcome = e.outcome === "ok"
     ? "ok"
+    : e.dropped !== undefined
+    ? `dropped unanswered (${e.error?.message}): ${e.dropped} request(s) since the last such line`
     : `failed: ${e.error?.byPeer ? "client sent" : "sent"} ERROR ${e.error?.code} ${e.error?.message}`;
   const name = JSON.stringify(e.filename) + (e.requested !== undefined ? ` (requested ${JSON.stringify(e.requested)})` : "");
   let line = `${new Date().toISOString()} ${client} ${e.kind} ${name} ${size(e.bytes)} ${(e.durationMs / 1000).toFixed(3)} s ${outcome}`;
   if (verbose) {
     const rate = e.durationMs > 0 ? `${(e.bytes / 1024 ** 2 / (e.durationMs / 1000)).toFixed(1)} MiB/s` : "-";
-    line += ` | ${rate} blksize=${e.blksize} windowsize=${e.windowsize} retransmits=${e.retransmits} oack=${JSON.stringify(e.options)}`;
+    line += ` | ${rate} blksize=${e.blksize} windowsize=${e.windowsize} minBurst=${e.minBurst} retransmits=${e.retransmits} oack=${JSON.stringify(e.options)}`;
   }
   return line;
 }
