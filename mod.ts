@@ -41,5 +41,9 @@ export type { ReadHandler, RequestContext, TransferEvent, UploadContext, WriteCo
 export type { BlockSource, FillTarget, ReadBody } from "./core/body.ts";
 export type { DatagramTransport, Runtime } from "./core/transport.ts";
 export { TftpError } from "./core/errors.ts";
+export { VERSION } from "./version.ts";
 export { ErrorCode } from "./core/packet.ts";
 export { serveDir, type ServeDirOptions, type ServedDir } from "./adapters/fs.ts";
+export type { RewriteClient, RewriteRule } from "./core/remap.ts";
+export { MapFileError, parseMapFile } from "./core/map_file.ts";
+export { blksizeForMtu, type ClientRule, limitsFor, type OptionLimits, parseClientRule, type PolicyContext } from "./core/policy.ts";

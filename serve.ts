@@ -8,33 +8,12 @@
  * @module
  */
 import process from "node:process";
-import { stat } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { isIP } from "node:net";
 import { resolve } from "node:path";
-import { Emmer, serveDir, type TransferEvent } from "./mod.ts";
+import { type ClientRule, Emmer, limitsFor, parseClientRule, parseMapFile, type RewriteRule, serveDir, type TransferEvent } from "./mod.ts";
 import { runtimeName } from "./adapters/runtime.ts";
-
-const USAGE = `Usage: emmer-node [flags]
-
-Serves the files of a folder over TFTP (read-only unless --write).
-
-  --root DIR            folder to serve (default: the current folder)
-  --host ADDR           address to listen on (default: 127.0.0.1; 0.0.0.0 or :: for all)
-  --port N              UDP port (default: 3942; TFTP's standard port is 69)
-  --write               accept uploads: create and replace files under the root
-  --max-blksize N       largest blksize granted, 8..65464 (default: 65464)
-  --max-windowsize N    largest windowsize granted, 1..65535 (default: 64)
-  --timeout S           retransmission timeout in seconds, 1..255 (default: 1)
-  --retries N           retransmissions before a transfer is given up, 0..100 (default: 5)
-  --max-sessions N      concurrent transfers; beyond, ERROR 0 "server busy" (default: 1000)
-  --max-requests-per-second N
-                        new requests per client address per second (default: 100)
-  --single-port         answer every transfer from the listening port (NAT, containers)
-  --workers N           processes sharing the port, 1..64 (default: 1; Node only): more cores
-                        for boot storms; limits above then apply per worker
-  --verbose             log options, retransmissions and handler errors in full
-  --help                show this help
-`;
+import { VERSION } from "./version.ts";
 
 interface Flags {
   root: string;
@@ -50,68 +29,172 @@ interface Flags {
   singlePort: boolean;
   verbose: boolean;
   workers: number;
+  /** tftpd-hpa's -m: a file of rewrite rules. */
+  mapFile: string | null;
+  /** serveDir's backslash and ignoreCase together: WDS clients need both. */
+  windowsNames: boolean;
+  mtu: number | null;
+  clients: ClientRule[];
 }
+
+const DEFAULTS: Flags = {
+  root: ".",
+  host: "127.0.0.1",
+  port: 3942,
+  write: false,
+  maxBlksize: 65464,
+  maxWindowsize: 64,
+  timeout: 1,
+  retries: 5,
+  maxSessions: 1000,
+  maxRequestsPerSecond: 100,
+  singlePort: false,
+  verbose: false,
+  workers: 1,
+  mapFile: null,
+  windowsNames: false,
+  mtu: null,
+  clients: [],
+};
 
 class UsageError extends Error {}
 
-const NUMERIC: Record<string, [keyof Flags, number, number]> = {
-  "--port": ["port", 0, 65535],
-  "--max-blksize": ["maxBlksize", 8, 65464],
-  "--max-windowsize": ["maxWindowsize", 1, 65535],
-  "--timeout": ["timeout", 1, 255],
-  "--retries": ["retries", 0, 100],
-  "--max-sessions": ["maxSessions", 1, 1_000_000],
-  "--max-requests-per-second": ["maxRequestsPerSecond", 1, 1_000_000],
-  "--workers": ["workers", 1, 64],
+/**
+ * One command-line flag. `names`: its spellings as --help shows them, the short one first;
+ * `also`: spellings accepted but not shown (README.md lists them); `arg`: the value's name
+ * in --help, absent for a switch; `set` stores the value (a switch gets none) or throws a
+ * UsageError. `flag` is the spelling the user typed.
+ */
+interface FlagSpec {
+  names: string[];
+  also?: string[];
+  arg?: string;
+  help: string;
+  set(flags: Flags, value: string, flag: string): void;
+}
+
+/** Integer in min..max, in decimal digits only ("1.5", "0x10", "" are refused). */
+function integer(value: string, flag: string, min: number, max: number): number {
+  const n = /^[0-9]+$/.test(value) ? Number(value) : NaN;
+  if (!(n >= min && n <= max)) throw new UsageError(`${flag} must be an integer from ${min} to ${max}, not "${value}"`);
+  return n;
+}
+
+const numeric = (key: keyof Flags, min: number, max: number) => (flags: Flags, value: string, flag: string) => {
+  (flags[key] as number) = integer(value, flag, min, max);
 };
 
-function parseFlags(args: string[]): Flags | "help" {
-  const flags: Flags = {
-    root: ".",
-    host: "127.0.0.1",
-    port: 3942,
-    write: false,
-    maxBlksize: 65464,
-    maxWindowsize: 64,
-    timeout: 1,
-    retries: 5,
-    maxSessions: 1000,
-    maxRequestsPerSecond: 100,
-    singlePort: false,
-    verbose: false,
-    workers: 1,
-  };
+/**
+ * ADDR, ADDR:PORT, [IPV6]:PORT or :PORT, as tftpd-hpa's --address takes it. A bare IPv6
+ * address is whole (::1:69 is an address): a port after one needs the brackets.
+ */
+function setAddress(flags: Flags, value: string, flag: string): void {
+  let host = value;
+  let port: string | undefined;
+  const bracketed = /^\[([^\]]*)\](?::(.*))?$/.exec(value);
+  if (bracketed) [host, port] = [bracketed[1], bracketed[2]];
+  else if (isIP(value) === 0 && value.includes(":")) [host, port] = [value.slice(0, value.lastIndexOf(":")), value.slice(value.lastIndexOf(":") + 1)];
+  if (port !== undefined) flags.port = integer(port, `the port in ${flag}`, 0, 65535);
+  if (host === "" && port !== undefined) return; // ":69": the port only
+  // Names are not resolved (which of a name's addresses, and when?): say so rather than fail to bind.
+  if (isIP(host) === 0 || (bracketed && isIP(host) !== 6)) {
+    throw new UsageError(`${flag} must be an IP address such as 127.0.0.1, 0.0.0.0 or ::, not "${value}"`);
+  }
+  flags.host = host;
+}
+
+/** The flags, in --help's order. A new flag is one entry here (and its field in Flags). */
+const FLAGS: FlagSpec[] = [
+  { names: ["-r", "-s", "--root"], arg: "DIR", help: "folder to serve (the current folder)", set: (f, v) => (f.root = v) },
+  { names: ["-a", "--host"], also: ["--address"], arg: "ADDR[:PORT]", help: "IP address (127.0.0.1; 0.0.0.0, :: for all)", set: setAddress },
+  { names: ["-p", "--port"], arg: "N", help: "UDP port (3942; TFTP's standard is 69)", set: numeric("port", 0, 65535) },
+  { names: ["-w", "-c", "--write"], help: "accept uploads: create and replace files", set: (f) => (f.write = true) },
+  { names: ["--max-blksize"], arg: "N", help: "largest blksize granted, 8..65464 (65464)", set: numeric("maxBlksize", 8, 65464) },
+  { names: ["--max-windowsize"], arg: "N", help: "largest windowsize granted, 1..65535 (64)", set: numeric("maxWindowsize", 1, 65535) },
+  { names: ["--timeout"], arg: "S", help: "retransmission timeout, 1..255 s (1)", set: numeric("timeout", 1, 255) },
+  { names: ["--retries"], arg: "N", help: "retransmissions before giving up, 0..100 (5)", set: numeric("retries", 0, 100) },
+  { names: ["--max-sessions"], arg: "N", help: "transfers at once, then \"busy\" (1000)", set: numeric("maxSessions", 1, 1_000_000) },
+  {
+    names: ["--max-requests-per-second"],
+    arg: "N",
+    help: "new requests per client address (100)",
+    set: numeric("maxRequestsPerSecond", 1, 1_000_000),
+  },
+  { names: ["--single-port"], help: "answer from the listening port (NAT)", set: (f) => (f.singlePort = true) },
+  { names: ["-m", "--map-file"], arg: "FILE", help: "rewrite requested names (tftpd-hpa -m rules)", set: (f, v) => (f.mapFile = v) },
+  { names: ["--windows-names"], help: "\\ as a separator, names in any case (WDS)", set: (f) => (f.windowsNames = true) },
+  { names: ["--mtu"], arg: "N", help: "cap blksize so DATA fits N-byte packets", set: numeric("mtu", 68, 65535) },
+  {
+    names: ["--client"],
+    arg: "RANGE:K=V,..",
+    help: "per range, e.g. 10.0.0.0/8:blksize=1024,tsize=no",
+    set: (f, v, flag) => {
+      try {
+        f.clients = [...f.clients, parseClientRule(v)];
+      } catch (error) {
+        throw new UsageError(`${flag} ${(error as Error).message}`);
+      }
+    },
+  },
+  { names: ["--workers"], arg: "N", help: "processes sharing the port, 1..64 (1; Node only)", set: numeric("workers", 1, 64) },
+  { names: ["-v", "--verbose"], help: "log options, retransmits, handler errors", set: (f) => (f.verbose = true) },
+  { names: ["-V", "--version"], help: "print the version and exit", set: () => {} },
+  { names: ["-h", "--help"], help: "print this help and exit", set: () => {} },
+];
+
+const BY_NAME = new Map(FLAGS.flatMap((spec) => [...spec.names, ...(spec.also ?? [])].map((name) => [name, spec] as const)));
+
+function usage(): string {
+  const left = FLAGS.map((spec) => `${spec.names.join(", ")}${spec.arg ? ` ${spec.arg}` : ""}`);
+  const width = Math.max(...left.map((l) => l.length)) + 2;
+  return [
+    "Usage: emmer-node [flags]",
+    "Serves a folder over TFTP, read-only unless --write. Defaults in parentheses.",
+    "",
+    ...FLAGS.map((spec, i) => `  ${left[i].padEnd(width)}${spec.help}`),
+    "",
+    "Switches combine (-wv); values go -p 69, -p69, --port 69 or --port=69.",
+  ].join("\n");
+}
+
+/**
+ * getopt's habits: `--name value`, `--name=value`, `-p 69`, `-p69`, `-wv` (switches
+ * bundled, the last letter may take a value). No operands: the folder is --root's.
+ */
+function parseFlags(args: string[]): Flags | "help" | "version" {
+  const flags: Flags = { ...DEFAULTS };
+  let asked: "help" | "version" | null = null;
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
-    const eq = arg.indexOf("=");
-    const name = arg.startsWith("--") && eq > 0 ? arg.slice(0, eq) : arg;
-    const inline = arg.startsWith("--") && eq > 0 ? arg.slice(eq + 1) : undefined;
-    const value = () => {
-      const v = inline ?? args[++i];
-      if (v === undefined || v === "") throw new UsageError(`${name} needs a value`);
-      return v;
-    };
-    const bare = () => {
-      if (inline !== undefined) throw new UsageError(`${name} takes no value`);
-    };
-    if (name === "--help" || name === "-h") return "help";
-    else if (name === "--write") (bare(), flags.write = true);
-    else if (name === "--verbose") (bare(), flags.verbose = true);
-    else if (name === "--single-port") (bare(), flags.singlePort = true);
-    else if (name === "--root") flags.root = value();
-    else if (name === "--host") {
-      flags.host = value();
-      // Names are not resolved (which of a name's addresses, and when?): say so rather than fail to bind.
-      if (isIP(flags.host) === 0) throw new UsageError(`--host must be an IP address such as 127.0.0.1, 0.0.0.0 or ::, not "${flags.host}"`);
+    // [flag as typed, its inline value or undefined], one per flag in this argument
+    const items: [string, string | undefined][] = [];
+    if (arg.startsWith("--")) {
+      const eq = arg.indexOf("=");
+      items.push(eq > 0 ? [arg.slice(0, eq), arg.slice(eq + 1)] : [arg, undefined]);
+    } else if (arg.startsWith("-") && arg.length > 1) {
+      for (let j = 1; j < arg.length; j++) {
+        const flag = `-${arg[j]}`;
+        const takesValue = BY_NAME.get(flag)?.arg !== undefined;
+        items.push([flag, takesValue && j + 1 < arg.length ? arg.slice(j + 1) : undefined]);
+        if (takesValue) break;
+      }
+    } else throw new UsageError(`unexpected argument "${arg}" (the folder to serve is given with --root DIR)`);
+    for (const [flag, inline] of items) {
+      const spec = BY_NAME.get(flag);
+      if (!spec) throw new UsageError(`unknown flag "${flag === arg || arg.startsWith("--") ? arg : `${flag}" in "${arg}`}"`);
+      if (spec.arg === undefined) {
+        if (inline !== undefined) throw new UsageError(`${flag} takes no value`);
+        if (spec.names.includes("--help")) asked = "help";
+        else if (spec.names.includes("--version")) asked ??= "version";
+        else spec.set(flags, "", flag);
+        continue;
+      }
+      const value = inline ?? args[++i];
+      if (value === undefined || value === "") throw new UsageError(`${flag} needs a value`);
+      spec.set(flags, value, flag);
     }
-    else if (name in NUMERIC) {
-      const [key, min, max] = NUMERIC[name];
-      const v = value();
-      const n = /^[0-9]+$/.test(v) ? Number(v) : NaN;
-      if (!(n >= min && n <= max)) throw new UsageError(`${name} must be an integer from ${min} to ${max}, not "${v}"`);
-      (flags[key] as number) = n;
-    } else throw new UsageError(`unknown flag "${arg}"`);
   }
+  if (asked) return asked;
   if (flags.workers > 1) {
     // Workers share the listening socket through node:cluster (adapters/node_workers.ts).
     if (runtimeName() !== "node") throw new UsageError("--workers needs Node (node:cluster); on Deno and Bun, run one process");
@@ -125,6 +208,28 @@ function parseFlags(args: string[]): Flags | "help" {
   return flags;
 }
 
+/** 127.0.0.1:69, [::]:69: the port of an IPv6 address cannot be told from the address without brackets. */
+function hostPort(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/**
+ * What to do about a bind refused for want of privilege (EACCES; Deno: PermissionDenied),
+ * or null for any other error.
+ */
+function bindHint(error: unknown, port: number): string | null {
+  const e = error as { code?: unknown; name?: unknown; message?: unknown };
+  const denied = e?.code === "EACCES" || e?.name === "PermissionDenied" || /EACCES|permission denied|os error 13/i.test(String(e?.message));
+  if (!denied) return null;
+  if (!(port > 0 && port < 1024)) return "the system refused the address: check its firewall or security policy.";
+  return [
+    `ports below 1024 need privilege: give ${runtimeName()} CAP_NET_BIND_SERVICE, e.g.`,
+    `    sudo setcap cap_net_bind_service=+ep ${process.execPath}`,
+    "  (or AmbientCapabilities=CAP_NET_BIND_SERVICE in a systemd unit), or listen on",
+    "  a port >= 1024 and redirect UDP 69 to it in the firewall, or run as root.",
+  ].join("\n");
+}
+
 function size(bytes: number): string {
   if (bytes < 1024) return `${bytes} B`;
   if (bytes < 1024 ** 2) return `${(bytes / 1024).toFixed(1)} KiB`;
@@ -136,7 +241,8 @@ function formatEvent(e: TransferEvent, verbose: boolean): string {
   const outcome = e.outcome === "ok"
     ? "ok"
     : `failed: ${e.error?.byPeer ? "client sent" : "sent"} ERROR ${e.error?.code} ${e.error?.message}`;
-  let line = `${new Date().toISOString()} ${client} ${e.kind} ${JSON.stringify(e.filename)} ${size(e.bytes)} ${(e.durationMs / 1000).toFixed(3)} s ${outcome}`;
+  const name = JSON.stringify(e.filename) + (e.requested !== undefined ? ` (requested ${JSON.stringify(e.requested)})` : "");
+  let line = `${new Date().toISOString()} ${client} ${e.kind} ${name} ${size(e.bytes)} ${(e.durationMs / 1000).toFixed(3)} s ${outcome}`;
   if (verbose) {
     const rate = e.durationMs > 0 ? `${(e.bytes / 1024 ** 2 / (e.durationMs / 1000)).toFixed(1)} MiB/s` : "-";
     line += ` | ${rate} blksize=${e.blksize} windowsize=${e.windowsize} retransmits=${e.retransmits} oack=${JSON.stringify(e.options)}`;
@@ -148,16 +254,20 @@ async function main(): Promise<number> {
   // A log pipe that closes (`emmer-node | head`, a logger that died) must not take the server
   // and its live transfers down with an EPIPE: the lines are lost, the transfers are not.
   for (const stream of [process.stdout, process.stderr]) stream.on("error", () => {});
-  let flags: Flags | "help";
+  let flags: Flags | "help" | "version";
   try {
     flags = parseFlags(process.argv.slice(2));
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
-    console.error(`emmer-node: ${error.message}\n\n${USAGE}`);
+    console.error(`emmer-node: ${error.message}\n(emmer-node --help lists the flags)`);
     return 2;
   }
   if (flags === "help") {
-    console.log(USAGE);
+    console.log(usage());
+    return 0;
+  }
+  if (flags === "version") {
+    console.log(`emmer-node ${VERSION}`);
     return 0;
   }
   const root = resolve(flags.root);
@@ -166,13 +276,25 @@ async function main(): Promise<number> {
     console.error(`emmer-node: --root ${flags.root}: not a folder`);
     return 2;
   }
+  // Read and checked before any worker starts: a bad rule stops the server, it does not surface per request.
+  let rewrite: RewriteRule[] | undefined;
+  if (flags.mapFile !== null) {
+    try {
+      rewrite = parseMapFile(await readFile(flags.mapFile, "utf8"));
+    } catch (error) {
+      console.error(`emmer-node: --map-file ${flags.mapFile}: ${(error as Error).message}`);
+      return 2;
+    }
+  }
+  const { clients, mtu } = flags;
+  const limited = clients.length > 0 || mtu !== null;
   const access = flags.write ? "read-write" : "read-only";
   const workers = flags.workers > 1 ? await import("./adapters/node_workers.ts") : null;
   if (workers?.isWorker) workers.workerStarting();
   if (workers && !workers.isWorker) {
     // The primary serves nothing itself: it forks the workers and passes signals on.
     return workers.runPrimary(flags.workers, () => {
-      console.log(`emmer-node: serving ${root} (${access}) on ${flags.host}:${flags.port}; ${flags.workers} worker processes; Ctrl-C stops`);
+      console.log(`emmer-node: serving ${root} (${access}) on ${hostPort(flags.host, flags.port)}; ${flags.workers} worker processes; Ctrl-C stops`);
     }, (line) => console.log(line));
   }
   const verbose = flags.verbose;
@@ -186,21 +308,24 @@ async function main(): Promise<number> {
     maxSessions: flags.maxSessions,
     maxRequestsPerSecond: flags.maxRequestsPerSecond,
     singlePort: flags.singlePort,
+    rewrite,
+    optionLimits: limited ? (ctx) => limitsFor(ctx.address, clients, mtu ?? undefined) : undefined,
     onTransfer: (e) => console.log(formatEvent(e, verbose)),
     onError: (error, context) => console.error(`emmer-node: ${context}: ${verbose ? (error as Error)?.stack ?? error : error}`),
   });
-  const dir = serveDir(root, { write: flags.write });
+  const dir = serveDir(root, { write: flags.write, backslash: flags.windowsNames, ignoreCase: flags.windowsNames });
   app.read("*", dir.read);
   if (dir.write) app.write("*", dir.write);
   try {
     await app.listen();
   } catch (error) {
-    console.error(`emmer-node: cannot listen on ${flags.host}:${flags.port}: ${(error as Error).message}`);
+    const hint = bindHint(error, flags.port);
+    console.error(`emmer-node: cannot listen on ${hostPort(flags.host, flags.port)}: ${(error as Error).message}${hint ? `\n  ${hint}` : ""}`);
     return 1;
   }
   const a = app.address!;
   if (workers) workers.reportListening(); // the primary prints the one startup line
-  else console.log(`emmer-node: serving ${root} (${access}) on ${a.address}:${a.port}; Ctrl-C stops`);
+  else console.log(`emmer-node: serving ${root} (${access}) on ${hostPort(a.address, a.port)}; Ctrl-C stops`);
   await new Promise<void>((done) => {
     let stopping = false;
     const stop = () => {

@@ -3,6 +3,7 @@
  */
 import type { DatagramTransport, MessageHandler, Runtime } from "../core/transport.ts";
 import { standardTimers } from "./timers.ts";
+import { unmapIPv4 } from "./ipv4_mapped.ts";
 
 interface BunUdpSocket {
   readonly port: number;
@@ -42,7 +43,7 @@ export async function bind(hostname: string, port: number, onMessage: MessageHan
     port,
     binaryType: "uint8array",
     socket: {
-      data: (_s, data, fromPort, address) => onMessage(data, address, fromPort),
+      data: (_s, data, fromPort, address) => onMessage(data, unmapIPv4(address), fromPort),
       drain: () => flush(),
       error: () => {}, // ICMP errors and the like: the transfer's retries cope
     },

@@ -5,6 +5,7 @@
  */
 import type { DatagramTransport, MessageHandler, Runtime } from "../core/transport.ts";
 import { standardTimers } from "./timers.ts";
+import { unmapIPv4 } from "./ipv4_mapped.ts";
 
 interface DenoAddr {
   hostname: string;
@@ -47,7 +48,7 @@ export function bind(hostname: string, port: number, onMessage: MessageHandler, 
   const received = ([data, from]: [Uint8Array, DenoAddr]): void => {
     // The next receive may fill `buffer` at once: start it only after the handler ran.
     try {
-      onMessage(data, from.hostname, from.port);
+      onMessage(data, unmapIPv4(from.hostname), from.port);
     } finally {
       next();
     }

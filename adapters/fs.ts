@@ -5,12 +5,15 @@
  * Nothing outside the root is read or written: names with NUL or backslashes
  * and names with a `..` segment are refused; a leading `/` means the root (as
  * tftpd-hpa's -s does); symbolic links are followed only while they stay
- * inside the root; only regular files are served or replaced. Uploads go to a
+ * inside the root; only regular files are served or replaced. For Windows
+ * clients, backslashes may be taken as separators and names found regardless
+ * of case: both only change which entry inside the root a name means, and the
+ * checks above apply to the result. Uploads go to a
  * temporary file beside the target and are renamed over it once complete, so a
  * failed or abandoned upload leaves nothing behind and readers never see half
  * a file.
  */
-import { constants, type FileHandle, lstat, open, realpath, rename, unlink } from "node:fs/promises";
+import { constants, type FileHandle, lstat, open, readdir, realpath, rename, unlink } from "node:fs/promises";
 import { basename, dirname, join, sep } from "node:path";
 import type { BlockSource, FillTarget } from "../core/body.ts";
 import type { ReadHandler, WriteRoute } from "../core/engine.ts";
@@ -22,6 +25,19 @@ import { borrow, giveBack } from "./staging_pool.ts";
 export interface ServeDirOptions {
   /** Accept uploads (create and replace files). Default false: read-only. */
   write?: boolean;
+  /**
+   * Take `\` as a path separator, as Windows boot clients send names (`boot\x86\wdsnbp.com`,
+   * `\Boot\BCD`); a leading one means the root, like a leading `/`. Default false: such names are refused.
+   */
+  backslash?: boolean;
+  /**
+   * Find each path component regardless of the case of ASCII letters (WDS asks `Boot\BCD` for
+   * `boot/bcd`), as dnsmasq's --tftp-lowercase or a case-insensitive disk would. An exact match
+   * wins; a name that matches several entries only case-insensitively is refused (ERROR 2,
+   * "ambiguous file name"): which one a client meant is not knowable. Uploads replace the entry
+   * found this way; a new file takes the client's spelling. Default false.
+   */
+  ignoreCase?: boolean;
 }
 
 export interface ServedDir {
@@ -64,11 +80,11 @@ function fsError(error: unknown): TftpError {
  * stands for bytes that were not UTF-8 (the codec decodes names as UTF-8), so two
  * different names would map to one file, and an upload of one would replace the other.
  */
-function segments(filename: string): string[] {
-  if (filename.length > MAX_NAME || filename.includes("\0") || filename.includes("\\") || filename.includes("\uFFFD")) {
+function segments(filename: string, backslash: boolean): string[] {
+  if (filename.length > MAX_NAME || filename.includes("\0") || (!backslash && filename.includes("\\")) || filename.includes("\uFFFD")) {
     throw new TftpError(ErrorCode.ACCESS_VIOLATION, "illegal file name");
   }
-  const parts = filename.split("/").filter((p) => p !== "" && p !== ".");
+  const parts = (backslash ? filename.replaceAll("\\", "/") : filename).split("/").filter((p) => p !== "" && p !== ".");
   if (parts.length === 0 || parts.includes("..")) throw new TftpError(ErrorCode.ACCESS_VIOLATION, "illegal file name");
   return parts;
 }
@@ -202,16 +218,73 @@ async function writeAll(fh: FileHandle, body: ReadableStream<Uint8Array>): Promi
   await flush();
 }
 
+/** ASCII letters only: other scripts' case rules (ß, the Kelvin sign K) would make look-alikes meet. */
+const fold = (name: string) => name.replace(/[A-Z]/g, (c) => String.fromCharCode(c.charCodeAt(0) + 32));
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await lstat(path);
+    return true;
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === "ENOENT" || code === "ENOTDIR") return false;
+    throw fsError(error);
+  }
+}
+
+/**
+ * The entry of `dir` that `name` means: itself if it exists, else the one entry equal to it
+ * but for ASCII case, or null if none is. Several are refused: which one was meant is unknown.
+ */
+async function caseless(dir: string, name: string): Promise<string | null> {
+  if (await exists(join(dir, name))) return name;
+  let entries: string[];
+  try {
+    entries = await readdir(dir);
+  } catch (error) {
+    throw fsError(error);
+  }
+  const want = fold(name);
+  const hits = entries.filter((e) => fold(e) === want);
+  if (hits.length > 1) throw new TftpError(ErrorCode.ACCESS_VIOLATION, "ambiguous file name");
+  return hits[0] ?? null;
+}
+
 export function serveDir(root: string, options: ServeDirOptions = {}): ServedDir {
   let rootReal: Promise<string> | null = null;
   const realRoot = () => (rootReal ??= realpath(root));
+  const backslash = options.backslash ?? false;
+  const ignoreCase = options.ignoreCase ?? false;
 
   const inside = (real: string, top: string) => real === top || real.startsWith(top.endsWith(sep) ? top : top + sep);
 
+  /**
+   * The components as they are spelled on disk. Each directory is resolved and checked to be
+   * inside the root before it is listed: nothing outside is ever read, not even a listing.
+   */
+  async function spelled(top: string, parts: string[]): Promise<string[]> {
+    if (!ignoreCase) return parts;
+    const out: string[] = [];
+    let dir = top;
+    for (let i = 0; i < parts.length; i++) {
+      const name = await caseless(dir, parts[i]);
+      if (name === null) throw new TftpError(ErrorCode.FILE_NOT_FOUND, "file not found");
+      out.push(name);
+      if (i === parts.length - 1) break;
+      try {
+        dir = await realpath(join(dir, name));
+      } catch (error) {
+        throw fsError(error);
+      }
+      if (!inside(dir, top)) throw new TftpError(ErrorCode.ACCESS_VIOLATION, "access violation");
+    }
+    return out;
+  }
+
   /** The real path of an existing entry, if it lies inside the root. */
-  async function resolveExisting(filename: string): Promise<string> {
+  async function resolveExisting(parts: string[]): Promise<string> {
     const top = await realRoot();
-    const full = join(top, ...segments(filename));
+    const full = join(top, ...(await spelled(top, parts)));
     let real: string;
     try {
       real = await realpath(full);
@@ -223,7 +296,7 @@ export function serveDir(root: string, options: ServeDirOptions = {}): ServedDir
   }
 
   const read: ReadHandler = async ({ filename }) => {
-    const real = await resolveExisting(filename);
+    const real = await resolveExisting(segments(filename, backslash));
     let fd: number;
     try {
       // Look before opening: opening a device or a FIFO can block or have effects.
@@ -246,9 +319,10 @@ export function serveDir(root: string, options: ServeDirOptions = {}): ServedDir
 
   /** Where an upload of `filename` lands: a real directory inside the root, and a name in it. */
   async function target(filename: string): Promise<string> {
-    const parts = segments(filename);
-    const name = parts[parts.length - 1];
-    const dir = parts.length > 1 ? await resolveExisting(parts.slice(0, -1).join("/")) : await realRoot();
+    const parts = segments(filename, backslash);
+    const dir = parts.length > 1 ? await resolveExisting(parts.slice(0, -1)) : await realRoot();
+    // With ignoreCase, an existing file of another spelling is the one replaced.
+    const name = (ignoreCase ? await caseless(dir, parts[parts.length - 1]) : null) ?? parts[parts.length - 1];
     const path = join(dir, name);
     try {
       const st = await lstat(path);

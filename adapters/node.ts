@@ -4,6 +4,7 @@
 import dgram from "node:dgram";
 import type { DatagramTransport, MessageHandler, Runtime } from "../core/transport.ts";
 import { standardTimers } from "./timers.ts";
+import { unmapIPv4 } from "./ipv4_mapped.ts";
 
 /** Room for a window of large blocks in flight, and for a boot storm's requests. */
 const SOCKET_BUFFER = 4 * 1024 * 1024;
@@ -16,14 +17,15 @@ const SOCKET_BUFFER = 4 * 1024 * 1024;
  */
 function literalLookup(
   address: string,
-  family: unknown,
+  _family: unknown,
   callback: (error: Error | null, address: string, family: number) => void,
 ): void {
   callback(null, address, address.includes(":") ? 6 : 4);
 }
 
 export function bind(hostname: string, port: number, onMessage: MessageHandler): Promise<DatagramTransport> {
-  const socket = dgram.createSocket({ type: hostname.includes(":") ? "udp6" : "udp4", lookup: literalLookup });
+  const ipv6 = hostname.includes(":");
+  const socket = dgram.createSocket({ type: ipv6 ? "udp6" : "udp4", lookup: literalLookup });
   return new Promise((resolve, reject) => {
     const failed = (error: Error) => {
       socket.close();
@@ -42,7 +44,7 @@ export function bind(hostname: string, port: number, onMessage: MessageHandler):
         socket.setRecvBufferSize(SOCKET_BUFFER);
         socket.setSendBufferSize(SOCKET_BUFFER);
       } catch { /* the kernel caps these; defaults work, only slower under bursts */ }
-      socket.on("message", (msg, rinfo) => onMessage(msg, rinfo.address, rinfo.port));
+      socket.on("message", (msg, rinfo) => onMessage(msg, unmapIPv4(rinfo.address), rinfo.port));
       const local = socket.address();
       let closed = false;
       resolve({
@@ -51,7 +53,8 @@ export function bind(hostname: string, port: number, onMessage: MessageHandler):
         send(data, port, address, done) {
           if (closed) return done();
           try {
-            socket.send(data, port, address, done);
+            // An IPv6 socket reaches an IPv4 peer (handed on unmapped) only by its mapped address.
+            socket.send(data, port, ipv6 && !address.includes(":") ? `::ffff:${address}` : address, done);
           } catch {
             done(); // e.g. a malformed address: the transfer's retries handle it
           }

@@ -4,6 +4,8 @@
  */
 import { Engine, type ReadHandler, type TransferEvent, type WriteRoute, type UploadContext } from "./engine.ts";
 import { MAX_BLKSIZE } from "./options.ts";
+import type { OptionLimits, PolicyContext } from "./policy.ts";
+import { checkRules, type RewriteRule } from "./remap.ts";
 import { type Pattern, Router } from "./router.ts";
 import type { Runtime } from "./transport.ts";
 
@@ -32,6 +34,18 @@ export interface EmmerOptions {
   singlePort?: boolean;
   /** How long close() lets live transfers finish before ending them with ERROR 0, in milliseconds. Default 5000. */
   drainTimeout?: number;
+  /**
+   * Rules applied, in order, to every requested name before routes match (tftpd-hpa's remap
+   * rules; parseMapFile reads its file format). Handlers get the result as `filename` and the
+   * client's name as `requested`; a refusing rule sends ERROR 2. Default: none.
+   */
+  rewrite?: RewriteRule[];
+  /**
+   * Per request, before its handler runs: the option limits for this client and name (caps on
+   * blksize and windowsize, options withheld). Returning nothing keeps the server's limits; the
+   * server's maxBlksize and maxWindowsize still bound what it returns.
+   */
+  optionLimits?: (ctx: PolicyContext) => OptionLimits | undefined | void | Promise<OptionLimits | undefined | void>;
   /** Called once per finished transfer (the CLI logs a line from it). */
   onTransfer?: (event: TransferEvent) => void;
   /** Called with handler exceptions and other internal errors. Default: console.error. */
@@ -66,7 +80,8 @@ export class Emmer {
     checkInt("maxSessions", o.maxSessions ?? 1000, 1, 1_000_000);
     checkInt("maxRequestsPerSecond", o.maxRequestsPerSecond ?? 100, 1, 1_000_000);
     if (!((o.handlerTimeout ?? 30) > 0)) throw new RangeError("handlerTimeout must be positive");
-    this.#options = { ...options };
+    if (o.optionLimits !== undefined && typeof o.optionLimits !== "function") throw new TypeError("optionLimits must be a function");
+    this.#options = { ...options, rewrite: o.rewrite === undefined ? undefined : checkRules(o.rewrite) };
   }
 
   /** Serves reads of file names matching `pattern` with what `handler` returns. First match wins. */
@@ -106,6 +121,8 @@ export class Emmer {
       maxUploadSize: o.maxUploadSize ?? 1024 ** 3,
       singlePort: o.singlePort ?? false,
       drainTimeoutMs: o.drainTimeout ?? 5000,
+      rewrite: o.rewrite,
+      optionLimits: o.optionLimits,
       onTransfer: o.onTransfer,
       onError: o.onError ?? ((error, context) => console.error(`emmer: ${context}:`, error)),
     });

@@ -86,7 +86,8 @@ function chunkBytes(chunk: unknown): Uint8Array {
   throw new TypeError(`a body chunk must be a Uint8Array or a string, not ${typeof chunk}`);
 }
 
-type NextChunk = () => Promise<IteratorResult<unknown>> | IteratorResult<unknown>;
+/** An iterator's or a stream reader's result: the two differ in whether `value` is there when done. */
+type NextChunk = () => Promise<{ done?: boolean; value?: unknown }> | { done?: boolean; value?: unknown };
 
 /** Pulls chunks only as blocks need them: one window ahead at most. */
 class ChunkSource implements BlockSource {

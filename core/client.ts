@@ -50,11 +50,14 @@ function requestOptions(o: TransferOptions, put: boolean, size?: number): Option
 
 /**
  * An IP literal in one spelling (the URL standard's), so that "0:0:0:0:0:0:0:1" and
- * "::1", or "::ffff:127.0.0.1" and "::ffff:7f00:1", compare equal; null for a name.
+ * "::1", or "::ffff:127.0.0.1", "::ffff:7f00:1" and "127.0.0.1" (the adapters hand
+ * IPv4-mapped peers on as IPv4), compare equal; null for a name.
  */
 function canonicalIp(host: string): string | null {
   try {
     const h = new URL(`tftp://${host.includes(":") ? `[${host}]` : host}/`).hostname;
+    const mapped = /^\[::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})\]$/.exec(h);
+    if (mapped) return [mapped[1], mapped[2]].map((g) => `${parseInt(g, 16) >> 8}.${parseInt(g, 16) & 255}`).join(".");
     return h.startsWith("[") || /^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$/.test(h) ? h : null;
   } catch {
     return null;
@@ -183,8 +186,7 @@ export class TftpClient {
       const settings = this.#settings(oack, options, requested);
       const chunks: Uint8Array[] = [];
       const netascii = mode === "netascii" ? new NetasciiDecoder() : null;
-      let session: ReceiveSession;
-      session = new ReceiveSession(settings, {
+      const session: ReceiveSession = new ReceiveSession(settings, {
         write: (p) => (chunks.push(netascii ? netascii.push(p) : p.slice()), true),
         end: () => {
           if (netascii) chunks.push(netascii.end());

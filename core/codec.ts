@@ -76,9 +76,9 @@ export const TRASH_SIZE = 65536;
 /** First byte free for core/arena.ts. */
 export const ARENA_BASE: number = align(TRASH + TRASH_SIZE, 64);
 
-let cachedBuffer: ArrayBuffer | null = null;
-let cachedU8 = new Uint8Array(0);
-let cachedU32 = new Uint32Array(0);
+let cachedBuffer: ArrayBufferLike | null = null;
+let cachedU8: Uint8Array = new Uint8Array(0);
+let cachedU32: Uint32Array = new Uint32Array(0);
 
 /**
  * A view of the whole linear memory. Views go stale (detached) when the memory

@@ -12,7 +12,9 @@ import { decode, encodeError, encodeOack, NetasciiDecoder } from "./codec.ts";
 import { allocate, release } from "./arena.ts";
 import { type BlockSource, NetasciiSource, type ReadBody, toSource, UploadStream } from "./body.ts";
 import { TftpError } from "./errors.ts";
-import { negotiate, type Negotiated } from "./options.ts";
+import { negotiate, type NegotiationLimits, type Negotiated } from "./options.ts";
+import { checkLimits, type OptionLimits, type PolicyContext } from "./policy.ts";
+import { rewriteName, type RewriteRule } from "./remap.ts";
 import { ErrorCode, type Mode, type Options, type RequestPacket } from "./packet.ts";
 import type { Router } from "./router.ts";
 import { RateLimiter } from "./rate_limit.ts";
@@ -33,8 +35,13 @@ export interface RequestContext {
   /** The client's address and port (its transfer ID). */
   address: string;
   port: number;
-  /** The file name as the client sent it, decoded as UTF-8 (bytes that are not become U+FFFD, which serveDir refuses). */
+  /**
+   * The file name routes matched: the client's, after the server's `rewrite` rules (without
+   * rules, as the client sent it), decoded as UTF-8 (bytes that are not become U+FFFD, which serveDir refuses).
+   */
   filename: string;
+  /** The file name as the client sent it, before any rewrite. */
+  requested: string;
   /** Named groups of the route's pattern. */
   params: Record<string, string>;
   mode: Mode;
@@ -73,6 +80,8 @@ export interface TransferEvent {
   address: string;
   port: number;
   filename: string;
+  /** The name the client sent, when a rewrite rule changed it into `filename`. */
+  requested?: string;
   /** Payload bytes delivered. */
   bytes: number;
   durationMs: number;
@@ -99,6 +108,10 @@ export interface EngineSettings {
   maxUploadSize: number;
   singlePort: boolean;
   drainTimeoutMs: number;
+  /** Rules applied to each requested name before routing (core/remap.ts). */
+  rewrite?: readonly RewriteRule[];
+  /** Per-request option limits (core/policy.ts). */
+  optionLimits?: (ctx: PolicyContext) => OptionLimits | undefined | void | Promise<OptionLimits | undefined | void>;
   onTransfer?: (event: TransferEvent) => void;
   onError: (error: unknown, context: string) => void;
 }
@@ -125,7 +138,12 @@ export class Engine {
   #idle: (() => void)[] = [];
   #mainSending = 0;
   #mainDrained: (() => void)[] = [];
-  #details = new WeakMap<Transfer, { negotiated: Negotiated }>();
+  #details = new WeakMap<Transfer, { negotiated: Negotiated; renamed?: string }>();
+  /**
+   * The rewritten name of a request, for its event. The transfer keeps the client's name: a
+   * repeated request is recognized by it (see #request).
+   */
+  #renamed = new WeakMap<RequestPacket, string>();
   #rate: RateLimiter;
 
   constructor(runtime: Runtime, reads: Router<ReadHandler>, writes: Router<WriteRoute>, settings: EngineSettings) {
@@ -283,11 +301,13 @@ export class Engine {
       if (error instanceof TftpError) refusal = { code: error.code, message: error.message };
       else this.#s.onError(error, `${req.op === 1 ? "read" : "write"} handler for ${req.filename}`);
       this.#refuse(address, port, refusal.code, refusal.message);
+      const renamed = this.#renamed.get(req);
       this.#emit({
         kind: req.op === 1 ? "read" : "write",
         address,
         port,
-        filename: req.filename,
+        filename: renamed ?? req.filename,
+        ...(renamed !== undefined && renamed !== req.filename ? { requested: req.filename } : {}),
         bytes: 0,
         durationMs: 0,
         retransmits: 0,
@@ -302,14 +322,45 @@ export class Engine {
     }
   }
 
-  #limits() {
-    return { maxBlksize: this.#s.maxBlksize, maxWindowsize: this.#s.maxWindowsize, timeoutMs: this.#s.timeoutMs };
+  /** The server's limits, lowered or withheld for this request by the optionLimits hook. */
+  async #limits(kind: "read" | "write", req: RequestPacket, filename: string, address: string, port: number): Promise<NegotiationLimits> {
+    const base: NegotiationLimits = { maxBlksize: this.#s.maxBlksize, maxWindowsize: this.#s.maxWindowsize, timeoutMs: this.#s.timeoutMs };
+    const hook = this.#s.optionLimits;
+    if (hook === undefined) return base;
+    const ctx: PolicyContext = { kind, address, port, filename, requested: req.filename, mode: req.mode, options: req.options };
+    const got = await this.#deadline(() => hook(ctx));
+    if (got === undefined || got === null) return base;
+    const l = checkLimits(got);
+    return {
+      ...base,
+      maxBlksize: Math.min(base.maxBlksize, l.maxBlksize ?? Infinity),
+      maxWindowsize: Math.min(base.maxWindowsize, l.maxWindowsize ?? Infinity),
+      blksize: l.blksize,
+      windowsize: l.windowsize,
+      tsize: l.tsize,
+      timeout: l.timeout,
+    };
+  }
+
+  /** The name routes see: the requested one after the rewrite rules, or a refusal (ERROR 2, as tftpd-hpa sends). */
+  #rewrite(kind: "read" | "write", req: RequestPacket, address: string): string {
+    const rules = this.#s.rewrite;
+    if (rules === undefined || rules.length === 0) return req.filename;
+    const r = rewriteName(rules, req.filename, { kind, address });
+    if (r.ok) {
+      this.#renamed.set(req, r.filename);
+      return r.filename;
+    }
+    if (r.problem) this.#s.onError(new Error(r.problem), "rewrite");
+    throw new TftpError(ErrorCode.ACCESS_VIOLATION, r.message);
   }
 
   async #startRead(req: RequestPacket, address: string, port: number, key: string): Promise<void> {
-    const match = this.#reads.match(req.filename);
+    const filename = this.#rewrite("read", req, address);
+    const match = this.#reads.match(filename);
     if (match === null) throw new TftpError(ErrorCode.FILE_NOT_FOUND, "file not found");
-    const ctx: RequestContext = { address, port, filename: req.filename, params: match.params, mode: req.mode, options: req.options };
+    const limits = await this.#limits("read", req, filename, address, port);
+    const ctx: RequestContext = { address, port, filename, requested: req.filename, params: match.params, mode: req.mode, options: req.options };
     const body = await this.#deadline(() => match.handler(ctx), (late) => {
       // The client was told the handler timed out; close what it opened meanwhile.
       try {
@@ -323,7 +374,7 @@ export class Engine {
     let ringBytes = 0;
     try {
       if (req.mode === "netascii") source = new NetasciiSource(source);
-      const negotiated = negotiate("read", req.mode, req.options, this.#limits(), source.size);
+      const negotiated = negotiate("read", req.mode, req.options, limits, source.size);
       const { first: slots, full: fullSlots } = ringPlan(negotiated.blksize, negotiated.windowsize, source.size, negotiated.reply !== null);
       ringBytes = slots * (negotiated.blksize + 4);
       ring = allocate(ringBytes);
@@ -338,14 +389,15 @@ export class Engine {
   }
 
   async #startWrite(req: RequestPacket, address: string, port: number, key: string): Promise<void> {
-    const match = this.#writes.match(req.filename);
+    const filename = this.#rewrite("write", req, address);
+    const match = this.#writes.match(filename);
     if (match === null) throw new TftpError(ErrorCode.ACCESS_VIOLATION, "writing this file is not allowed");
-    const negotiated = negotiate("write", req.mode, req.options, this.#limits());
+    const negotiated = negotiate("write", req.mode, req.options, await this.#limits("write", req, filename, address, port));
     const size = negotiated.announcedSize;
     if (size !== undefined && size > this.#s.maxUploadSize) {
       throw new TftpError(ErrorCode.DISK_FULL, `file too large: the limit is ${this.#s.maxUploadSize} bytes`);
     }
-    const ctx: WriteContext = { address, port, filename: req.filename, params: match.params, mode: req.mode, options: req.options, size };
+    const ctx: WriteContext = { address, port, filename, requested: req.filename, params: match.params, mode: req.mode, options: req.options, size };
     const route = match.handler;
     const accept = route.accept;
     if (accept && (await this.#deadline(() => accept(ctx))) === false) {
@@ -460,7 +512,7 @@ export class Engine {
       onError: this.#s.onError,
       ...parts,
     });
-    this.#details.set(transfer, { negotiated });
+    this.#details.set(transfer, { negotiated, renamed: this.#renamed.get(req) });
     this.#transfers.set(key, transfer);
     this.#ensureTicker();
     transfer.start();
@@ -486,13 +538,13 @@ export class Engine {
       this.#ticker = null;
       for (const resolve of this.#idle.splice(0)) resolve();
     }
-    const n = this.#details.get(t)!.negotiated;
+    const { negotiated: n, renamed } = this.#details.get(t)!;
     const s = t.session;
     const event: TransferEvent = {
       kind: t.kind,
       address: t.address,
       port: t.port,
-      filename: t.filename,
+      filename: renamed ?? t.filename,
       bytes: s.bytes,
       durationMs: this.#runtime.now() - t.startedAt,
       retransmits: s.retransmits,
@@ -501,6 +553,7 @@ export class Engine {
       options: n.reply,
       outcome: s.state === "done" ? "ok" : "failed",
     };
+    if (renamed !== undefined && renamed !== t.filename) event.requested = t.filename;
     if (s.failure) event.error = { ...s.failure };
     this.#emit(event);
   }

@@ -18,6 +18,11 @@ export interface NegotiationLimits {
   maxWindowsize: number;
   /** Retransmission timeout when the client asks for none, in milliseconds. */
   timeoutMs: number;
+  /** false: the option is not acknowledged, as if the client had not asked (a per-request policy). */
+  blksize?: boolean;
+  windowsize?: boolean;
+  tsize?: boolean;
+  timeout?: boolean;
 }
 
 export interface Negotiated {
@@ -50,17 +55,17 @@ export function negotiate(
   const reply: Options = {};
   const result: Negotiated = { blksize: DEFAULT_BLKSIZE, windowsize: 1, timeoutMs: limits.timeoutMs, reply: null };
 
-  const blksize = integer(requested.blksize);
+  const blksize = limits.blksize === false ? NaN : integer(requested.blksize);
   if (blksize >= MIN_BLKSIZE) {
     result.blksize = Math.min(blksize, MAX_BLKSIZE, limits.maxBlksize);
     reply.blksize = String(result.blksize);
   }
-  const timeout = integer(requested.timeout);
+  const timeout = limits.timeout === false ? NaN : integer(requested.timeout);
   if (timeout >= 1 && timeout <= 255) {
     result.timeoutMs = timeout * 1000;
     reply.timeout = requested.timeout;
   }
-  const tsize = integer(requested.tsize);
+  const tsize = limits.tsize === false ? NaN : integer(requested.tsize);
   if (!Number.isNaN(tsize)) {
     if (kind === "write") {
       result.announcedSize = tsize;
@@ -70,7 +75,7 @@ export function negotiate(
       reply.tsize = String(size);
     }
   }
-  const windowsize = integer(requested.windowsize);
+  const windowsize = limits.windowsize === false ? NaN : integer(requested.windowsize);
   if (windowsize >= 1 && windowsize <= MAX_WINDOWSIZE) {
     result.windowsize = Math.min(windowsize, limits.maxWindowsize);
     reply.windowsize = String(result.windowsize);

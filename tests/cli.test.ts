@@ -5,14 +5,15 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { TftpClient, TftpError } from "../mod.ts";
+import { TftpClient, type TftpError } from "../mod.ts";
 import { loadRuntime, runtimeName } from "../adapters/runtime.ts";
 import type { DatagramTransport } from "../core/transport.ts";
 import { rawExchange, within } from "./support/raw.ts";
+import { get, hasPeer } from "./support/peers.ts";
 import { bytesOf } from "./support/session_driver.ts";
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -26,21 +27,33 @@ const command: string[] = {
 }[runtimeName()];
 
 test.before(() => {
-  if (runtimeName() === "node" && !existsSync(bin)) {
-    spawnSync(process.execPath, [join(repo, "scripts", "build-cli.mjs")], { stdio: "inherit" });
-  }
+  // Always: a bundle older than serve.ts would test old code.
+  if (runtimeName() === "node") spawnSync(process.execPath, [join(repo, "scripts", "build-cli.mjs")], { stdio: "inherit" });
+  assert.ok(runtimeName() !== "node" || existsSync(bin), "the CLI bundle was not built");
 });
 
-function runToEnd(args: string[]) {
-  return spawnSync(process.execPath, [...command, ...args], { encoding: "utf8", timeout: 20_000 });
+function runToEnd(args: string[], wrap: string[] = []) {
+  const argv = [...wrap, process.execPath, ...command, ...args];
+  return spawnSync(argv[0], argv.slice(1), { encoding: "utf8", timeout: 20_000 });
 }
+
+/**
+ * A prefix that runs a command in a network namespace of its own (loopback up), so that
+ * it can bind fixed ports (the default 3942, 69) without meeting anything else on this
+ * machine. `then`: a command that runs the command (setpriv ...), inside.
+ */
+const netns = (then = "") => ["unshare", "--user", "--map-root-user", "--net", "sh", "-c", `ip link set lo up && exec ${then} "$0" "$@"`];
+const netnsWorks = spawnSync("unshare", [...netns().slice(1), "true"], { timeout: 10_000 }).status === 0;
+
+/** The prefix that runs a command in the network (and user) namespace of process `pid`. */
+const enter = (pid: number) => ["nsenter", "-t", String(pid), "--user", "--net", "--preserve-credentials"];
 
 /**
  * Starts the server; resolves with its port once it prints its startup line.
  * `maxFds`: run it under `ulimit -n` (through sh, which then execs the runtime: same process).
  */
-function start(args: string[], cwd = repo, maxFds?: number): Promise<{ child: ChildProcess; port: number; out: () => string }> {
-  const argv = [process.execPath, ...command, ...args];
+function start(args: string[], cwd = repo, maxFds?: number, wrap: string[] = []): Promise<{ child: ChildProcess; port: number; out: () => string }> {
+  const argv = [...wrap, process.execPath, ...command, ...args];
   const child = maxFds === undefined
     ? spawn(argv[0], argv.slice(1), { cwd, stdio: ["ignore", "pipe", "pipe"] })
     : spawn("sh", ["-c", `ulimit -n ${maxFds} && exec "$0" "$@"`, ...argv], { cwd, stdio: ["ignore", "pipe", "pipe"] });
@@ -49,7 +62,7 @@ function start(args: string[], cwd = repo, maxFds?: number): Promise<{ child: Ch
   return new Promise((resolve, reject) => {
     child.stdout!.on("data", (d) => {
       out += d;
-      const m = /on [0-9.:]+:(\d+);/.exec(out);
+      const m = /on (?:\[[0-9a-f:.]+\]|[0-9.]+):(\d+);/.exec(out);
       if (m) resolve({ child, port: Number(m[1]), out: () => out });
     });
     child.on("exit", (code) => reject(new Error(`emmer-node exited ${code}: ${out}`)));
@@ -116,6 +129,23 @@ for (const [args, message] of [
   [["--root", "/nonexistent/emmer"], /not a folder/],
   [["--host", "localhost"], /--host must be an IP address such as 127\.0\.0\.1, 0\.0\.0\.0 or ::, not "localhost"/],
   [["--workers", "0"], /--workers must be an integer from 1 to 64/],
+  // short flags and getopt's spellings
+  [["-p", "70000"], /-p must be an integer from 0 to 65535, not "70000"/],
+  [["-p70000"], /-p must be an integer from 0 to 65535, not "70000"/],
+  [["-wvp"], /-p needs a value/],
+  [["-wx"], /unknown flag "-x" in "-wx"/],
+  [["-r", "/nonexistent/emmer"], /--root \/nonexistent\/emmer: not a folder/],
+  [["srv"], /unexpected argument "srv" \(the folder to serve is given with --root DIR\)/],
+  [["-a", "localhost:69"], /-a must be an IP address .* not "localhost:69"/],
+  [["--address", "[127.0.0.1]:69"], /--address must be an IP address/],
+  [["-a", "[::1]:x"], /the port in -a must be an integer from 0 to 65535, not "x"/],
+  // fleet flags
+  [["--mtu", "60"], /--mtu must be an integer from 68 to 65535, not "60"/],
+  [["--client", "10.0.0.0/8:blksize=7"], /--client "10\.0\.0\.0\/8:blksize=7": blksize takes 8\.\.65464 or no, not "7"/],
+  [["--client", "10.0.0.0/8"], /--client "10\.0\.0\.0\/8": expected RANGE:key=value/],
+  [["--client", "10.0.0.0/40:tsize=no"], /--client "10\.0\.0\.0\/40": the prefix length must be from 0 to 32/],
+  [["--map-file", "/nonexistent/emmer.map"], /--map-file \/nonexistent\/emmer\.map: ENOENT/],
+  [["--windows-names=yes"], /--windows-names takes no value/],
   ...(runtimeName() === "node"
     ? [
       [["--workers", "2", "--single-port"], /--single-port needs --workers 1/],
@@ -130,29 +160,50 @@ for (const [args, message] of [
   });
 }
 
-test("emmer-node --help prints the flags and exits 0", () => {
-  const r = runToEnd(["--help"]);
-  assert.is(r.status, 0);
-  for (const flag of ["--root", "--host", "--port", "--write", "--max-blksize", "--max-windowsize", "--timeout", "--retries", "--workers", "--verbose"]) {
-    assert.ok(r.stdout.includes(flag), `${flag} missing from --help`);
-  }
-});
+for (const flag of ["--help", "-h"]) {
+  test(`emmer-node ${flag} lists every flag on one screen (24 lines of 80 columns) and exits 0`, () => {
+    const r = runToEnd([flag]);
+    assert.is(r.status, 0);
+    const lines = r.stdout.replace(/\n$/, "").split("\n");
+    assert.ok(lines.length <= 24, `${lines.length} lines`);
+    for (const line of lines) assert.ok(line.length <= 80, `${line.length} columns: ${line}`);
+    for (
+      const f of ["-r, -s, --root", "-a, --host", "-p, --port", "-w, -c, --write", "--max-blksize", "--max-windowsize", "--timeout", "--retries",
+        "--max-sessions", "--max-requests-per-second", "--single-port", "--workers", "-v, --verbose", "-V, --version", "-h, --help",
+        "-m, --map-file", "--windows-names", "--mtu", "--client"]
+    ) {
+      assert.ok(r.stdout.includes(f), `${f} missing from --help`);
+    }
+  });
+}
 
-test("with no flags it serves the current folder read-only on 127.0.0.1:3942, logs each transfer, stops on Ctrl-C", async () => {
+for (const flag of ["--version", "-V"]) {
+  test(`emmer-node ${flag} prints the package's version and exits 0`, async () => {
+    const { version } = JSON.parse(await readFile(join(repo, "package.json"), "utf8"));
+    const r = runToEnd([flag]);
+    assert.is(r.status, 0, r.stderr);
+    assert.is(r.stdout, `emmer-node ${version}\n`);
+  });
+}
+
+test("with no flags it serves the current folder read-only on 127.0.0.1:3942 (in a network namespace of its own), logs each transfer, stops on Ctrl-C", async () => {
+  if (!netnsWorks || !hasPeer("curl")) {
+    assert.ok(process.env.CI !== "true", "this test needs unshare, nsenter and curl");
+    return;
+  }
   const dir = await mkdtemp(join(tmpdir(), "emmer-cli-"));
   try {
     await writeFile(join(dir, "boot.bin"), bytesOf(300_000, 4));
-    const { child, port, out } = await start([], dir);
+    const { child, port, out } = await start([], dir, undefined, netns());
     assert.is(port, 3942);
-    const client = new TftpClient("127.0.0.1", 3942, { timeoutMs: 500 });
-    assert.equal((await client.get("boot.bin", { blksize: 1468 })).data, bytesOf(300_000, 4));
-    try {
-      await client.put("new.bin", "x");
-      assert.unreachable("a read-only server accepted an upload");
-    } catch (e) {
-      assert.instance(e, TftpError);
-      assert.is((e as TftpError).code, 2);
-    }
+    assert.match(out(), /serving .* \(read-only\) on 127\.0\.0\.1:3942;/);
+    const [cmd, ...pre] = enter(child.pid!);
+    const curl = (...args: string[]) => spawnSync(cmd, [...pre, "curl", "-s", "--max-time", "10", ...args], { timeout: 15_000 });
+    const got = curl("--tftp-blksize", "1468", "-o", join(dir, "got.bin"), "tftp://127.0.0.1:3942/boot.bin");
+    assert.is(got.status, 0, String(got.stderr));
+    assert.equal(new Uint8Array(await readFile(join(dir, "got.bin"))), bytesOf(300_000, 4));
+    const put = curl("-T", join(dir, "got.bin"), "tftp://127.0.0.1:3942/new.bin");
+    assert.is(put.status, 69, "a read-only server accepted an upload (curl exits 69 on ERROR 2)");
     assert.is(await stop(child, out), 0);
     assert.match(out(), /127\.0\.0\.1:\d+ read "boot\.bin" 293\.0 KiB [0-9.]+ s ok/);
     assert.match(out(), /write "new\.bin" 0 B .* failed: sent ERROR 2/);
@@ -161,17 +212,69 @@ test("with no flags it serves the current folder read-only on 127.0.0.1:3942, lo
   }
 });
 
-test("--write --root DIR --port 0 accepts uploads into DIR", async () => {
+for (const spelling of [["--write", "--root", "DIR", "--port", "0", "--verbose"], ["-wv", "-r", "DIR", "-p0"], ["-c", "-s", "DIR", "--port=0"], ["-w", "-a", ":0", "-rDIR"]]) {
+  test(`${spelling.join(" ")} accepts uploads into DIR`, async () => {
+    const dir = await mkdtemp(join(tmpdir(), "emmer-cli-"));
+    try {
+      const { child, port, out } = await start(spelling.map((a) => a.replace("DIR", dir)));
+      assert.match(out(), /\(read-write\) on 127\.0\.0\.1:\d+;/);
+      const client = new TftpClient("127.0.0.1", port, { timeoutMs: 500 });
+      await client.put("up.bin", bytesOf(50_000, 9), { blksize: 1000 });
+      assert.equal(new Uint8Array(await readFile(join(dir, "up.bin"))), bytesOf(50_000, 9));
+      assert.is(await stop(child, out), 0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+}
+
+test("-a [::1]:0 listens on IPv6 loopback and says so with brackets", async () => {
   const dir = await mkdtemp(join(tmpdir(), "emmer-cli-"));
   try {
-    const { child, port, out } = await start(["--write", "--root", dir, "--port", "0", "--verbose"]);
-    const client = new TftpClient("127.0.0.1", port, { timeoutMs: 500 });
-    await client.put("up.bin", bytesOf(50_000, 9), { blksize: 1000 });
-    assert.equal(new Uint8Array(await readFile(join(dir, "up.bin"))), bytesOf(50_000, 9));
+    await writeFile(join(dir, "f.bin"), bytesOf(5000, 3));
+    const { child, port, out } = await start(["-a", "[::1]:0", "-r", dir]);
+    assert.match(out(), new RegExp(`on \\[::1\\]:${port}; Ctrl-C stops`));
+    assert.equal((await new TftpClient("::1", port, { timeoutMs: 500 }).get("f.bin")).data, bytesOf(5000, 3));
     assert.is(await stop(child, out), 0);
+    assert.match(out(), /\[::1\]:\d+ read "f\.bin" 4\.9 KiB [0-9.]+ s ok/);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+});
+
+test("-a :: (dual-stack): an IPv4 client is served and logged as plain IPv4", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "emmer-cli-"));
+  try {
+    await writeFile(join(dir, "f.bin"), bytesOf(100_000, 5));
+    const { child, port, out } = await start(["-a", "::", "-p", "0", "-r", dir]);
+    assert.match(out(), new RegExp(`on \\[::\\]:${port}; Ctrl-C stops`));
+    const got = await new TftpClient("127.0.0.1", port, { timeoutMs: 500 }).get("f.bin", { blksize: 1400, windowsize: 4 });
+    assert.equal(got.data, bytesOf(100_000, 5));
+    if (hasPeer("curl")) {
+      const r = await get("curl", { host: "127.0.0.1", port, remote: "f.bin", local: join(dir, "got.bin"), timeoutMs: 15_000 });
+      assert.is(r.code, 0, r.stderr);
+      assert.equal(new Uint8Array(await readFile(join(dir, "got.bin"))), bytesOf(100_000, 5));
+    } else assert.ok(process.env.CI !== "true", "curl is needed");
+    assert.is(await stop(child, out), 0);
+    assert.is(out().match(/ 127\.0\.0\.1:\d+ read "f\.bin" 97\.7 KiB [0-9.]+ s ok/g)?.length, hasPeer("curl") ? 2 : 1, out());
+    assert.not.match(out(), /ffff/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("--port 69 without CAP_NET_BIND_SERVICE: exit 1 with what to do (setcap, a port >= 1024)", () => {
+  if (!netnsWorks) {
+    assert.ok(process.env.CI !== "true", "this test needs unshare and setpriv");
+    return;
+  }
+  // In a namespace of its own, the capability taken out of the bounding set: the bind meets EACCES.
+  const r = runToEnd(["--port", "69"], netns("setpriv --bounding-set=-net_bind_service --inh-caps=-net_bind_service"));
+  assert.is(r.status, 1, r.stdout + r.stderr);
+  assert.match(r.stderr, /cannot listen on 127\.0\.0\.1:69: .*(EACCES|Permission denied)/);
+  assert.match(r.stderr, /ports below 1024 need privilege: give \w+ CAP_NET_BIND_SERVICE/);
+  assert.match(r.stderr, /sudo setcap cap_net_bind_service=\+ep \//);
+  assert.match(r.stderr, /a port >= 1024/);
 });
 
 test("Ctrl-C during an upload: new requests hear \"server shutting down\", the upload fails, and no temporary file is left", async () => {
@@ -290,5 +393,88 @@ if (runtimeName() === "node") {
     }
   });
 }
+
+test("--map-file with a bad rule: the file, the line and what is wrong, exit 2, before serving", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "emmer-cli-"));
+  try {
+    await writeFile(join(dir, "rules"), "# ok\nrg \\\\ /\nrx a b\n");
+    const r = runToEnd(["--map-file", join(dir, "rules"), "-p", "0"]);
+    assert.is(r.status, 2);
+    assert.match(r.stderr, new RegExp(`--map-file ${join(dir, "rules")}: line 3: unknown flag "x"`));
+    assert.not.match(r.stdout, /serving/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("--windows-names and --map-file: a WDS tree served under the names its clients ask; the log says both names", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "emmer-cli-"));
+  try {
+    const root = join(dir, "root");
+    await mkdir(join(root, "Boot", "x86"), { recursive: true });
+    await writeFile(join(root, "Boot", "x86", "wdsnbp.com"), bytesOf(30_000, 5));
+    await writeFile(join(root, "Boot", "BCD"), "bcd");
+    // tftpd-hpa-style rules: the old PXE name goes to the WDS one; nothing under private/.
+    await writeFile(join(dir, "rules"), "ri ^pxeboot\\.n12$ boot\\\\x86\\\\wdsnbp.com\nai ^\\\\?private[/\\\\]\n");
+    const { child, port, out } = await start(["-r", root, "-p", "0", "--windows-names", "-m", join(dir, "rules")]);
+    const client = new TftpClient("127.0.0.1", port, { timeoutMs: 500 });
+    assert.equal((await client.get("boot\\x86\\WDSNBP.COM", { blksize: 1468 })).data, bytesOf(30_000, 5));
+    assert.equal((await client.get("PXEboot.n12")).data, bytesOf(30_000, 5));
+    assert.is(new TextDecoder().decode((await client.get("\\Boot\\bcd")).data), "bcd");
+    try {
+      await client.get("\\Private\\x");
+      assert.unreachable("a refused name was served");
+    } catch (e) {
+      assert.equal([(e as TftpError).code, (e as TftpError).message], [2, "access denied"]);
+    }
+    if (hasPeer("tftp-hpa")) {
+      // A real client sends the backslashes as they are.
+      const got = spawnSync("tftp", ["-l", "-m", "octet", "127.0.0.1", String(port), "-c", "get", "Boot\\BCD", join(dir, "bcd")], { timeout: 15_000 });
+      assert.is(got.status, 0, String(got.stdout));
+      assert.is(await readFile(join(dir, "bcd"), "utf8"), "bcd");
+    } else assert.ok(process.env.CI !== "true", "tftp-hpa missing");
+    assert.is(await stop(child, out), 0);
+    assert.match(out(), /read "boot\\\\x86\\\\WDSNBP\.COM" 29\.3 KiB [0-9.]+ s ok/);
+    assert.match(out(), /read "boot\\\\x86\\\\wdsnbp\.com" \(requested "PXEboot\.n12"\) 29\.3 KiB/);
+    assert.match(out(), /read "\\\\Private\\\\x" 0 B .* failed: sent ERROR 2 access denied/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("--client and --mtu reach a real client: curl asking blksize 1468 gets what the range or the MTU allows", async () => {
+  if (!hasPeer("curl")) {
+    assert.ok(process.env.CI !== "true", "this test needs curl");
+    return;
+  }
+  const dir = await mkdtemp(join(tmpdir(), "emmer-cli-"));
+  try {
+    await writeFile(join(dir, "f.bin"), bytesOf(20_000, 6));
+    const curl = (port: number) => {
+      const r = spawnSync("curl", ["-v", "-s", "--max-time", "10", "--tftp-blksize", "1468", "-o", join(dir, "got.bin"), `tftp://127.0.0.1:${port}/f.bin`], { encoding: "utf8", timeout: 15_000 });
+      assert.is(r.status, 0, r.stderr);
+      return /blksize parsed from OACK \((\d+)\)/.exec(r.stderr)?.[1];
+    };
+    for (const [args, want] of [
+      [["--client", "127.0.0.0/8:blksize=1024,tsize=no"], "1024"], // curl's own line: "blksize parsed from OACK (1024) requested (1468)"
+      [["--client", "10.0.0.0/8:blksize=512", "--client", "127.0.0.2:blksize=600"], "1468"], // no range holds 127.0.0.1
+      [["--mtu", "1200"], "1168"], // 1200 - 20 (IPv4) - 8 (UDP) - 4 (TFTP)
+      [["--mtu", "1500", "--client", "127.0.0.1:mtu=576"], "544"],
+    ] as [string[], string][]) {
+      const { child, port, out } = await start(["-r", dir, "-p", "0", "-v", ...args]);
+      try {
+        assert.is(curl(port), want, args.join(" "));
+        assert.equal(new Uint8Array(await readFile(join(dir, "got.bin"))), bytesOf(20_000, 6));
+      } finally {
+        assert.is(await stop(child, out), 0);
+      }
+      assert.match(out(), new RegExp(`blksize=${want} `));
+      // curl asks tsize too: withheld, it is not in the OACK.
+      if (args[1].includes("tsize=no")) assert.match(out(), /oack=\{"blksize":"1024","timeout":"\d+"\}\n/);
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
 
 test.run();

@@ -218,13 +218,16 @@ function expectedOptions(o: Record<string, string>): Record<string, string> | nu
   return out;
 }
 
+// deno-lint-ignore no-explicit-any -- encoders of every signature, called with the arguments `make` generated
+type Args = any[];
+
 function checkEncoder(
   name: string,
   count: number,
   make: (r: Rng) => unknown[],
-  encCore: (...a: any[]) => Uint8Array,
-  encRef: (...a: any[]) => Uint8Array,
-  expected: (args: any[], bytes: Uint8Array) => unknown,
+  encCore: (...a: Args) => Uint8Array,
+  encRef: (...a: Args) => Uint8Array,
+  expected: (args: Args, bytes: Uint8Array) => unknown,
 ): void {
   const failures: string[] = [];
   let mismatches = 0;

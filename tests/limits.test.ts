@@ -93,7 +93,7 @@ test("a write handler whose verdict never comes: ERROR 0 instead of the last ACK
       await new Response(ctx.body).arrayBuffer();
       await new Promise(() => {});
     }), { handlerTimeout: 3 });
-  const { client, port } = await startUpload(net, bytesOf(100));
+  const { client } = await startUpload(net, bytesOf(100));
   assert.equal(client.take(), [], "the last ACK came before the verdict");
   assert.is(signal!.aborted, false, "aborted before the deadline");
   await net.advance(3000);

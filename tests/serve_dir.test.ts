@@ -7,7 +7,7 @@ import { closeSync, existsSync, openSync, readdirSync, readlinkSync } from "node
 import { mkdir, mkdtemp, readdir, readFile, realpath, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type BlockSource, Emmer, type FillTarget, serveDir, TftpClient, TftpError } from "../mod.ts";
+import { type BlockSource, Emmer, type FillTarget, serveDir, type ServeDirOptions, TftpClient, TftpError } from "../mod.ts";
 import { lentOut } from "../adapters/staging_pool.ts";
 import { bytesOf, concat } from "./support/session_driver.ts";
 import { rawExchange } from "./support/raw.ts";
@@ -19,7 +19,7 @@ async function outside(top: string): Promise<string> {
   return JSON.stringify({ names, secret: await readFile(join(top, "secret.txt"), "utf8"), mtime: secret.mtimeMs });
 }
 
-async function withDir(fn: (ctx: { top: string; root: string; client: TftpClient }) => Promise<void>) {
+async function withDir(fn: (ctx: { top: string; root: string; client: TftpClient }) => Promise<void>, options: ServeDirOptions = {}) {
   const top = await mkdtemp(join(tmpdir(), "emmer-dir-"));
   const root = join(top, "root");
   await mkdir(join(root, "sub"), { recursive: true });
@@ -30,11 +30,15 @@ async function withDir(fn: (ctx: { top: string; root: string; client: TftpClient
   await symlink(join(root, "hello.txt"), join(root, "inside-link"));
   await symlink("loop-b", join(root, "loop-a"));
   await symlink("loop-a", join(root, "loop-b"));
+  await symlink(top, join(root, "outdir")); // a directory link out of the root
+  await writeFile(join(root, "dup.txt"), "lower");
+  await writeFile(join(root, "DUP.txt"), "upper");
+  await writeFile(join(root, "kelvin.txt"), "k");
   // A FIFO would block a reader forever; a device node could be anything. Both must be refused unopened.
   spawnSync("mkfifo", [join(root, "fifo")]);
   if (spawnSync("mknod", [join(root, "device"), "c", "1", "3"]).status !== 0) await writeFile(join(root, "device"), "");
   const app = new Emmer({ port: 0, drainTimeout: 200, onError: () => {} });
-  const dir = serveDir(root, { write: true });
+  const dir = serveDir(root, { ...options, write: true });
   app.read("*", dir.read);
   app.write("*", dir.write!);
   await app.listen();
@@ -69,7 +73,11 @@ test("serves files, subfolders, leading slashes and links that stay inside", () 
     assert.is(deep.oack?.tsize, "70000");
   }));
 
-const hostile: [string, number[]][] = [
+/** Windows-style lookups: backslashes as separators and names found regardless of ASCII case. */
+const WINDOWS: ServeDirOptions = { backslash: true, ignoreCase: true };
+
+/** [name, ERROR codes by default, ERROR codes with WINDOWS (if other; -1 means served)] */
+const hostile: [string, number[], number[]?][] = [
   ["../secret.txt", [2]],
   ["./../secret.txt", [2]],
   ["sub/..", [2]],
@@ -86,7 +94,7 @@ const hostile: [string, number[]][] = [
   ["sub/../hello.txt", [2]],
   ["..", [2]],
   ["..\\secret.txt", [2]],
-  ["sub\\deep.bin", [2]],
+  ["sub\\deep.bin", [2], [-1]], // a path with WINDOWS
   ["/../secret.txt", [2]],
   ["escape", [2]],
   ["loop-a", [1, 2]],
@@ -97,24 +105,45 @@ const hostile: [string, number[]][] = [
   ["x".repeat(4096), [4]], // the request itself is too long
   ["%2e%2e/secret.txt", [1]],
   ["\u2024\u2024/secret.txt", [1]],
+  ["outdir/secret.txt", [2]],
+  // Case and backslash variants of the above: with WINDOWS they reach the same entries, and the same checks.
+  ["OUTDIR/secret.txt", [1], [2]],
+  ["outdir/SECRET.TXT", [1], [2]],
+  ["ESCAPE", [1], [2]],
+  ["Loop-A", [1], [1, 2]],
+  ["FIFO", [1], [2]],
+  ["SUB", [1], [2]],
+  ["\\..\\secret.txt", [2]],
+  ["sub\\..\\..\\secret.txt", [2]],
+  ["SUB\\..\\HELLO.TXT", [2]],
+  ["Sub/Deep.bin/..", [2]],
+  ["Sub/Deep.bin/x", [1], [1]],
+  ["outdir\\secret.txt", [2]],
+  ["\\\\server\\share\\secret.txt", [2], [1]], // UNC: root/server/share/...
+  ["C:\\secret.txt", [2], [1]], // a drive letter is just a name
+  ["C:/..\\secret.txt", [2]],
+  ["Dup.txt", [1], [2]], // matches dup.txt and DUP.txt only case-insensitively: ambiguous
+  ["\u212Aelvin.txt", [1]], // the Kelvin sign lower-cases to k, but only ASCII case is folded
 ];
 
+
 /** What a handler called directly (not through a server) gets besides the name. */
-const ctx = { address: "127.0.0.1", port: 1, params: {}, mode: "octet" as const, options: {} };
+const ctx = { address: "127.0.0.1", port: 1, params: {}, mode: "octet" as const, options: {}, requested: "" };
 /** A fill target over separate blocks (a ring's slots, without the ring). */
 const into = (blocks: Uint8Array[]): FillTarget => ({ count: blocks.length, view: (i) => blocks[i], offset: () => 0 });
 
 test("names a TFTP request cannot carry are refused too when a handler is called directly (NUL)", async () => {
   const top = await mkdtemp(join(tmpdir(), "emmer-dir-"));
   try {
-    const dir = serveDir(top);
-    for (const filename of ["a\0b", "secret\0/../x"]) {
-      try {
-        await dir.read({ ...ctx, filename });
-        assert.unreachable(`${JSON.stringify(filename)} was accepted`);
-      } catch (e) {
-        assert.instance(e, TftpError);
-        assert.is((e as TftpError).code, 2);
+    for (const dir of [serveDir(top), serveDir(top, WINDOWS)]) {
+      for (const filename of ["a\0b", "secret\0/../x", "\0", "a\\\0"]) {
+        try {
+          await dir.read({ ...ctx, filename });
+          assert.unreachable(`${JSON.stringify(filename)} was accepted`);
+        } catch (e) {
+          assert.instance(e, TftpError);
+          assert.is((e as TftpError).code, 2);
+        }
       }
     }
   } finally {
@@ -237,12 +266,16 @@ test("an upload whose signal is aborted before it is committed leaves neither th
   }
 });
 
-for (const [name, codes] of hostile) {
-  test(`read of ${JSON.stringify(name.length > 40 ? name.slice(0, 20) + "..." : name)} is refused with ERROR ${codes.join(" or ")}`, () =>
-    withDir(async ({ client }) => {
-      const code = await errorCode(client.get(name));
-      assert.ok(codes.includes(code), `got ${code}`);
-    }));
+for (const [name, plain, windows] of hostile) {
+  const shown = JSON.stringify(name.length > 40 ? name.slice(0, 20) + "..." : name);
+  for (const [codes, options, how] of [[plain, {}, ""], [windows ?? plain, WINDOWS, " with backslash and ignoreCase"]] as const) {
+    const what = codes[0] === -1 ? "served" : `refused with ERROR ${codes.join(" or ")}`;
+    test(`read of ${shown}${how} is ${what}`, () =>
+      withDir(async ({ client }) => {
+        const code = await errorCode(client.get(name));
+        assert.ok(codes.includes(code), `got ${code}`);
+      }, options));
+  }
 }
 
 test("uploads land whole via a temporary name; refused names change nothing outside the root", () =>
@@ -329,5 +362,96 @@ test("an upload abandoned midway leaves neither the file nor a temporary file", 
       await app.close();
     }
   }));
+
+/** A WDS-style tree as it lies on a Linux disk, in its own spelling. */
+async function windowsTree(root: string) {
+  await mkdir(join(root, "Boot", "x86"), { recursive: true });
+  await mkdir(join(root, "EFI", "Boot"), { recursive: true });
+  await writeFile(join(root, "Boot", "x86", "wdsnbp.com"), "wdsnbp");
+  await writeFile(join(root, "Boot", "BCD"), "bcd");
+  await writeFile(join(root, "EFI", "Boot", "bootx64.efi"), bytesOf(3000, 7));
+  await writeFile(join(root, "Case.txt"), "Case");
+  await writeFile(join(root, "case.txt"), "case");
+}
+
+test("a Windows boot tree is served under the names WDS clients ask, in any case, with backslash and ignoreCase", () =>
+  withDir(async ({ root, client }) => {
+    await windowsTree(root);
+    const t = new TextDecoder();
+    for (const name of ["boot\\x86\\wdsnbp.com", "\\Boot\\x86\\WDSNBP.COM", "BOOT/X86/wdsnbp.com", "\\\\boot\\.\\x86\\wdsnbp.com"]) {
+      assert.is(t.decode((await client.get(name)).data), "wdsnbp", name);
+    }
+    assert.is(t.decode((await client.get("\\Boot\\BCD")).data), "bcd");
+    assert.is(t.decode((await client.get("\\boot\\bcd")).data), "bcd");
+    assert.equal((await client.get("EFI\\BOOT\\BOOTX64.EFI", { tsize: true })).data, bytesOf(3000, 7));
+    // An exact match wins over its case variants; a name that is neither is ambiguous.
+    assert.is(t.decode((await client.get("case.txt")).data), "case");
+    assert.is(t.decode((await client.get("Case.txt")).data), "Case");
+    try {
+      await client.get("CASE.TXT");
+      assert.unreachable("an ambiguous name was served");
+    } catch (e) {
+      assert.equal([(e as TftpError).code, (e as TftpError).message], [2, "ambiguous file name"]);
+    }
+  }, WINDOWS));
+
+test("each option alone does only its part; without them Windows names are refused as before", async () => {
+  for (const [options, expect] of [
+    [{}, { "Boot\\BCD": 2, "BOOT/BCD": 1, "Boot/BCD": -1 }],
+    [{ backslash: true }, { "Boot\\BCD": -1, "boot\\bcd": 1, "BOOT/BCD": 1 }],
+    [{ ignoreCase: true }, { "Boot\\BCD": 2, "boot/bcd": -1, "BOOT/BCD": -1 }],
+  ] as const) {
+    await withDir(async ({ root, client }) => {
+      await windowsTree(root);
+      for (const [name, code] of Object.entries(expect)) assert.is(await errorCode(client.get(name)), code, `${JSON.stringify(options)} ${name}`);
+    }, options);
+  }
+});
+
+test("uploads with ignoreCase replace the file found in another case; new files keep the client's spelling", () =>
+  withDir(async ({ root, client }) => {
+    await windowsTree(root);
+    await client.put("BOOT\\bcd", "new bcd");
+    assert.is(await readFile(join(root, "Boot", "BCD"), "utf8"), "new bcd");
+    assert.equal((await readdir(join(root, "Boot"))).sort(), ["BCD", "x86"], "a second spelling was created");
+    await client.put("boot\\X86\\New.Log", "log");
+    assert.is(await readFile(join(root, "Boot", "x86", "New.Log"), "utf8"), "log");
+    await client.put("case.txt", "exact");
+    assert.is(await readFile(join(root, "case.txt"), "utf8"), "exact");
+    assert.is(await readFile(join(root, "Case.txt"), "utf8"), "Case");
+    assert.is(await errorCode(client.put("CASE.TXT", "x")), 2); // ambiguous
+    assert.is(await errorCode(client.put("nodir\\x", "x")), 1);
+    assert.is(await errorCode(client.put("OUTDIR\\secret.txt", "x")), 2);
+    assert.is(await errorCode(client.put("..\\secret.txt", "x")), 2);
+    assert.is(await errorCode(client.put("ESCAPE", "x")), 2); // the symlink, found case-insensitively, is not replaced
+    assert.is(await errorCode(client.put("Inside-Link", "x")), 2);
+    assert.is(await errorCode(client.put("SUB", "x")), 2);
+    const names = [...(await readdir(root)), ...(await readdir(join(root, "Boot")))].filter((n) => n.includes("emmer-upload"));
+    assert.equal(names, [], "temporary files left behind");
+  }, WINDOWS));
+
+test("rewrite rules and serveDir: a rule that produces a hostile name is still refused", async () => {
+  const { parseMapFile } = await import("../mod.ts");
+  const top = await mkdtemp(join(tmpdir(), "emmer-dir-"));
+  try {
+    const root = join(top, "root");
+    await mkdir(root);
+    await writeFile(join(top, "secret.txt"), "outside");
+    await writeFile(join(root, "ok.txt"), "ok");
+    // Every name is turned into ../NAME, the worst a careless rule can do.
+    const app = new Emmer({ port: 0, onError: () => {}, rewrite: parseMapFile("r ^(.*)$ ../\\1") });
+    app.read("*", serveDir(root, WINDOWS).read);
+    await app.listen();
+    try {
+      const client = new TftpClient("127.0.0.1", app.address!.port, { timeoutMs: 300, retries: 2 });
+      assert.is(await errorCode(client.get("secret.txt")), 2);
+      assert.is(await errorCode(client.get("ok.txt")), 2);
+    } finally {
+      await app.close();
+    }
+  } finally {
+    await rm(top, { recursive: true, force: true });
+  }
+});
 
 test.run();

@@ -4,7 +4,7 @@ import * as assert from "uvu/assert";
 import { encodeOack } from "../core/codec.ts";
 import type { AckPacket, Packet } from "../core/packet.ts";
 import { State } from "../core/session.ts";
-import { ack, bytesOf, data, error, receiver } from "./support/session_driver.ts";
+import { bytesOf, data, error, receiver } from "./support/session_driver.ts";
 
 const acks = (ps: Packet[]) => ps.map((p) => (p.op === 4 ? (p as AckPacket).block : `op${p.op}`));
 

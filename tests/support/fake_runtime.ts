@@ -38,6 +38,7 @@ export class FakeNet implements Runtime {
     this.#sockets.set(key, onMessage);
     const queue = this.queue;
     const sockets = this.#sockets;
+    // deno-lint-ignore no-this-alias -- the transport's methods below have a `this` of their own
     const net = this;
     return Promise.resolve({
       address: hostname,
