@@ -41,6 +41,7 @@ export type { ReadHandler, RequestContext, TransferEvent, UploadContext, WriteCo
 export type { BlockSource, FillTarget, ReadBody } from "./core/body.ts";
 export type { DatagramTransport, Runtime } from "./core/transport.ts";
 export { TftpError } from "./core/errors.ts";
+export { TftpServerError } from "./core/client.ts";
 export { VERSION } from "./version.ts";
 export { ErrorCode } from "./core/packet.ts";
 export { serveDir, type ServeDirOptions, type ServedDir } from "./adapters/fs.ts";

@@ -13,6 +13,7 @@ import { isIP } from "node:net";
 import { resolve } from "node:path";
 import { type ClientRule, Emmer, limitsFor, parseClientRule, parseMapFile, type RewriteRule, serveDir, type TransferEvent } from "./mod.ts";
 import { runtimeName } from "./adapters/runtime.ts";
+import { runClient } from "./cli/client.ts";
 import { VERSION } from "./version.ts";
 
 interface Flags {
@@ -148,7 +149,7 @@ function usage(): string {
   const left = FLAGS.map((spec) => `${spec.names.join(", ")}${spec.arg ? ` ${spec.arg}` : ""}`);
   const width = Math.max(...left.map((l) => l.length)) + 2;
   return [
-    "Usage: emmer-node [flags]",
+    "Usage: emmer-node [flags]         (a client: emmer-node get|put --help)",
     "Serves a folder over TFTP, read-only unless --write. Defaults in parentheses.",
     "",
     ...FLAGS.map((spec, i) => `  ${left[i].padEnd(width)}${spec.help}`),
@@ -254,6 +255,8 @@ async function main(): Promise<number> {
   // A log pipe that closes (`emmer-node | head`, a logger that died) must not take the server
   // and its live transfers down with an EPIPE: the lines are lost, the transfers are not.
   for (const stream of [process.stdout, process.stderr]) stream.on("error", () => {});
+  const command = process.argv[2];
+  if (command === "get" || command === "put") return await runClient(process.argv.slice(2));
   let flags: Flags | "help" | "version";
   try {
     flags = parseFlags(process.argv.slice(2));

@@ -4,7 +4,8 @@
 #   themselves on a high port), atftp (client), busybox's tftp applet (from
 #   busybox-static: the boot tests' initrd needs a static busybox), curl;
 #   iproute2 and nftables for tests/scaleout.test.ts (namespaces, a DNAT balancer);
-#   systemd for systemd-socket-activate (tests/operations.test.ts: socket activation).
+#   systemd for systemd-socket-activate (tests/operations.test.ts: socket activation);
+#   atftpd (a server with windowsize) unpacked into bench/.peers by install-atftpd.sh.
 # Idempotent and non-interactive; run as root (or with sudo) on Debian/Ubuntu.
 #
 # tftpd-hpa's postinst starts a system server on 0.0.0.0:69 (/srv/tftp). The
@@ -28,4 +29,5 @@ command -v systemd-socket-activate >/dev/null || { echo "install-peers: systemd-
 if command -v ss >/dev/null && ss -Hlun 'sport = :69' 2>/dev/null | grep -q .; then
   echo "install-peers: note: something (likely the system tftpd-hpa) listens on UDP port 69; tests do not use it"
 fi
+bash "$(dirname "$0")/install-atftpd.sh"
 echo "install-peers: ok"

@@ -3,7 +3,8 @@
 # those: tftpd-hpa, tftp-hpa, atftp, busybox, curl). Debian/Ubuntu, as root or
 # with sudo; idempotent.
 #  - atftpd, a peer server: it conflicts with tftpd-hpa as a package, so it is
-#    unpacked into bench/.peers/atftpd instead of installed;
+#    unpacked into bench/.peers/atftpd instead of installed (.ci/install-atftpd.sh,
+#    which CI runs too: tests/client_cli.test.ts uses it);
 #  - perf (linux-perf), for bench/cpu.mjs's split of Emmer's samples (without
 #    it that part says "skipped").
 set -euo pipefail
@@ -13,17 +14,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 updated=""
 update() { [ -n "$updated" ] || { $SUDO apt-get update -q >/dev/null; updated=1; }; }
 
-dest=.peers/atftpd
-if [ -x "$dest/usr/sbin/atftpd" ]; then
-  echo "atftpd: already in bench/$dest"
-else
-  tmp=$(mktemp -d)
-  trap 'rm -rf "$tmp"' EXIT
-  (cd "$tmp" && apt-get download atftpd >/dev/null 2>&1 || { update && apt-get download atftpd; })
-  mkdir -p "$dest"
-  dpkg -x "$tmp"/atftpd_*.deb "$dest"
-  echo "atftpd: unpacked into bench/$dest"
-fi
+bash ../.ci/install-atftpd.sh
 
 if command -v perf >/dev/null; then
   echo "perf: already installed"

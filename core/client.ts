@@ -30,6 +30,17 @@ export interface TransferOptions {
   tsize?: boolean;
   /** Seconds, sent as the timeout option. */
   timeout?: number;
+  /**
+   * Called as the transfer moves: payload bytes received in order (get) or acknowledged
+   * (put) so far, and the total when known (the server's tsize on a get, the body's size on a put).
+   */
+  onProgress?: (bytes: number, total?: number) => void;
+  /**
+   * Get only: receives the file's bytes in order as they arrive (netascii already decoded),
+   * instead of the result's `data` (then empty), so that a large file needs no memory of its
+   * size. A throw ends the transfer with ERROR 3 to the server; the call rejects with it as the cause.
+   */
+  onData?: (chunk: Uint8Array) => void;
 }
 
 export interface GetResult {
@@ -62,6 +73,23 @@ function canonicalIp(host: string): string | null {
   } catch {
     return null;
   }
+}
+
+/** An ERROR packet the server sent, as opposed to a failure found on this side (no answer, a bad OACK). */
+export class TftpServerError extends TftpError {
+  constructor(code: number, message: string) {
+    super(code, message);
+    this.name = "TftpServerError";
+  }
+}
+
+/** Calls `onProgress` when the session's delivered bytes have moved since the last call. */
+function progressReporter(onProgress: TransferOptions["onProgress"], bytes: () => number, total: number | undefined): () => void {
+  let last = -1;
+  return () => {
+    const n = bytes();
+    if (onProgress && n !== last) onProgress((last = n), total);
+  };
 }
 
 export class TftpClient {
@@ -154,7 +182,7 @@ export class TftpClient {
         const first = decode(data);
         if (first.op === 0) return; // not an answer
         timer.stop();
-        if (first.op === 5) return fail(new TftpError(first.code, first.message));
+        if (first.op === 5) return fail(new TftpServerError(first.code, first.message));
         handler = null;
         try {
           // The address as the server answers from it (its canonical spelling, say), which the transfer then expects.
@@ -185,21 +213,35 @@ export class TftpClient {
       if (first.op !== 6 && first.op !== 3) throw new TftpError(ErrorCode.ILLEGAL_OPERATION, "unexpected answer");
       const settings = this.#settings(oack, options, requested);
       const chunks: Uint8Array[] = [];
+      let received = 0;
+      let sinkError: unknown;
+      const keep = (chunk: Uint8Array) => {
+        received += chunk.length;
+        if (!options.onData) return void chunks.push(chunk);
+        if (sinkError !== undefined) return;
+        try {
+          options.onData(chunk);
+        } catch (error) {
+          sinkError = error;
+          queueMicrotask(() => transfer.act(() => session.abort(ErrorCode.DISK_FULL, "cannot store the file")));
+        }
+      };
       const netascii = mode === "netascii" ? new NetasciiDecoder() : null;
       const session: ReceiveSession = new ReceiveSession(settings, {
-        write: (p) => (chunks.push(netascii ? netascii.push(p) : p.slice()), true),
+        write: (p) => (keep(netascii ? netascii.push(p) : p.slice()), true),
         end: () => {
-          if (netascii) chunks.push(netascii.end());
+          if (netascii) keep(netascii.end());
           queueMicrotask(() => {
             transfer.act((now) => session.finish(true, now));
-            const data = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-            let at = 0;
-            for (const c of chunks) (data.set(c, at), at += c.length);
+            if (sinkError !== undefined) return fail(new TftpError(ErrorCode.DISK_FULL, "cannot store the file", { cause: sinkError }));
             // The size announced is a promise (boot clients size their buffers by it): a server that
             // broke it sent something other than the file it described.
-            if (oack?.tsize !== undefined && mode === "octet" && data.length !== Number(oack.tsize)) {
-              return fail(new TftpError(ErrorCode.NOT_DEFINED, `received ${data.length} bytes where the server announced tsize ${oack.tsize}`));
+            if (oack?.tsize !== undefined && mode === "octet" && received !== Number(oack.tsize)) {
+              return fail(new TftpError(ErrorCode.NOT_DEFINED, `received ${received} bytes where the server announced tsize ${oack.tsize}`));
             }
+            const data = new Uint8Array(options.onData ? 0 : received);
+            let at = 0;
+            for (const c of chunks) (data.set(c, at), at += c.length);
             done({ data, oack });
           });
         },
@@ -209,13 +251,17 @@ export class TftpClient {
         now: () => runtime.now(),
         onFinished: (t) => {
           const f = t.session.failure;
-          if (f) fail(new TftpError(f.code, f.message));
+          if (f?.byPeer) fail(new TftpServerError(f.code, f.message));
+          else if (f) fail(new TftpError(f.code, f.message, sinkError === undefined ? undefined : { cause: sinkError }));
         },
         onError: () => {},
       });
-      route((d, a, p) => transfer.receive(d, a, p));
+      const total = oack?.tsize !== undefined ? Number(oack.tsize) : undefined;
+      const progress = progressReporter(options.onProgress, () => session.bytes, total);
+      route((d, a, p) => (transfer.receive(d, a, p), progress()));
       if (oack) transfer.start(); // ACK 0 answers the OACK
       else transfer.act((now) => session.receive(first, now)); // DATA 1 came straight away: no options
+      progress();
       this.#drive(transfer, runtime, settings);
     });
   }
@@ -242,14 +288,17 @@ export class TftpClient {
         now: () => runtime.now(), source, ring: { ptr: ring, bytes },
         onFinished: (t) => {
           const f = t.session.failure;
-          if (f) fail(new TftpError(f.code, f.message, sourceError === undefined ? undefined : { cause: sourceError }));
+          if (f?.byPeer) fail(new TftpServerError(f.code, f.message));
+          else if (f) fail(new TftpError(f.code, f.message, sourceError === undefined ? undefined : { cause: sourceError }));
           else done();
         },
         // The body's own error (a stream that broke): the caller gets it as the cause.
         onError: (error) => (sourceError ??= error),
       });
-      route((d, a, p) => transfer.receive(d, a, p));
+      const progress = progressReporter(options.onProgress, () => session.bytes, mode === "octet" ? raw.size : undefined);
+      route((d, a, p) => (transfer.receive(d, a, p), progress()));
       transfer.start();
+      progress();
       this.#drive(transfer, runtime, settings);
     });
   }

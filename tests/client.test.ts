@@ -2,8 +2,8 @@
 // it accepts from a server's OACK and its data, and what it reports. Time is an input.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { TftpClient } from "../core/client.ts";
-import { decode, encodeData, encodeOack } from "../core/codec.ts";
+import { TftpClient, TftpServerError } from "../core/client.ts";
+import { decode, encodeAck, encodeData, encodeError, encodeOack } from "../core/codec.ts";
 import { TftpError } from "../core/errors.ts";
 import type { Options, Packet } from "../core/packet.ts";
 import { FakeNet, fakePeer } from "./support/fake_runtime.ts";
@@ -101,6 +101,104 @@ test("a put whose body fails rejects with the body's own error as the cause", as
   assert.instance(error, TftpError);
   assert.is((error as TftpError).message, "error reading the file");
   assert.is(((error as Error).cause as Error)?.message, "my source broke");
+});
+
+test("onProgress on a get: the bytes received in order and the server's tsize, once per step", async () => {
+  const { net, heard, tid, client } = await scripted();
+  const seen: [number, number | undefined][] = [];
+  const got = track(client.get("f", { tsize: true, onProgress: (bytes, total) => seen.push([bytes, total]) }));
+  await net.deliver();
+  const from = heard[0].port;
+  tid.send(encodeOack({ tsize: "612" }), from, "0.0.0.0");
+  await net.deliver();
+  tid.take(); // ACK 0
+  tid.send(encodeData(1, bytesOf(512, 1)), from, "0.0.0.0");
+  await net.deliver();
+  tid.send(encodeData(1, bytesOf(512, 1)), from, "0.0.0.0"); // a duplicate: no progress
+  await net.deliver();
+  tid.send(encodeData(2, bytesOf(100, 2)), from, "0.0.0.0");
+  assert.is(await outcome(net, got), "ok");
+  assert.equal(seen, [[0, 612], [512, 612], [612, 612]]);
+});
+
+test("onProgress on a put: the bytes the server acknowledged, and the body's size", async () => {
+  const { net, heard, tid, client } = await scripted();
+  const seen: [number, number | undefined][] = [];
+  const put = track(client.put("f", bytesOf(700, 3), { onProgress: (bytes, total) => seen.push([bytes, total]) }));
+  await net.deliver();
+  const from = heard[0].port;
+  tid.send(encodeAck(0), from, "0.0.0.0");
+  await net.deliver();
+  tid.take(); // DATA 1
+  tid.send(encodeAck(1), from, "0.0.0.0");
+  await net.deliver();
+  tid.take(); // DATA 2
+  tid.send(encodeAck(2), from, "0.0.0.0");
+  assert.is(await outcome(net, put), "ok");
+  assert.equal(seen, [[0, 700], [512, 700], [700, 700]]);
+});
+
+test("the server's ERROR rejects as a TftpServerError; a timeout on this side as a plain TftpError", async () => {
+  const { net, heard, tid, client } = await scripted();
+  let refused: unknown;
+  const get = track(client.get("f").catch((e) => void (refused = e)));
+  await net.deliver();
+  tid.send(encodeError(1, "File not found"), heard[0].port, "0.0.0.0");
+  await outcome(net, get);
+  assert.instance(refused, TftpServerError);
+  assert.equal([(refused as TftpServerError).code, (refused as TftpServerError).message], [1, "File not found"]);
+
+  let midway: unknown;
+  const second = track(client.get("g").catch((e) => void (midway = e)));
+  await net.deliver();
+  const from = heard[heard.length - 1].port;
+  tid.send(encodeData(1, bytesOf(512, 1)), from, "0.0.0.0");
+  await net.deliver();
+  tid.send(encodeError(3, "Disk full or allocation exceeded"), from, "0.0.0.0"); // during the transfer
+  await outcome(net, second);
+  assert.instance(midway, TftpServerError);
+  assert.is((midway as Error).message, "Disk full or allocation exceeded");
+
+  let silent: unknown;
+  const third = track(client.get("h").catch((e) => void (silent = e)));
+  await outcome(net, third);
+  assert.instance(silent, TftpError);
+  assert.not.instance(silent, TftpServerError);
+  assert.is((silent as Error).message, "no answer from the server");
+});
+
+test("onData on a get: the file's bytes in order, as they arrive; the result's data is then empty", async () => {
+  const { net, heard, tid, client } = await scripted();
+  const chunks: Uint8Array[] = [];
+  let result: { data: Uint8Array } | undefined;
+  const got = track(client.get("f", { tsize: true, onData: (c) => chunks.push(c) }).then((r) => void (result = r)));
+  await net.deliver();
+  const from = heard[0].port;
+  tid.send(encodeOack({ tsize: "612" }), from, "0.0.0.0");
+  await net.deliver();
+  tid.send(encodeData(1, bytesOf(512, 1)), from, "0.0.0.0");
+  await net.deliver();
+  assert.is(chunks.length, 1, "the first block is handed on before the transfer ends");
+  tid.send(encodeData(2, bytesOf(100, 2)), from, "0.0.0.0");
+  assert.is(await outcome(net, got), "ok");
+  assert.equal(chunks.map((c) => [...c]), [[...bytesOf(512, 1)], [...bytesOf(100, 2)]]);
+  assert.is(result!.data.length, 0);
+});
+
+test("an onData that throws ends the get with ERROR 3 to the server and rejects with its error as the cause", async () => {
+  const { net, heard, tid, client } = await scripted();
+  let error: unknown;
+  const got = track(client.get("f", { onData: () => { throw new Error("ENOSPC: no space left on device"); } }).catch((e) => void (error = e)));
+  await net.deliver();
+  const from = heard[0].port;
+  tid.send(encodeData(1, bytesOf(512, 1)), from, "0.0.0.0");
+  await outcome(net, got);
+  assert.instance(error, TftpError);
+  assert.not.instance(error, TftpServerError);
+  assert.is((error as Error).message, "cannot store the file");
+  assert.is(((error as Error).cause as Error)?.message, "ENOSPC: no space left on device");
+  const sent = tid.take().map((m) => decode(m.data));
+  assert.ok(sent.some((p) => p.op === 5 && (p as { code: number }).code === 3), `the server was told: ${JSON.stringify(sent.map((p) => p.op))}`);
 });
 
 test.run();

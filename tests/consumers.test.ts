@@ -59,11 +59,11 @@ test("the tarball holds the library (JS, .d.ts, sources), the CLI, README and LI
   const r = sh("tar", ["-tzf", tarball], repo);
   assert.is(r.status, 0, r.all);
   const files = r.stdout.trim().split("\n").map((f) => f.replace(/^package\//, ""));
-  for (const f of ["package.json", "README.md", "LICENSE", "dist/emmer-node.js", "dist/lib/mod.js", "dist/lib/mod.d.ts", "dist/lib/core/codec_wasm.js", "mod.ts", "serve.ts"]) {
+  for (const f of ["package.json", "README.md", "LICENSE", "dist/emmer-node.js", "dist/lib/mod.js", "dist/lib/mod.d.ts", "dist/lib/core/codec_wasm.js", "mod.ts", "serve.ts", "cli/client.ts"]) {
     assert.ok(files.includes(f), `${f} is missing from the tarball`);
   }
   for (const f of files) {
-    assert.match(f, /^(package\.json|README\.md|LICENSE|mod\.ts|serve\.ts|version\.ts|(core|adapters)\/\w+\.ts|dist\/emmer-node\.js|dist\/lib\/[\w/]+\.(js|d\.ts))$/, `${f} is in the tarball`);
+    assert.match(f, /^(package\.json|README\.md|LICENSE|mod\.ts|serve\.ts|version\.ts|(cli|core|adapters)\/\w+\.ts|dist\/emmer-node\.js|dist\/lib\/[\w/]+\.(js|d\.ts))$/, `${f} is in the tarball`);
   }
 });
 

@@ -20,7 +20,7 @@ const rtFlag = args.indexOf("--runtimes");
 const runtimes = rtFlag >= 0 ? args.splice(rtFlag, 2)[1].split(",") : ["node", "deno", "bun"];
 const filters = args;
 const TOOLING = ["typecheck.test.ts", "wasm_fresh.test.ts", "deno_tooling.test.ts", "consumers.test.ts", "readme.test.ts"];
-const NODE_ONLY = [...TOOLING, "scaleout.test.ts"];
+const NODE_ONLY = [...TOOLING, "scaleout.test.ts", "client_cli.test.ts"];
 const nodeOnly = (file) => NODE_ONLY.some((x) => file.endsWith(x)) || relative(root, file).startsWith(join("tests", "boot", ""));
 
 const bin = (name) => join(root, "node_modules", ".bin", name);

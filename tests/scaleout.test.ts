@@ -15,6 +15,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { commandFor, failed, hasPeer, type Peer, run } from "./support/peers.ts";
 import { bytesOf } from "./support/session_driver.ts";
+// Deno reads a JavaScript module's types only where told to; tsc finds the .d.mts beside it.
+// @ts-types="./support/netns.d.mts"
 import { createTopology, inNs, type Instance, netnsUnavailable, pool, served, type SiteOptions, startInstance, type Topology, VIP } from "./support/netns.mjs";
 
 const CI = process.env.CI === "true";

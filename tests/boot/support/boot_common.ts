@@ -29,6 +29,7 @@ export interface BootRun {
 export const sha256 = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 export const elapsed = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e9;
 /** QEMU's console without its terminal escapes. */
+// deno-lint-ignore no-control-regex -- ANSI terminal escapes (ESC) in the firmware's console
 const plain = (s: string) => s.replace(/\x1b\[[0-9;?=]*[a-zA-Z]/g, "").replace(/\x1bc/g, "");
 
 /** A fresh folder with a world-readable root/ to serve (tftpd-hpa drops to "nobody"), removed afterwards. */
