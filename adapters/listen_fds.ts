@@ -10,8 +10,8 @@ import { fstatSync, readFileSync } from "node:fs";
 const FIRST_FD = 3;
 
 /**
- * The socket systemd passed, or null when none was passed to this process. Throws
- * (with what to fix) for more than one socket or a descriptor that is not a UDP socket.
+ * The descriptor of the socket systemd passed, or null when none was passed to this
+ * process. Throws (with what to fix) for more than one socket; udpFamily checks the one.
  * The variables are removed, as sd_listen_fds does, so that no child takes them for its own.
  */
 export function passedSocket(env = process.env, pid = process.pid): number | null {
@@ -21,7 +21,6 @@ export function passedSocket(env = process.env, pid = process.pid): number | nul
   delete env.LISTEN_PID;
   delete env.LISTEN_FDNAMES;
   if (fds !== "1") throw new Error(`systemd passed ${fds} sockets (LISTEN_FDS): give the .socket unit one ListenDatagram= line`);
-  udpFamily(FIRST_FD); // a descriptor that is not a UDP socket is reported now, not at listen()
   return FIRST_FD;
 }
 
