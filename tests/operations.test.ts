@@ -4,29 +4,19 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { loadRuntime, runtimeName } from "../adapters/runtime.ts";
 import { rawExchange, within } from "./support/raw.ts";
 import { hasPeer, run } from "./support/peers.ts";
 import { bytesOf } from "./support/session_driver.ts";
+import { buildCli, command } from "./support/cli_command.ts";
 
-const repo = join(dirname(fileURLToPath(import.meta.url)), "..");
-const bin = join(repo, "dist", "emmer-node.js");
-const command: string[] = {
-  node: [bin],
-  deno: ["run", "-A", "--config", join(repo, "deno.json"), join(repo, "serve.ts")],
-  bun: ["run", join(repo, "serve.ts")],
-}[runtimeName()];
 const CI = process.env.CI === "true";
 
-test.before(() => {
-  if (runtimeName() === "node") spawnSync(process.execPath, [join(repo, "scripts", "build-cli.mjs")], { stdio: "inherit" });
-  assert.ok(runtimeName() !== "node" || existsSync(bin), "the CLI bundle was not built");
-});
+test.before(() => assert.ok(buildCli(), "the CLI bundle was not built"));
 
 /** A peer the test needs: missing, the test is skipped locally and fails in CI. */
 function need(tool: string, present: boolean): boolean {
