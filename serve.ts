@@ -153,7 +153,7 @@ const FLAGS: FlagSpec[] = [
     set: numeric("timeout", 1, 255),
   },
   { names: ["--retries"], arg: "N", shown: "", help: "", set: numeric("retries", 0, 100) },
-  { names: ["--max-sessions"], arg: "N", help: "transfers at once, then \"busy\" (1000)", set: numeric("maxSessions", 1, 1_000_000) },
+  { names: ["--max-sessions"], arg: "N", help: "transfers at once; more go unanswered (1000)", set: numeric("maxSessions", 1, 1_000_000) },
   {
     names: ["--max-requests-per-second"],
     arg: "N",

@@ -18,12 +18,14 @@ function client(e: TransferEvent): string {
 export function formatText(e: TransferEvent, verbose: boolean, now = new Date()): string {
   const outcome = e.outcome === "ok"
     ? "ok"
+    : e.dropped !== undefined
+    ? `dropped unanswered (${e.error?.message}): ${e.dropped} request(s) since the last such line`
     : `failed: ${e.error?.byPeer ? "client sent" : "sent"} ERROR ${e.error?.code} ${e.error?.message}`;
   const name = JSON.stringify(e.filename) + (e.requested !== undefined ? ` (requested ${JSON.stringify(e.requested)})` : "");
   let line = `${now.toISOString()} ${client(e)} ${e.kind} ${name} ${size(e.bytes)} ${(e.durationMs / 1000).toFixed(3)} s ${outcome}`;
   if (verbose) {
     const rate = e.durationMs > 0 ? `${(e.bytes / 1024 ** 2 / (e.durationMs / 1000)).toFixed(1)} MiB/s` : "-";
-    line += ` | ${rate} blksize=${e.blksize} windowsize=${e.windowsize} retransmits=${e.retransmits} oack=${JSON.stringify(e.options)}`;
+    line += ` | ${rate} blksize=${e.blksize} windowsize=${e.windowsize} minBurst=${e.minBurst} retransmits=${e.retransmits} oack=${JSON.stringify(e.options)}`;
   }
   return line;
 }
@@ -52,5 +54,6 @@ export function formatJson(e: TransferEvent, now = new Date()): string {
     outcome: e.outcome,
     reason: e.reason ?? null,
     error: e.error ? { code: e.error.code, message: e.error.message, by: e.error.byPeer ? "client" : "server" } : null,
+    dropped: e.dropped ?? null,
   });
 }

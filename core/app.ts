@@ -18,15 +18,15 @@ export interface EmmerOptions {
   port?: number;
   /** Retransmission timeout in seconds when the client asks for none (RFC 2349 timeout); fractions allowed. Default 1. */
   timeout?: number;
-  /** Retransmissions of a packet before a transfer is given up. Default 5. */
+  /** Retransmissions of a packet before a transfer is given up; from the second timeout in a row the wait doubles (at most 8 timeouts). Default 5. */
   retries?: number;
   /** Largest blksize granted (RFC 2348; 8..65464). Default 65464. */
   maxBlksize?: number;
   /** Largest windowsize granted (RFC 7440; 1..65535). Default 64. */
   maxWindowsize?: number;
-  /** Concurrent transfers (and requests in their handlers); beyond it, ERROR 0 "server busy". Default 1000. */
+  /** Concurrent transfers (and requests in their handlers); beyond it, requests are dropped unanswered (a boot ROM retries). Default 1000. */
   maxSessions?: number;
-  /** New requests per client address per second (bursts of as many allowed); beyond it, ERROR 0. Default 100. */
+  /** New requests per client address per second (bursts of as many allowed); beyond it, dropped unanswered. Default 100. */
   maxRequestsPerSecond?: number;
   /** Seconds a handler (read handler, accept, or write verdict) may take; then ERROR 0. Default 30. */
   handlerTimeout?: number;

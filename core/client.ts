@@ -285,7 +285,7 @@ export class TftpClient {
       let sourceError: unknown;
       const transfer = new Transfer({
         kind: "write", address, port, filename, session, transport, ownsTransport: true,
-        now: () => runtime.now(), source, ring: { ptr: ring, bytes },
+        now: () => runtime.now(), later: (ms, fn) => runtime.after(ms, fn), source, ring: { ptr: ring, bytes },
         onFinished: (t) => {
           const f = t.session.failure;
           if (f?.byPeer) fail(new TftpServerError(f.code, f.message));

@@ -74,7 +74,10 @@ export interface WriteRoute {
   handle: (ctx: UploadContext) => unknown | Promise<unknown>;
 }
 
-/** One per transfer, when it ends. */
+/**
+ * One per transfer, when it ends; none for a transfer that ended without a word because the
+ * client answered another one for the same request (see MAX_SIBLINGS): that one reports it.
+ */
 export interface TransferEvent {
   kind: "read" | "write";
   address: string;
@@ -88,6 +91,12 @@ export interface TransferEvent {
   retransmits: number;
   blksize: number;
   windowsize: number;
+  /**
+   * A read's smallest burst: the fewest blocks sent back to back before a pause. The
+   * windowsize unless the path dropped bursts (a boot loader's card with one receive
+   * buffer takes only the first of each), down to 1. For a write, the windowsize.
+   */
+  minBurst: number;
   /** The options the server accepted (the OACK), or null. */
   options: Options | null;
   /** The transfer mode the client asked for. */
@@ -103,8 +112,15 @@ export interface TransferEvent {
   /** Why a refused request or a failed transfer failed, from a small fixed set (metrics use it as a label). */
   reason?: FailureReason;
   outcome: "ok" | "failed";
-  /** Set when the transfer failed: the ERROR sent or received. */
+  /** Set when the transfer failed: the ERROR sent or received (or, with `dropped`, the reason for the silence). */
   error?: { code: number; message: string; byPeer: boolean };
+  /**
+   * Set when requests were dropped unanswered because the server was full or the
+   * address over its rate (boot ROMs retry on silence, but give up on an ERROR): how
+   * many since the last such event, this one included. The event describes the latest
+   * of them; there is at most one such event a second, so a flood does not flood the log.
+   */
+  dropped?: number;
 }
 
 /**
@@ -200,6 +216,19 @@ export interface EngineSettings {
 
 const keyOf = (address: string, port: number) => `${address}|${port}`;
 
+/**
+ * Transfers one client port may hold before any is confirmed (see #request): a
+ * re-request starts a new one, as tftpd-hpa does, but not without bound.
+ */
+export const MAX_SIBLINGS = 4;
+
+/** Same operation, file, mode and options: a repeat of the request, not a new one. */
+function sameRequest(a: RequestPacket, b: RequestPacket): boolean {
+  if (a.op !== b.op || a.filename !== b.filename || a.mode !== b.mode) return false;
+  const ka = Object.keys(a.options);
+  return ka.length === Object.keys(b.options).length && ka.every((k) => a.options[k] === b.options[k]);
+}
+
 /** An upload that is complete and acknowledged, waiting only in case the last ACK was lost. */
 function uploadDallying(t: Transfer): boolean {
   return t.session instanceof ReceiveSession && t.session.state === State.DALLYING;
@@ -211,7 +240,13 @@ export class Engine {
   #writes: Router<WriteRoute>;
   #s: EngineSettings;
   #main: DatagramTransport | null = null;
-  #transfers = new Map<string, Transfer>();
+  /**
+   * Live transfers by client (address, port). More than one only in multi-port mode,
+   * while none is confirmed: siblings answering the same client port (see #request).
+   * The arrays are replaced, never changed, so a loop over one survives a transfer's end.
+   */
+  #transfers = new Map<string, Transfer[]>();
+  #live = 0;
   #pending = new Set<string>();
   /** Write handlers still running (see close()). */
   #handlers = new Set<Promise<void>>();
@@ -220,7 +255,7 @@ export class Engine {
   #idle: (() => void)[] = [];
   #mainSending = 0;
   #mainDrained: (() => void)[] = [];
-  #details = new WeakMap<Transfer, { negotiated: Negotiated; renamed?: string; request: RequestPacket }>();
+  #details = new WeakMap<Transfer, { negotiated: Negotiated; request: RequestPacket; renamed?: string }>();
   /**
    * The rewritten name of a request, for its event. The transfer keeps the client's name: a
    * repeated request is recognized by it (see #request).
@@ -234,6 +269,9 @@ export class Engine {
   #handlerMs = new WeakMap<RequestPacket, number>();
   /** Uploads whose event went out at their last ACK (see #stored). */
   #reported = new WeakSet<Transfer>();
+  /** Requests dropped since the last report (see TransferEvent.dropped), and the latest of them. */
+  #drops: { count: number; last: TransferEvent } | null = null;
+  #dropTimer: { stop(): void } | null = null;
 
   constructor(runtime: Runtime, reads: Router<ReadHandler>, writes: Router<WriteRoute>, settings: EngineSettings) {
     this.#runtime = runtime;
@@ -284,7 +322,7 @@ export class Engine {
 
   /** Live transfers plus requests whose handler is still running. */
   get load(): number {
-    return this.#transfers.size + this.#pending.size;
+    return this.#live + this.#pending.size;
   }
 
   async listen(): Promise<void> {
@@ -328,11 +366,14 @@ export class Engine {
       });
       (timer as { stop(): void } | null)?.stop();
     };
-    if (this.#transfers.size > 0) {
+    if (this.#live > 0) {
       await bounded((resolve) => this.#idle.push(resolve));
-      for (const t of [...this.#transfers.values()]) t.act(() => t.session.abort(ErrorCode.NOT_DEFINED, "server shutting down"));
+      for (const t of [...this.#transfers.values()].flat()) t.act(() => t.session.abort(ErrorCode.NOT_DEFINED, "server shutting down"));
     }
     if (this.#handlers.size > 0) await bounded((resolve) => void Promise.allSettled([...this.#handlers]).then(() => resolve()));
+    this.#dropTimer?.stop();
+    if (this.#drops && this.#drops.count > 0) this.#emit({ ...this.#drops.last, dropped: this.#drops.count });
+    this.#drops = null;
     const main = this.#main;
     this.#main = null;
     this.#ticker?.stop();
@@ -399,43 +440,63 @@ export class Engine {
     // broken sender): a transfer would only retransmit into nothing until it timed out.
     if (port === 0) return;
     if (this.#s.singlePort) {
-      const t = this.#transfers.get(keyOf(address, port));
+      // One transfer per client port here: every packet of it comes to this socket.
+      const t = this.#transfers.get(keyOf(address, port))?.[0];
       if (t) {
-        // A repeated request: the client missed our first packet, which the session resends on
-        // its own. A new request during an upload's dally waits for its end too, unlike with a
-        // port per transfer (see #request): here the new transfer would share the upload's key,
-        // and a late copy of the upload's last DATA would reach it (a download would abort with
-        // ERROR 4, an upload could take it for its own block 1). The dally keeps that window shut.
-        if (data.length >= 2 && data[0] === 0 && (data[1] === 1 || data[1] === 2)) return;
-        return t.receive(data, address, port);
+        if (!(data.length >= 2 && data[0] === 0 && (data[1] === 1 || data[1] === 2))) return t.receive(data, address, port);
+        // A request from the port of a transfer the client has confirmed: a late repeat, ignored.
+        // A new request during an upload's dally waits for its end too, unlike with a port per
+        // transfer (see #request): here the new transfer would share the upload's key, and a late
+        // copy of the upload's last DATA would reach it (a download would abort with ERROR 4, an
+        // upload could take it for its own block 1). The dally keeps that window shut.
+        if (t.session.peerConfirmed) return;
+        const req = decode(data);
+        if (req.op !== 1 && req.op !== 2) return;
+        // Unconfirmed: the client missed our first packet (resent at once, not at the next
+        // timeout), or it wants something else now (the old transfer gives way without a word).
+        if (sameRequest(req, this.#details.get(t)!.request)) return t.act((now) => t.session.resendNow(now));
+        t.act(() => t.session.drop("replaced by the client's next request"));
       }
     }
+    // An ERROR is never answered, even one too short to decode (two or three bytes): answering
+    // it would let two confused peers volley ERRORs forever.
+    if (data.length >= 2 && data[0] === 0 && data[1] === 5) return;
     const packet = decode(data);
     if (packet.op === 0) return this.#reply(address, port, ErrorCode.ILLEGAL_OPERATION, packet.message);
     if (packet.op === 1 || packet.op === 2) {
       this.#request(packet, address, port).catch((e) => this.#s.onError(e, "request"));
       return;
     }
-    if (packet.op === 5) return; // an ERROR is never answered
     this.#reply(address, port, ErrorCode.UNKNOWN_TID, "unknown transfer ID");
   }
 
   async #request(req: RequestPacket, address: string, port: number): Promise<void> {
     const key = keyOf(address, port);
-    const earlier = this.#transfers.get(key);
-    if (earlier !== undefined && uploadDallying(earlier) && !(req.op === 2 && req.filename === earlier.filename)) {
-      // Another request from the port of an upload that is complete and acknowledged: the client
-      // moved on (had it missed our last ACK, it would resend its last DATA). tftp-hpa sends every
-      // command of a session from one port, and the OS hands a freed port out again. Ignored as a
-      // repeat, it would go unanswered for the whole dally. The same WRQ again still counts as a
-      // repeat: a late copy of the upload's own request must not start it over. (Single-port
-      // mode never gets here with a live key: see #onMain.)
-      earlier.act(() => (earlier.session as ReceiveSession).endDally());
+    for (const earlier of this.#transfers.get(key) ?? []) {
+      if (uploadDallying(earlier) && !(req.op === 2 && req.filename === earlier.filename)) {
+        // Another request from the port of an upload that is complete and acknowledged: the client
+        // moved on (had it missed our last ACK, it would resend its last DATA). tftp-hpa sends every
+        // command of a session from one port, and the OS hands a freed port out again. Ignored as a
+        // repeat, it would go unanswered for the whole dally. The same WRQ again still counts as a
+        // repeat: a late copy of the upload's own request must not start it over. (Single-port
+        // mode never gets here with a live key: see #onMain.)
+        earlier.act(() => (earlier.session as ReceiveSession).endDally());
+      }
     }
-    if (this.#transfers.has(key) || this.#pending.has(key)) return; // the client repeated its request
+    if (this.#pending.has(key)) return; // repeated while its handler runs, which will answer it
+    const live = this.#transfers.get(key) ?? [];
+    // A request from the port of a transfer the client has confirmed is a late repeat. Before the
+    // client confirms one, it is answered at once with a transfer of its own, as tftpd-hpa does: the
+    // client may have missed our first packet, or refused it (a PXE ROM asks for tsize alone, sends
+    // ERROR 8 and asks again from the same port at once; that ERROR reaches the old transfer's
+    // socket, maybe after this request). The first sibling the client confirms ends the others
+    // (#confirmed). MAX_SIBLINGS bounds what a burst of copies costs; each is rate-limited below.
+    if (live.length >= MAX_SIBLINGS || live.some((t) => t.session.peerConfirmed)) return;
     if (this.#closing) return this.#reply(address, port, ErrorCode.NOT_DEFINED, "server shutting down");
-    if (this.load >= this.#s.maxSessions) return this.#reply(address, port, ErrorCode.NOT_DEFINED, "server busy");
-    if (!this.#rate.take(address, this.#runtime.now())) return this.#reply(address, port, ErrorCode.NOT_DEFINED, "too many requests");
+    // Overload is met with silence: a PXE ROM gives up on an ERROR but retries on silence, and
+    // in a boot storm its retry finds a free session; under a flood, silence is also cheaper.
+    if (this.load >= this.#s.maxSessions) return this.#drop(req, address, port, "server busy");
+    if (!this.#rate.take(address, this.#runtime.now())) return this.#drop(req, address, port, "too many requests");
     this.#pending.add(key);
     try {
       // Refused like any request that cannot be served: an ERROR, and a failed transfer event (a log line).
@@ -464,6 +525,7 @@ export class Engine {
         retransmits: 0,
         blksize: 512,
         windowsize: 1,
+        minBurst: 1,
         options: null,
         outcome: "failed",
         error: { ...refusal, byPeer: false },
@@ -506,6 +568,48 @@ export class Engine {
     throw new TftpError(ErrorCode.ACCESS_VIOLATION, r.message);
   }
 
+  /** Drops a request unanswered, and tells the operator: the first at once, then a count at most once a second. */
+  #drop(req: RequestPacket, address: string, port: number, reason: string): void {
+    const event: TransferEvent = {
+      kind: req.op === 1 ? "read" : "write",
+      address,
+      port,
+      filename: req.filename,
+      bytes: 0,
+      blocks: 0,
+      mode: req.mode,
+      asked: req.options,
+      refused: true,
+      durationMs: 0,
+      retransmits: 0,
+      blksize: 512,
+      windowsize: 1,
+      minBurst: 1,
+      options: null,
+      outcome: "failed",
+      error: { code: ErrorCode.NOT_DEFINED, message: reason, byPeer: false },
+    };
+    if (this.#drops !== null) {
+      this.#drops.count++;
+      this.#drops.last = event;
+      return;
+    }
+    this.#emit({ ...event, dropped: 1 });
+    this.#drops = { count: 0, last: event };
+    const report = () => {
+      const d = this.#drops!;
+      if (d.count === 0) {
+        this.#drops = null;
+        this.#dropTimer = null;
+        return;
+      }
+      this.#emit({ ...d.last, dropped: d.count });
+      d.count = 0;
+      this.#dropTimer = this.#runtime.after(1000, report);
+    };
+    this.#dropTimer = this.#runtime.after(1000, report);
+  }
+
   async #startRead(req: RequestPacket, address: string, port: number, key: string): Promise<void> {
     const filename = this.#rewrite("read", req, address);
     const match = this.#reads.match(filename);
@@ -525,7 +629,10 @@ export class Engine {
     let ringBytes = 0;
     try {
       if (req.mode === "netascii") source = new NetasciiSource(source);
-      const negotiated = negotiate("read", req.mode, req.options, limits, source.size);
+      // An empty file's tsize is not told: curl refuses an OACK with tsize 0 ("invalid tsize"), and a
+      // client loses nothing by not knowing a size of zero. With nothing else asked, no OACK at all.
+      const told = source.size === 0 ? undefined : source.size;
+      const negotiated = negotiate("read", req.mode, req.options, limits, told);
       const { first: slots, full: fullSlots } = ringPlan(negotiated.blksize, negotiated.windowsize, source.size, negotiated.reply !== null);
       ringBytes = slots * (negotiated.blksize + 4);
       ring = allocate(ringBytes);
@@ -627,7 +734,14 @@ export class Engine {
   }
 
   #settings(n: Negotiated) {
-    return { blksize: n.blksize, windowsize: n.windowsize, timeoutMs: n.timeoutMs, retries: this.#s.retries, oack: n.reply ? encodeOack(n.reply) : null };
+    return {
+      blksize: n.blksize,
+      windowsize: n.windowsize,
+      timeoutMs: n.timeoutMs,
+      retries: this.#s.retries,
+      oack: n.reply ? encodeOack(n.reply) : null,
+      backoff: true,
+    };
   }
 
   async #launch(
@@ -665,16 +779,21 @@ export class Engine {
       transport,
       ownsTransport: !this.#s.singlePort,
       now: () => this.#runtime.now(),
+      later: (ms, fn) => this.#runtime.after(ms, fn),
       onFinished: (t) => this.#finished(key, t),
+      onConfirmed: (t) => this.#confirmed(key, t),
       onError: this.#s.onError,
       ...parts,
     });
     const renamed = this.#renamed.get(req);
-    this.#details.set(transfer, { negotiated, renamed, request: req });
-    this.#transfers.set(key, transfer);
+    this.#details.set(transfer, { negotiated, request: req, renamed });
+    // A sibling (see #request) answers the same request again: one start per request, as one end.
+    const first = (this.#transfers.get(key) ?? []).length === 0;
+    this.#transfers.set(key, [...(this.#transfers.get(key) ?? []), transfer]);
+    this.#live++;
     this.#ensureTicker();
     transfer.start();
-    this.#started({
+    if (first) this.#started({
       kind: transfer.kind,
       address,
       port,
@@ -699,17 +818,31 @@ export class Engine {
   /** Runs every due timeout. The runtime calls it from the ticker; tests call it with a fake clock. */
   tick(): void {
     const now = this.#runtime.now();
-    for (const t of this.#transfers.values()) t.tick(now);
+    for (const list of this.#transfers.values()) for (const t of list) t.tick(now);
+  }
+
+  /** The client answered `t`: its unconfirmed siblings end without a word (their ports close). */
+  #confirmed(key: string, t: Transfer): void {
+    for (const sibling of this.#transfers.get(key) ?? []) {
+      if (sibling !== t) sibling.act(() => sibling.session.drop("the client took another answer to its request"));
+    }
   }
 
   #finished(key: string, t: Transfer): void {
-    if (this.#transfers.get(key) === t) this.#transfers.delete(key);
-    if (this.#transfers.size === 0) {
+    const list = this.#transfers.get(key) ?? [];
+    if (list.includes(t)) {
+      this.#live--;
+      if (list.length === 1) this.#transfers.delete(key);
+      else this.#transfers.set(key, list.filter((x) => x !== t));
+    }
+    if (this.#live === 0) {
       this.#ticker?.stop();
       this.#ticker = null;
       for (const resolve of this.#idle.splice(0)) resolve();
     }
-    if (!this.#reported.has(t)) this.#emit(this.#endEvent(t));
+    // Dropped for a sibling or a newer request: that one reports the client's request.
+    if (t.session.dropped || this.#reported.has(t)) return;
+    this.#emit(this.#endEvent(t));
   }
 
   /** An upload stored and acknowledged: its event now, with its own duration, not after the dally. */
@@ -734,6 +867,7 @@ export class Engine {
       retransmits: s.retransmits,
       blksize: n.blksize,
       windowsize: n.windowsize,
+      minBurst: s instanceof SendSession ? s.minBurst : n.windowsize,
       options: n.reply,
       outcome: s.state === State.DONE || s.state === State.DALLYING ? "ok" : "failed",
       ...this.#handlerTime(request),
@@ -753,7 +887,7 @@ export class Engine {
 
   /** Every live transfer. */
   #allTransfers(): Transfer[] {
-    return [...this.#transfers.values()];
+    return [...this.#transfers.values()].flat();
   }
 
   #emit(event: TransferEvent): void {

@@ -58,7 +58,7 @@ export class ServerMetrics {
   ended(e: TransferEvent): void {
     const kind = e.kind;
     if (e.refused) {
-      this.#refused.inc({ kind, reason: e.reason ?? "other" });
+      this.#refused.inc({ kind, reason: e.reason ?? "other" }, e.dropped ?? 1);
       if (e.handlerMs !== undefined) this.#handler.observe(e.handlerMs / 1000, { kind });
       return;
     }

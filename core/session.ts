@@ -46,6 +46,14 @@ export interface SessionSettings {
    * already heard from the server, and passes its full retries.
    */
   firstRetries?: number;
+  /**
+   * Backs off (a server's sessions; see Session.wait). Until the peer has answered,
+   * the wait doubles after each retransmission (1, 2, 4 timeouts: with the default
+   * 1 s, resends at 1 s and 3 s and gives up at 7 s): a first packet may meet a slow
+   * boot ROM or a lossy link, and what a spoofed request buys stays INITIAL_RETRIES
+   * packets, only spread out. Once it has answered, from the second timeout in a row.
+   */
+  backoff?: boolean;
 }
 
 /** How a failed transfer failed. `sent`: whether we told the peer with an ERROR. */
@@ -60,6 +68,9 @@ export interface Failure {
  * hear a retransmission of the last block from a peer with the same timeout.
  */
 export const DALLY_TIMEOUTS = 3;
+
+/** The longest wait between two retransmissions once the peer has answered, in timeouts (see Session.retry). */
+export const MAX_BACKOFF = 8;
 
 /** Retransmissions of the first packet before the peer has answered (see Session.retry). */
 export const INITIAL_RETRIES = 2;
@@ -98,6 +109,29 @@ abstract class Session {
     this.#end(code, message, false);
   }
 
+  /**
+   * Ends the transfer without a word to the peer, which has moved on: it confirmed
+   * another answer to the same request, or asked for something else from this port.
+   */
+  drop(message: string): void {
+    if (this.finished) return;
+    this.dropped = true;
+    this.#end(ErrorCode.NOT_DEFINED, message, false);
+  }
+
+  /** Set when the transfer ended by drop(). */
+  dropped = false;
+
+  /**
+   * The peer repeated its request: resend now what the timer would resend (it
+   * missed our first packet). Counts as a retransmission, against the retries.
+   */
+  resendNow(now: number): void {
+    if (this.finished) return;
+    this.deadline = now;
+    this.handleTimer(now);
+  }
+
   protected peerFailed(code: number, message: string): void {
     this.#end(code, message, true);
   }
@@ -115,7 +149,7 @@ abstract class Session {
   }
 
   /** True once the peer has answered anything after the request: until then it may be spoofed. */
-  protected abstract get peerConfirmed(): boolean;
+  abstract get peerConfirmed(): boolean;
 
   /**
    * Counts one timeout; returns false (after failing) when the retries are used
@@ -131,14 +165,37 @@ abstract class Session {
     }
     this.retries++;
     this.retransmits++;
-    this.deadline = now + this.settings.timeoutMs;
+    this.deadline = now + this.wait();
     return true;
+  }
+
+  /**
+   * How long to wait for the peer now: the timeout, or with `backoff` longer after
+   * timeouts in a row. Until the peer has answered, see `backoff`. Once it has, the
+   * second timeout in a row and those after it double the wait, up to MAX_BACKOFF
+   * timeouts (RFC 1123, 4.2.3.2): a peer that is ahead of us and answers only on its
+   * own timer, which each of our resends restarts (atftp ignores blocks it has and
+   * ACKs again only then), gets the silence it needs to speak. Progress (retries back
+   * to 0) ends it. A client does not back off: a server dallies after its last ACK for
+   * three of its timeouts, which sparser retransmissions of the last DATA would miss.
+   */
+  protected wait(): number {
+    if (!this.settings.backoff) return this.settings.timeoutMs;
+    const factor = this.peerConfirmed ? Math.min(2 ** Math.max(0, this.retries - 1), MAX_BACKOFF) : 2 ** this.retries;
+    return this.settings.timeoutMs * factor;
   }
 
   abstract start(now: number): void;
   abstract receive(packet: Packet, now: number): void;
   abstract handleTimer(now: number): void;
 }
+
+/**
+ * The pause between two bursts of a window, once the path has shown it drops
+ * back-to-back datagrams (see SendSession.burst): long enough for a slow receiver
+ * (a boot loader polling one receive buffer) to take the last one.
+ */
+export const PACE_MS = 1;
 
 /** Read-ahead that makes a read call worth its cost (a thread-pool round trip in Node). */
 const READ_AHEAD = 128 * 1024;
@@ -198,12 +255,29 @@ export class SendSession extends Session {
   readonly stride: number;
   /** Highest block acknowledged (0: none; the OACK is acknowledged as block 0). */
   acked = 0;
-  /** Highest block sent. */
+  /** Highest block sent since the window last (re)started: the next to send is sent + 1. */
   sent = 0;
+  /** Highest block ever sent: an ACK up to it is genuine, even after `sent` went back for a resend. */
+  #highest = 0;
   /** Highest block filled in the ring. */
   available = 0;
   /** The final block, once the source has ended; Infinity before. */
   last = Infinity;
+  /**
+   * Blocks sent back to back; the rest of the window follows in bursts of this size,
+   * PACE_MS apart. The whole window until the path shows it drops bursts: a card
+   * with one receive buffer (U-Boot on QEMU's e1000) takes only the first datagram
+   * of each. The window itself stays the negotiated one, since that is what the
+   * receiver counts before it ACKs (RFC 7440; U-Boot counts from its last ACK): a
+   * smaller window would cost a receiver timeout each.
+   */
+  burst: number;
+  /** The largest burst with which a whole window got through (0: none yet): bursts grow back no further. */
+  proven = 0;
+  /** The smallest burst used (reported in the transfer event). */
+  minBurst: number;
+  /** When the next burst of the window may go; Infinity when none waits. */
+  paceAt = Infinity;
   #lastLength = 0;
   #filling = false;
   #detached = false;
@@ -216,6 +290,7 @@ export class SendSession extends Session {
     this.slots = slots;
     this.fullSlots = fullSlots;
     this.stride = settings.blksize + 4;
+    this.burst = this.minBurst = settings.windowsize;
   }
 
   /**
@@ -302,8 +377,11 @@ export class SendSession extends Session {
     this.#detached = true;
   }
 
-  protected get peerConfirmed(): boolean {
-    return this.acked > 0 || (this.settings.oack !== null && this.state !== State.NEGOTIATING);
+  /** The peer's ACK 0 answered our OACK. */
+  #oackAcked = false;
+
+  get peerConfirmed(): boolean {
+    return this.acked > 0 || this.#oackAcked;
   }
 
   get bytes(): number {
@@ -345,14 +423,25 @@ export class SendSession extends Session {
     return memory().subarray(at, at + 4 + len);
   }
 
-  /** Sends what the window allows and the ring has. */
+  /** Sends what the window allows and the ring has, a burst at a time (see `burst`). */
   #pump(now: number): void {
-    if (this.state !== State.TRANSFERRING) return;
-    const limit = Math.min(this.acked + this.settings.windowsize, this.available);
+    if (this.state !== State.TRANSFERRING || (this.paceAt !== Infinity && now < this.paceAt)) return;
+    this.paceAt = Infinity;
+    const limit = Math.min(this.acked + this.settings.windowsize, this.available, this.sent + this.burst);
     if (this.sent >= limit) return;
     for (let seq = this.sent + 1; seq <= limit; seq++) this.out.push(this.#packet(seq));
     this.sent = limit;
-    this.deadline = now + this.settings.timeoutMs;
+    if (limit > this.#highest) this.#highest = limit;
+    this.deadline = now + this.wait();
+    // A smaller burst than the window: the next one waits, be it of this window (even for blocks
+    // still being read) or of the next, which the ACK of this one may call for at once.
+    if (this.burst < this.settings.windowsize && limit < this.last) this.paceAt = now + PACE_MS;
+  }
+
+  /** Sets the burst (at least 1), noting the smallest. */
+  #setBurst(n: number): void {
+    this.burst = Math.max(1, n);
+    if (this.burst < this.minBurst) this.minBurst = this.burst;
   }
 
   receive(packet: Packet, now: number): void {
@@ -361,6 +450,7 @@ export class SendSession extends Session {
     if (packet.op !== 4) return this.receiveOther(packet);
     if (this.state === State.NEGOTIATING) {
       if (packet.block !== 0) return; // not an answer to the OACK
+      this.#oackAcked = true;
       this.state = State.TRANSFERRING;
       this.retries = 0;
       this.deadline = now + this.settings.timeoutMs;
@@ -368,25 +458,44 @@ export class SendSession extends Session {
     }
     // Map the 16-bit block onto the sequence: the nearest at or after `acked`.
     const seq = this.acked + ((packet.block - this.acked) & 0xffff);
-    if (seq === this.acked || seq > this.sent) return; // duplicate or stray: never resend for it
+    // Duplicate or stray: never resend for it. An ACK beyond `sent` but not beyond what was ever
+    // sent answers blocks sent before a timeout's resend began again from the first unacknowledged.
+    if (seq === this.acked || seq > this.#highest) return;
+    if (seq >= this.sent) {
+      // All we sent arrived: a window (or its end) got through with this burst.
+      if (this.burst > this.proven) this.proven = this.burst;
+      this.#setBurst(Math.min(this.burst + 1, this.proven));
+    } else if (seq - this.acked < this.burst) {
+      // A gap within the first burst: the path took only that many back to back.
+      this.#setBurst(seq - this.acked);
+    }
     this.acked = seq;
     this.retries = 0;
+    // A pause under way stays: the ACK left the peer right after the last block reached it, and a
+    // block sent at once would land on the heels of that one.
     if (seq === this.last) {
       this.state = State.DONE;
       this.deadline = Infinity;
       return;
     }
     // An ACK short of the window's end reports a gap: resume after it (RFC 7440).
-    if (seq < this.sent) this.sent = seq;
+    if (seq !== this.sent) this.sent = seq;
     this.deadline = now + this.settings.timeoutMs; // bounds a source that stalls
     this.#pump(now);
   }
 
   handleTimer(now: number): void {
-    if (this.finished || now < this.deadline) return;
+    if (this.finished) return;
+    if (now >= this.paceAt && now < this.deadline) return this.#pump(now); // the next burst of the window
+    if (now < this.deadline) return;
     if (!this.retry(now)) return;
-    if (this.state === State.NEGOTIATING) this.out.push(this.settings.oack!);
-    else for (let seq = this.acked + 1; seq <= this.sent; seq++) this.out.push(this.#packet(seq));
+    if (this.state === State.NEGOTIATING) return void this.out.push(this.settings.oack!);
+    // Nothing came back for a whole timeout: halve the burst, and resend the window from the
+    // first block not acknowledged, a burst at a time (not the burst that was just lost again).
+    if (this.sent > this.acked) this.#setBurst(this.burst >> 1);
+    this.sent = this.acked;
+    this.paceAt = Infinity;
+    this.#pump(now);
   }
 }
 
@@ -427,7 +536,7 @@ export class ReceiveSession extends Session {
     return this.#bytes;
   }
 
-  protected get peerConfirmed(): boolean {
+  get peerConfirmed(): boolean {
     return this.expected > 1;
   }
 

@@ -26,6 +26,13 @@ export interface TransferInit {
   ownsTransport: boolean;
   now: () => number;
   onFinished: (t: Transfer) => void;
+  /**
+   * A one-shot timer, for the pause between two bursts of a window (PACE_MS, far
+   * below the ticker's period). Without it the next tick sends the next burst.
+   */
+  later?: (ms: number, fn: () => void) => { stop(): void };
+  /** Called once, when the peer first answers (see Session.peerConfirmed). */
+  onConfirmed?: (t: Transfer) => void;
   onError: (error: unknown, context: string) => void;
   source?: BlockSource;
   ring?: { ptr: number; bytes: number };
@@ -45,6 +52,8 @@ export class Transfer {
   #inflight = 0;
   #fillWaiting = false;
   #disposed = false;
+  #confirmed = false;
+  #paceTimer: { stop(): void } | null = null;
   #ringHeld: { ptr: number; bytes: number } | undefined;
   #onSent = () => {
     this.#inflight--;
@@ -96,13 +105,18 @@ export class Transfer {
   }
 
   tick(now: number): void {
-    if (!this.#disposed && now >= this.session.deadline) {
+    const s = this.session;
+    if (!this.#disposed && (now >= s.deadline || (s instanceof SendSession && now >= s.paceAt))) {
       this.session.handleTimer(now);
       this.#after();
     }
   }
 
   #after(): void {
+    if (!this.#confirmed && this.session.peerConfirmed) {
+      this.#confirmed = true;
+      this.#init.onConfirmed?.(this);
+    }
     const out = this.session.takeOutgoing();
     if (out.length > 1 && this.transport.sendMany) {
       this.#inflight += out.length;
@@ -114,7 +128,20 @@ export class Transfer {
       for (const datagram of out) this.transport.send(datagram, this.port, this.address, this.#onSent);
     }
     if (this.session.finished) this.#dispose();
-    else if (this.session instanceof SendSession) this.#startFill();
+    else if (this.session instanceof SendSession) {
+      this.#startFill();
+      this.#pace(this.session);
+    }
+  }
+
+  /** Wakes the session when its next burst may go (see SendSession.burst). */
+  #pace(session: SendSession): void {
+    const later = this.#init.later;
+    if (session.paceAt === Infinity || this.#paceTimer !== null || later === undefined || this.#disposed) return;
+    this.#paceTimer = later(Math.max(0, session.paceAt - this.#init.now()), () => {
+      this.#paceTimer = null;
+      this.act((now) => session.handleTimer(now));
+    });
   }
 
   #startFill(): void {
@@ -205,6 +232,8 @@ export class Transfer {
   #dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
+    this.#paceTimer?.stop();
+    this.#paceTimer = null;
     if (this.session instanceof SendSession) this.session.detach();
     this.#releaseRing();
     const source = this.#init.source;

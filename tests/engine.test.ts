@@ -2,7 +2,7 @@
 // read-ahead bounds and shutdown, with time as an input.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { decode, encodeAck, encodeData, encodeRequest } from "../core/codec.ts";
+import { decode, encodeAck, encodeData, encodeError, encodeRequest } from "../core/codec.ts";
 import type { DataPacket, Packet } from "../core/packet.ts";
 import type { BlockSource } from "../core/body.ts";
 import { ringSlots } from "../core/session.ts";
@@ -35,27 +35,52 @@ test("a stranger's packet on a transfer port gets ERROR 5; the transfer goes on"
   assert.equal([d2.op, (d2 as { block: number }).block], [3, 2]);
 });
 
-test("timeouts: the same DATA again after each timeout, then ERROR 0, and the session is gone", async () => {
+/** What reaches `client` until `until` on the fake clock, in 100 ms steps: [time, op, block or code]. */
+async function heard(net: Awaited<ReturnType<typeof setup>>["net"], client: Awaited<ReturnType<typeof fakePeer>>, until: number) {
+  const got: [number, number, number][] = [];
+  while (net.time < until) {
+    await net.advance(100);
+    await net.deliver();
+    for (const p of packets(client.take())) got.push([net.time, p.op, (p as { block?: number }).block ?? (p as { code?: number }).code ?? 0]);
+  }
+  return got;
+}
+
+test("an unanswered first packet is resent with backoff (at 1 s and 3 s), then ERROR 0 at 7 s, and the session is gone", async () => {
   const { net, app } = await setup((app) => app.read("f", () => bytesOf(2000)));
   const client = await fakePeer(net, "127.0.0.2");
   client.send(encodeRequest(1, "f", "octet", {}), 69);
   await net.deliver();
-  const port = client.take()[0].port;
-  await net.advance(999);
-  await net.deliver();
-  assert.equal(client.take(), [], "retransmitted before the timeout");
-  await net.advance(101);
-  await net.deliver();
-  assert.equal(packets(client.take()).map((p) => [p.op, (p as { block: number }).block]), [[3, 1]]);
-  await net.advance(1100);
-  await net.deliver();
-  assert.equal(packets(client.take()).map((p) => p.op), [3]);
-  await net.advance(1100);
-  await net.deliver();
-  const end = packets(client.take());
-  assert.equal(end.map((p) => [p.op, (p as { code: number }).code]), [[5, 0]]);
-  assert.is(end[0].from, port);
+  client.take();
+  assert.equal(await heard(net, client, 8000), [[1000, 3, 1], [3000, 3, 1], [7000, 5, 0]]);
   assert.is(app.engine!.load, 0);
+});
+
+test("a client whose first answer comes 6.5 s late is still served (the OACK was resent at 1 s and 3 s)", async () => {
+  const { net, app } = await setup((app) => app.read("f", () => bytesOf(2000)));
+  const client = await fakePeer(net, "127.0.0.2");
+  client.send(encodeRequest(1, "f", "octet", { blksize: "1024" }), 69);
+  await net.deliver();
+  const [oack] = packets(client.take());
+  assert.equal(await heard(net, client, 6500), [[1000, 6, 0], [3000, 6, 0]]);
+  client.send(encodeAck(0), oack.from);
+  await net.deliver();
+  assert.equal(packets(client.take()).map((p) => [p.op, (p as DataPacket).block]), [[3, 1]]);
+  assert.is(app.engine!.load, 1);
+});
+
+test("once the client has answered, the first timeout is the timeout again; from the second in a row the wait doubles", async () => {
+  const { net } = await setup((app) => app.read("f", () => bytesOf(5000)));
+  const client = await fakePeer(net, "127.0.0.2");
+  client.send(encodeRequest(1, "f", "octet", {}), 69);
+  await net.deliver();
+  const port = client.take()[0].port;
+  client.send(encodeAck(1), port);
+  await net.deliver();
+  client.take();
+  // retries 2: resends at 1 s and 2 s, then a wait of 2 s (a peer that answers only on its own timer,
+  // which each resend restarts, gets a silence), and the end.
+  assert.equal(await heard(net, client, 5000), [[1000, 3, 2], [2000, 3, 2], [4000, 5, 0]]);
 });
 
 test("a retransmitted request does not start a second transfer", async () => {
@@ -69,6 +94,120 @@ test("a retransmitted request does not start a second transfer", async () => {
   assert.is(calls, 1);
   assert.is(app.engine!.load, 1);
   assert.is(client.take().length, 1);
+});
+
+// A PXE ROM asks for tsize, refuses the OACK with ERROR 8 on the transfer port and asks again from the
+// same port ~2 ms later. The ERROR and the new request reach different sockets: either may come first.
+test("a re-request from the same port before the ERROR that ended the first: a new transfer answers at once, the first ends on the ERROR", async () => {
+  const events: { outcome: string; error?: { code: number; byPeer: boolean } }[] = [];
+  const { net, app } = await setup((app) => app.read("f", () => bytesOf(2000)), { onTransfer: (e) => events.push(e) });
+  const rom = await fakePeer(net, "127.0.0.2");
+  const rrq = encodeRequest(1, "f", "octet", { tsize: "0", blksize: "1024" });
+  rom.send(rrq, 69);
+  await net.deliver();
+  const [oack1] = packets(rom.take());
+  rom.send(rrq, 69); // the request overtakes the ERROR
+  await net.deliver();
+  const [oack2] = packets(rom.take());
+  assert.equal([oack2.op, (oack2 as { options: Record<string, string> }).options.tsize], [6, "2000"], "the new request was not answered");
+  assert.is.not(oack2.from, oack1.from);
+  rom.send(encodeError(8, "tsize only"), oack1.from);
+  await net.deliver();
+  assert.equal(events.map((e) => [e.outcome, e.error?.code, e.error?.byPeer]), [["failed", 8, true]]);
+  rom.send(encodeAck(0), oack2.from);
+  await net.deliver();
+  assert.equal(packets(rom.take()).map((p) => [p.op, (p as DataPacket).block, p.from]), [[3, 1, oack2.from]]);
+  assert.is(app.engine!.load, 1);
+});
+
+test("a re-request from the same port with no ERROR (or one sent to port 69) is answered at once; the answer the client confirms wins and the other ends without a word", async () => {
+  const events: { outcome: string }[] = [];
+  const { net, app } = await setup((app) => app.read("f", () => bytesOf(2000)), { onTransfer: (e) => events.push(e) });
+  const rom = await fakePeer(net, "127.0.0.2");
+  const rrq = encodeRequest(1, "f", "octet", { tsize: "0", blksize: "1024" });
+  rom.send(rrq, 69);
+  await net.deliver();
+  const [oack1] = packets(rom.take());
+  rom.send(encodeError(8, "tsize only"), 69); // to the wrong port: dropped
+  rom.send(rrq, 69);
+  await net.deliver();
+  const [oack2] = packets(rom.take());
+  assert.is(oack2.op, 6, "the re-request waited");
+  assert.is(app.engine!.load, 2);
+  rom.send(encodeAck(0), oack2.from);
+  await net.deliver();
+  assert.equal(packets(rom.take()).map((p) => [p.op, p.from]), [[3, oack2.from]]);
+  assert.is(app.engine!.load, 1, "the unconfirmed sibling still runs");
+  await net.advance(2500); // past the sibling's first resend (1 s), short of the live one's end (3 s)
+  await net.deliver();
+  assert.ok(packets(rom.take()).every((p) => p.from === oack2.from), "the sibling sent something after the client chose");
+  assert.equal(events, [], "a silently ended sibling was reported");
+  void oack1;
+});
+
+test("re-requests from one port start at most 4 unconfirmed transfers; a confirmed transfer's repeat is ignored", async () => {
+  let calls = 0;
+  const { net, app } = await setup((app) => app.read("f", () => (calls++, bytesOf(5000))));
+  const client = await fakePeer(net, "127.0.0.2");
+  const rrq = encodeRequest(1, "f", "octet", {});
+  for (let i = 0; i < 6; i++) {
+    client.send(rrq, 69);
+    await net.deliver();
+  }
+  const first = packets(client.take());
+  assert.is(calls, 4);
+  assert.is(app.engine!.load, 4);
+  assert.is(new Set(first.map((p) => p.from)).size, 4);
+  client.send(encodeAck(1), first[2].from);
+  await net.deliver();
+  assert.is(app.engine!.load, 1, "the others did not end");
+  assert.equal(packets(client.take()).map((p) => [p.op, (p as DataPacket).block, p.from]), [[3, 2, first[2].from]]);
+  client.send(rrq, 69);
+  await net.deliver();
+  assert.equal(client.take(), [], "a repeat of a confirmed transfer was answered");
+  assert.is(calls, 4);
+});
+
+test("single port: the same request again from an unconfirmed transfer's port resends its first packet at once, as a retransmission", async () => {
+  const events: { retransmits: number; outcome: string }[] = [];
+  const { net, app } = await setup((app) => app.read("f", () => bytesOf(700)), { singlePort: true, onTransfer: (e) => events.push(e) });
+  const client = await fakePeer(net, "127.0.0.2");
+  const rrq = encodeRequest(1, "f", "octet", { blksize: "512" });
+  client.send(rrq, 69);
+  await net.deliver();
+  assert.equal(packets(client.take()).map((p) => p.op), [6]);
+  client.send(rrq, 69);
+  await net.deliver();
+  assert.equal(packets(client.take()).map((p) => [p.op, p.from]), [[6, 69]], "the repeat was not answered at once");
+  client.send(encodeAck(0), 69);
+  await net.deliver();
+  client.send(encodeAck(1), 69);
+  await net.deliver();
+  client.send(encodeAck(2), 69);
+  await net.deliver();
+  assert.equal(events.map((e) => [e.outcome, e.retransmits]), [["ok", 1]]);
+  assert.is(app.engine!.load, 0);
+});
+
+test("single port: another request from an unconfirmed transfer's port replaces it (the old one ends without a word)", async () => {
+  const events: { filename: string; outcome: string }[] = [];
+  const { net, app } = await setup((app) => app.read("*", ({ filename }) => filename.repeat(10)), { singlePort: true, onTransfer: (e) => events.push(e) });
+  const client = await fakePeer(net, "127.0.0.2");
+  client.send(encodeRequest(1, "a", "octet", {}), 69);
+  await net.deliver();
+  client.take();
+  client.send(encodeRequest(1, "b", "octet", { blksize: "8" }), 69);
+  await net.deliver();
+  assert.equal(packets(client.take()).map((p) => [p.op, p.from]), [[6, 69]], "the new request was not answered");
+  assert.is(app.engine!.load, 1);
+  client.send(encodeAck(0), 69);
+  await net.deliver();
+  const [d1] = packets(client.take()) as DataPacket[];
+  assert.equal([d1.block, new TextDecoder().decode(d1.payload)], [1, "bbbbbbbb"]);
+  await net.advance(10_000);
+  await net.deliver();
+  assert.ok(packets(client.take()).every((p) => p.op !== 3 || (p as DataPacket).payload[0] === 0x62), "the replaced transfer sent");
+  assert.equal(events.map((e) => e.filename), ["b"], "the replaced transfer was reported");
 });
 
 /** An upload of one 10-byte block from 127.0.0.2, to its last ACK; the server is left dallying. */
@@ -180,9 +319,12 @@ test("a client that never answers holds one window of ring; its first ACK brings
   client.send(encodeAck(0), port);
   await net.deliver();
   assert.ok(arenaInUse() - before >= ringSlots(1000, 4) * 1004, `the ring did not grow: ${arenaInUse() - before} bytes`);
-  // The first window went out of the small ring; lose it: its retransmission comes from the large one.
+  // The first window went out of the small ring; lose it: its retransmission comes from the large one
+  // (half of it at once, since a whole window was lost, and the rest after a pause).
   client.take();
   await net.advance(1000);
+  await net.deliver();
+  await net.advance(10);
   await net.deliver();
   const again = packets(client.take()) as DataPacket[];
   assert.equal(again.map((d) => d.block), [1, 2, 3, 4]);
@@ -190,7 +332,9 @@ test("a client that never answers holds one window of ring; its first ACK brings
   client.send(encodeAck(4), port);
   await net.deliver();
   const got: Uint8Array[] = [body.subarray(0, 4000)];
-  for (let round = 0; round < 200 && app.engine!.load > 0; round++) {
+  for (let round = 0; round < 400 && app.engine!.load > 0; round++) {
+    await net.advance(5); // the window comes in paced bursts since the loss
+    await net.deliver();
     const data = packets(client.take()).filter((p) => p.op === 3) as DataPacket[];
     if (data.length === 0) break;
     for (const d of data) got.push(d.payload.slice());
@@ -317,6 +461,20 @@ test("a mail-mode request is refused with ERROR 4 and reported like any refusal 
   const [e] = packets(client.take());
   assert.equal([e.op, (e as { code: number }).code], [5, 4]);
   assert.equal(events.map((ev) => [ev.outcome, ev.filename, ev.error?.code, ev.error?.message]), [["failed", "root", 4, "mail mode is not supported"]]);
+});
+
+test("an empty file: tsize 0 is left out of the OACK (curl refuses it); with nothing else asked, DATA 1 comes first", async () => {
+  const { net } = await setup((app) => app.read("empty", () => new Uint8Array(0)));
+  const client = await fakePeer(net, "127.0.0.2");
+  client.send(encodeRequest(1, "empty", "octet", { tsize: "0" }), 69);
+  await net.deliver();
+  const [d1] = packets(client.take()) as DataPacket[];
+  assert.equal([d1.op, d1.block, d1.payload.length], [3, 1, 0]);
+  const curl = await fakePeer(net, "127.0.0.3");
+  curl.send(encodeRequest(1, "empty", "octet", { tsize: "0", blksize: "512", timeout: "6" }), 69);
+  await net.deliver();
+  const [oack] = packets(curl.take());
+  assert.equal(oack, { op: 6, options: { blksize: "512", timeout: "6" }, from: oack.from });
 });
 
 test("close(): live transfers get the drain time, then ERROR 0; the port is released", async () => {

@@ -27,6 +27,7 @@ test.before(async () => {
   files["small.bin"] = bytesOf(3 * 1024 * 1024 + 77, 11);
   files["exact.bin"] = bytesOf(1468 * 100, 12); // a multiple of blksize 1468: ends with an empty DATA
   files["rollover.bin"] = bytesOf(40 * 1024 * 1024, 13); // 81920 blocks of 512: the block number wraps
+  files["empty.bin"] = new Uint8Array(0);
   files["lines.txt"] = new TextEncoder().encode("first line\nsecond line\r\nbare CR\rlast\n".repeat(2000));
   for (const [name, bytes] of Object.entries(files)) await writeFile(join(root, name), bytes);
   app = new Emmer({ port: 0, onError: () => {}, drainTimeout: 500 });
@@ -71,6 +72,18 @@ async function upload(peer: Peer, remote: string, bytes: Uint8Array, o: Partial<
 for (const blksize of [512, 1468, 65464]) {
   peerTest("curl", `get at blksize ${blksize}`, async () => {
     assert.is(sha(await download("curl", "small.bin", { blksize })), sha(files["small.bin"]));
+  });
+}
+// curl refuses an OACK with tsize 0 ("invalid tsize", exit 71): an empty file's tsize is left out.
+peerTest("curl", "get of an empty file with curl's default options (tsize 0, blksize 512, timeout 6)", async () => {
+  assert.is((await download("curl", "empty.bin", { tsize: true })).length, 0);
+});
+peerTest("curl", "get of an empty file asking tsize and blksize 1468", async () => {
+  assert.is((await download("curl", "empty.bin", { tsize: true, blksize: 1468 })).length, 0);
+});
+for (const [peer, o] of [["tftp-hpa", {}], ["atftp", { tsize: true }], ["atftp", { tsize: true, blksize: 1468, windowsize: 4 }], ["busybox", {}]] as const) {
+  peerTest(peer, `get of an empty file (${JSON.stringify(o)})`, async () => {
+    assert.is((await download(peer, "empty.bin", o)).length, 0);
   });
 }
 peerTest("curl", "get of an exact multiple of blksize 1468", async () => {

@@ -2,14 +2,14 @@
 // address, handlers that never answer, the rate limiter's own memory.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import type { Emmer } from "../core/app.ts";
+import type { Emmer, EmmerOptions } from "../core/app.ts";
 import { decode, encodeData, encodeError, encodeRequest } from "../core/codec.ts";
 import { RateLimiter } from "../core/rate_limit.ts";
 import { INITIAL_RETRIES } from "../core/session.ts";
 import { fakePeer, fakeServer } from "./support/fake_runtime.ts";
 import { bytesOf } from "./support/session_driver.ts";
 
-const setup = (configure: (app: Emmer) => void, options = {}) => fakeServer(configure, { retries: 5, ...options });
+const setup = (configure: (app: Emmer) => void, options: EmmerOptions = {}) => fakeServer(configure, { retries: 5, ...options });
 
 const op = (d: Uint8Array) => (decode(d) as { op: number }).op;
 
@@ -51,22 +51,41 @@ for (const [name, options] of [["no options", {}], ["blksize 65464 and windowsiz
   });
 }
 
-test("requests per address: beyond the rate, ERROR 0; other addresses and later requests are served", async () => {
-  const { net } = await setup((app) => app.read("*", () => "x"), { maxRequestsPerSecond: 5 });
+test("requests per address: beyond the rate, silence (a boot ROM retries on silence, not after an ERROR); other addresses and later requests are served", async () => {
+  const events: { outcome: string; error?: { message: string }; dropped?: number }[] = [];
+  const { net } = await setup((app) => app.read("*", () => "x"), { maxRequestsPerSecond: 5, onTransfer: (e) => events.push(e) });
   const flood = await Promise.all(Array.from({ length: 6 }, () => fakePeer(net, "127.0.0.2"))); // one address, six ports
   const other = await fakePeer(net, "127.0.0.3");
   flood.forEach((f, i) => f.send(encodeRequest(1, `f${i}`, "octet", {}), 69));
   other.send(encodeRequest(1, "g", "octet", {}), 69);
   await net.deliver();
   const answers = flood.flatMap((f) => f.take()).map((m) => decode(m.data) as { op: number; message?: string });
-  assert.is(answers.filter((a) => a.op === 3).length, 5);
-  assert.equal(answers.filter((a) => a.op === 5).map((a) => a.message), ["too many requests"]);
+  assert.equal(answers.map((a) => a.op), [3, 3, 3, 3, 3], "five served, the sixth dropped unanswered");
+  assert.equal(events.map((e) => [e.outcome, e.error?.message, e.dropped]), [["failed", "too many requests", 1]], "the operator was not told");
   assert.is(op(other.take()[0].data), 3);
   await net.advance(1000);
   const later = await fakePeer(net, "127.0.0.2");
   later.send(encodeRequest(1, "later", "octet", {}), 69);
   await net.deliver();
   assert.is(op(later.take()[0].data), 3, "still refused a second later");
+});
+
+test("a flood of dropped requests is reported at most once a second, with a count, and nothing is lost from the count", async () => {
+  const events: { error?: { message: string }; dropped?: number; filename: string }[] = [];
+  const { net, app } = await setup((app) => app.read("*", () => "x"), { maxRequestsPerSecond: 1, onTransfer: (e) => events.push(e) });
+  for (let i = 0; i < 10; i++) {
+    const peer = await fakePeer(net, "127.0.0.2"); // a port of its own: not a repeat of an earlier request
+    peer.send(encodeRequest(1, `f${i}`, "octet", {}), 69);
+    await net.deliver();
+    await net.advance(150); // 1.5 s in all: one token comes back at 1 s
+  }
+  const dropped = events.filter((e) => e.dropped !== undefined);
+  // f0 served; f1 dropped and reported at once; f2..f6 counted; f7 (at 1.05 s) served; f8, f9 counted.
+  assert.equal(dropped.map((e) => [e.filename, e.dropped]), [["f1", 1], ["f6", 5]]);
+  await net.advance(1000);
+  assert.equal(events.filter((e) => e.dropped !== undefined).map((e) => [e.filename, e.dropped]), [["f1", 1], ["f6", 5], ["f9", 2]], "the last count was lost");
+  assert.is(events.filter((e) => e.dropped === undefined).length, 0, "a served request reported before its end");
+  void app;
 });
 
 test("a read handler that never settles: ERROR 0 after handlerTimeout, and nothing is held", async () => {

@@ -132,6 +132,87 @@ test("mail mode is refused with ERROR 4; garbage on the listening port gets ERRO
   }
 });
 
+test("a truncated ERROR (2 or 3 bytes) is never answered, on the listening port or a transfer's", async () => {
+  const { app, port } = await server((app) => app.read("f", () => body));
+  const runtime = await loadRuntime();
+  const answers: Answer[] = [];
+  let answered: () => void = () => {};
+  const peer = await runtime.bind("127.0.0.1", 0, (data, _address, from) => (answers.push({ data: data.slice(), port: from }), answered()));
+  const next = (what: string) => within(runtime, new Promise<void>((resolve) => (answered = resolve)), 2000, what);
+  try {
+    // Datagrams from one socket reach the server in order: an answer to the short ERRORs would come
+    // before the DATA 1 that answers the request sent after them.
+    let got = next("DATA 1");
+    peer.send(Uint8Array.from([0, 5]), port, "127.0.0.1", () => {});
+    peer.send(Uint8Array.from([0, 5, 0]), port, "127.0.0.1", () => {});
+    peer.send(Uint8Array.from([0, 1, ...new TextEncoder().encode("f\0octet\0")]), port, "127.0.0.1", () => {});
+    await got;
+    assert.equal(answers.map((a) => a.data[1]), [3], "the first answer was not DATA 1");
+    // On the transfer's port too: an ERROR cut short is dropped there, and the transfer goes on.
+    got = next("DATA 2");
+    const transfer = answers[0].port;
+    peer.send(Uint8Array.from([0, 5]), transfer, "127.0.0.1", () => {});
+    peer.send(Uint8Array.from([0, 5, 0]), transfer, "127.0.0.1", () => {});
+    peer.send(Uint8Array.from([0, 4, 0, 1]), transfer, "127.0.0.1", () => {});
+    await got;
+    assert.equal(answers.map((a) => [a.data[1], a.data[3]]), [[3, 1], [3, 2]]);
+  } finally {
+    peer.close();
+    await app.close();
+  }
+});
+
+// A PXE ROM: RRQ (tsize, blksize) -> OACK -> ERROR 8 to the transfer port and, at once, the same RRQ from
+// the same port. The ERROR and the RRQ reach different sockets (one in single-port mode), in either order.
+for (const singlePort of [false, true]) {
+  test(`a PXE ROM's re-request after its ERROR 8 is answered, every time, in 1,000 cycles${singlePort ? " (single port)" : ""}`, async () => {
+    const file = bytesOf(1000, 9);
+    const { app, port } = await server((app) => app.read("pxe.0", () => file), { singlePort, maxRequestsPerSecond: 1_000_000 });
+    const runtime = await loadRuntime();
+    let waiting: ((a: Answer) => void) | null = null;
+    const inbox: Answer[] = [];
+    const rom = await runtime.bind("127.0.0.1", 0, (data, _address, from) => {
+      const a = { data: data.slice(), port: from };
+      if (waiting) (waiting(a), (waiting = null));
+      else inbox.push(a);
+    });
+    const next = () => (inbox.length > 0 ? Promise.resolve(inbox.shift()!) : new Promise<Answer>((resolve) => (waiting = resolve)));
+    const send = (bytes: Uint8Array, to: number) => rom.send(bytes, to, "127.0.0.1", () => {});
+    const rrq = Uint8Array.from([0, 1, ...new TextEncoder().encode("pxe.0\0octet\0tsize\x000\0blksize\x001024\0")]);
+    const error8 = Uint8Array.from([0, 5, 0, 8, 0]);
+    let dropped = 0;
+    try {
+      for (let cycle = 0; cycle < 1000 && dropped < 5; cycle++) {
+        send(rrq, port);
+        const oack = await within(runtime, next(), 2000, "OACK");
+        assert.is(oack.data[1], 6, `cycle ${cycle}: not an OACK`);
+        // Half the cycles the RRQ overtakes the ERROR, as it may between two sockets (with a single
+        // port both go to one socket, in order).
+        if (singlePort || cycle % 2 === 0) (send(error8, oack.port), send(rrq, port));
+        else (send(rrq, port), send(error8, oack.port));
+        // A request taken for a repeat goes unanswered: the ROM would wait out its own timeout.
+        const again = await within(runtime, next(), 500, "answer").catch(() => null);
+        if (again === null) {
+          dropped++;
+          continue;
+        }
+        assert.is(again.data[1], 6, `cycle ${cycle}: the re-request got ${again.data[1]}`);
+        send(Uint8Array.from([0, 4, 0, 0]), again.port);
+        const data = await within(runtime, next(), 2000, "DATA 1");
+        assert.equal([data.data[1], data.data.length], [3, 1004]);
+        send(Uint8Array.from([0, 4, 0, 1]), again.port);
+        // The transfer is done once its last ACK is in; the next cycle's RRQ comes from the same port.
+        while (app.engine!.load > 0) await new Promise<void>((resolve) => runtime.after(1, resolve));
+      }
+      assert.is(dropped, 0, `${dropped} re-requests dropped`);
+      assert.equal(inbox, [], "stray answers");
+    } finally {
+      rom.close();
+      await app.close();
+    }
+  });
+}
+
 // 4 blocks of 32 KiB in flight: a window that fits the default 208 KiB socket receive buffer, which
 // Deno's UDP sockets cannot enlarge (the client here runs on the same runtime as the server).
 test("a streaming body of 64 MiB is served block by block (windowsize 4, blksize 32768)", async () => {
@@ -200,23 +281,26 @@ test("uploads: the handler gets the stream; accept sees the announced size; verd
   }
 });
 
-test("at maxSessions, a new request gets ERROR 0 server busy", async () => {
+test("at maxSessions, a new request is dropped unanswered (reported to the operator) and the client's retransmission is served once a session frees", async () => {
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
+  const events: { filename: string; dropped?: number; error?: { message: string } }[] = [];
   const { app, client } = await server((app) => {
     app.read("slow", async () => {
       await gate;
       return "done";
     });
     app.read("fast", () => "fast");
-  }, { maxSessions: 1 });
+  }, { maxSessions: 1, onTransfer: (e) => events.push(e) });
   try {
     const slow = client.get("slow");
     await new Promise((r) => setTimeout(r, 50)); // let the first request reach its handler
-    await rejects(client.get("fast"), 0, "server busy");
+    const fast = client.get("fast"); // its first request meets a full server; it retransmits at 500 ms
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(events.map((e) => [e.filename, e.error?.message, e.dropped]), [["fast", "server busy", 1]]);
     release();
     assert.is(text.decode((await slow).data), "done");
-    assert.is(text.decode((await client.get("fast")).data), "fast");
+    assert.is(text.decode((await fast).data), "fast");
   } finally {
     await app.close();
   }

@@ -4,7 +4,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { encodeOack } from "../core/codec.ts";
 import type { DataPacket, Packet } from "../core/packet.ts";
-import { ringSlots, State } from "../core/session.ts";
+import { PACE_MS, ringSlots, State } from "../core/session.ts";
 import { ack, bytesOf, concat, error, type Sender, sender } from "./support/session_driver.ts";
 
 const isData = (p: Packet): p is DataPacket => p.op === 3;
@@ -168,10 +168,93 @@ test("a lost block mid-window: the receiver's ACK of the last in-order block mak
   s.session.start(0);
   s.pump(0);
   assert.equal(s.out().map((p) => (p as DataPacket).block), [1, 2, 3, 4]);
-  // block 3 lost: the client has 1, 2 and ACKs 2
-  assert.equal(s.feed(ack(2), 5).map((p) => (p as DataPacket).block), [3, 4, 5, 6]);
-  assert.equal(s.feed(ack(6), 6).map((p) => (p as DataPacket).block), [7, 8, 9, 10]);
+  // block 3 lost: the client has 1, 2 and ACKs 2. The path took two back to back: the window (4)
+  // goes on in bursts of two, PACE_MS apart.
+  assert.equal(s.feed(ack(2), 5).map((p) => (p as DataPacket).block), [3, 4]);
+  assert.equal(s.timer(5 + PACE_MS).map((p) => (p as DataPacket).block), [5, 6]);
+  assert.equal(s.feed(ack(6), 6.5).map((p) => (p as DataPacket).block), [], "no pause before the next window");
+  assert.equal(s.timer(7 + PACE_MS).map((p) => (p as DataPacket).block), [7, 8]);
   s.free();
+});
+
+// The burst (blocks sent back to back; the rest of the window follows PACE_MS apart) for sequences of
+// ACKs and timeouts. Each step: what happens at time t, then the blocks sent and the burst after it.
+// "pace" is the timer of the pause between two bursts; "timeout" the retransmission timer (1000 ms).
+type Step = [t: number, event: "ack" | "pace" | "timeout", block: number, sent: number[], burst: number];
+const bursts: [name: string, windowsize: number, steps: Step[]][] = [
+  ["no loss: whole windows, never a pause", 8, [
+    [0, "ack", 8, [9, 10, 11, 12, 13, 14, 15, 16], 8],
+    [1, "ack", 16, [17, 18, 19, 20, 21, 22, 23, 24], 8],
+  ]],
+  ["a card that takes one datagram per burst (U-Boot on e1000: it ACKs block 1 on its timer)", 8, [
+    [900, "ack", 1, [2], 1],
+    [901, "pace", 0, [3], 1],
+    [902, "pace", 0, [4], 1],
+    [903, "pace", 0, [5], 1],
+    [904, "pace", 0, [6], 1],
+    [905, "pace", 0, [7], 1],
+    [906, "pace", 0, [8], 1],
+    [907, "pace", 0, [9], 1],
+    [907.5, "ack", 9, [], 1], // the window 2..9 got through whole at 1: proven 1, and no growth beyond
+    [908, "pace", 0, [10], 1],
+  ]],
+  ["a timeout with nothing back halves the burst and resends from the first block unacknowledged", 8, [
+    [1000, "timeout", 0, [1, 2, 3, 4], 4],
+    [1001, "pace", 0, [5, 6, 7, 8], 4],
+    [2001, "timeout", 0, [1, 2], 2],
+    [2002, "pace", 0, [3, 4], 2],
+    [2002.5, "ack", 6, [], 2], // blocks 1..6 arrived (some from before the timeout): no pause is cut short
+    [2003, "pace", 0, [7, 8], 2],
+  ]],
+  ["random loss after a whole window: the burst shrinks to what got through, then grows back to the proven size", 4, [
+    [0, "ack", 4, [5, 6, 7, 8], 4], // proven 4
+    [1, "ack", 6, [7, 8], 2], // block 7 lost: two got through back to back
+    [2, "pace", 0, [9, 10], 2],
+    [2.5, "ack", 10, [], 3], // the window 7..10 arrived whole: grow by one (after the pause)
+    [3, "pace", 0, [11, 12, 13], 3],
+    [4, "pace", 0, [14], 3],
+    [4.5, "ack", 14, [], 4],
+    [5, "pace", 0, [15, 16, 17, 18], 4],
+    [6, "ack", 18, [19, 20, 21, 22], 4], // the whole window again: no more pauses
+  ]],
+  ["a loss in the very first window: bursts grow no further than a whole window has shown", 8, [
+    [0, "ack", 3, [4, 5, 6], 3],
+    [1, "pace", 0, [7, 8, 9], 3],
+    [2, "pace", 0, [10, 11], 3],
+    [2.5, "ack", 11, [], 3],
+    [3, "pace", 0, [12, 13, 14], 3],
+  ]],
+];
+
+for (const [name, windowsize, steps] of bursts) {
+  test(`bursts: ${name}`, () => {
+    const s = sender(bytesOf(512 * 200, 6), { windowsize, timeoutMs: 1000 });
+    s.session.start(0);
+    s.pump(0);
+    assert.equal(s.out().map((p) => (p as DataPacket).block), Array.from({ length: windowsize }, (_, i) => i + 1));
+    let smallest = windowsize;
+    for (const [t, event, block, sent, burst] of steps) {
+      const out = event === "ack" ? s.feed(ack(block), t) : s.timer(t);
+      const what = `${event}${event === "ack" ? ` ${block}` : ""} at ${t}`;
+      assert.equal(out.map((p) => (p as DataPacket).block), sent, `blocks sent on ${what}`);
+      assert.is(s.session.burst, burst, `burst after ${what}`);
+      smallest = Math.min(smallest, burst);
+    }
+    assert.is(s.session.minBurst, smallest);
+    s.free();
+  });
+}
+
+test("bursts: a pause never delays the retransmission timer, and the window is never exceeded", () => {
+  const s = sender(bytesOf(512 * 100, 6), { windowsize: 4, timeoutMs: 1000 });
+  s.session.start(0);
+  s.pump(0);
+  s.out();
+  s.feed(ack(1), 1); // burst 1
+  assert.is(s.session.paceAt, 1 + PACE_MS);
+  assert.is(s.session.deadline, 1001);
+  for (let t = 2; t < 20; t++) s.timer(t);
+  assert.is(s.session.sent, 5, "sent past the window 2..5");
 });
 
 test("with options: the OACK goes first, alone; ACK 0 starts the data; a timeout resends the OACK", () => {
