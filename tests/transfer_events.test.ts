@@ -184,6 +184,23 @@ test("metrics: counts by kind and outcome, refusals by reason, bytes, blocks, li
   for (const line of m.render().split("\n")) assert.not.match(line, /127\.0\.0\.|"up"|"f"/, `an address or a file name as a label: ${line}`);
 });
 
+test("metrics: requests dropped unanswered (busy, rate) count as refusals, each once, though logged once a second", async () => {
+  const { net, app, ends } = await recorded((app) => app.read("f", () => bytesOf(2000)), { metrics: true, maxSessions: 1 });
+  let host = 2;
+  const ask = async () => (await fakePeer(net, `127.0.0.${host++}`)).send(encodeRequest(1, "f", "octet", {}), 69);
+  for (let i = 0; i < 4; i++) await ask(); // one transfer, three dropped
+  await net.deliver();
+  await net.advance(1000);
+  await ask();
+  await net.deliver();
+  assert.equal(ends.filter((e) => e.refused).map((e) => [e.reason, e.dropped]), [["busy", 1], ["busy", 2]]);
+  assert.match(app.metrics!.render(), /^emmer_requests_refused_total\{kind="read",reason="busy"\} 3$/m);
+  await net.advance(1000); // the fifth one's report
+  assert.equal(ends.filter((e) => e.refused).map((e) => e.dropped), [1, 2, 1]);
+  assert.match(app.metrics!.render(), /^emmer_requests_refused_total\{kind="read",reason="busy"\} 4$/m);
+  assert.match(app.metrics!.render(), /^emmer_transfers_started_total\{kind="read"\} 1$/m);
+});
+
 test("--port-range: transfers take ports from the range; with all taken, a request is refused as busy", async () => {
   const { net, ends } = await recorded((app) => app.read("f", () => bytesOf(2000)), { portRange: [50000, 50001] });
   const a = await fakePeer(net, "127.0.0.2");
