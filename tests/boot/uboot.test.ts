@@ -23,7 +23,10 @@ bootTest("U-Boot tftpboot (e1000) at blksize 1468 with tftpwindowsize 8: complet
   const run = await bootUboot("emmer-node", { blksize: 1468, windowsize: 8, size: 4 * 2 ** 20 + 321, tftpTimeoutMs: 60_000 });
   assertBooted(run);
   const lines = assertServed(run, "file.bin");
-  assert.is(lines[lines.length - 1].oack?.windowsize, "8", lines[lines.length - 1].line);
+  const last = lines[lines.length - 1];
+  assert.is(last.oack?.windowsize, "8", last.line);
+  // The card drops all but the first datagrams of a burst: the server must have sent smaller ones.
+  assert.ok(last.minBurst < 8, `the window went out in bursts of 8 to a card that drops them: ${last.line}`);
 });
 
 bootTest("U-Boot tftpboot (e1000) of a file over 32 MiB at blksize 512: the block number rolls over, crc32 matches", NEEDS, async () => {

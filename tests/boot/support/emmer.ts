@@ -25,6 +25,8 @@ export interface LogLine {
   outcome: string;
   blksize: number;
   windowsize: number;
+  /** The smallest burst of a window the server sent back to back (it shrinks for a card that drops bursts). */
+  minBurst: number;
   retransmits: number;
   oack: Record<string, string> | null;
 }
@@ -32,7 +34,7 @@ export interface LogLine {
 /** The transfer lines of a --verbose log, parsed. */
 export function transfers(log: string): LogLine[] {
   const out: LogLine[] = [];
-  const re = /^\S+ \S+ read ("(?:[^"\\]|\\.)*") (\S+ \S+) \S+ s (ok|failed: [^|]*?) \| \S+(?: MiB\/s)? blksize=(\d+) windowsize=(\d+) retransmits=(\d+) oack=(.*)$/gm;
+  const re = /^\S+ \S+ read ("(?:[^"\\]|\\.)*") (\S+ \S+) \S+ s (ok|failed: [^|]*?) \| \S+(?: MiB\/s)? blksize=(\d+) windowsize=(\d+) minBurst=(\d+) retransmits=(\d+) oack=(.*)$/gm;
   for (const m of log.matchAll(re)) {
     out.push({
       line: m[0],
@@ -41,8 +43,9 @@ export function transfers(log: string): LogLine[] {
       outcome: m[3],
       blksize: Number(m[4]),
       windowsize: Number(m[5]),
-      retransmits: Number(m[6]),
-      oack: JSON.parse(m[7]),
+      minBurst: Number(m[6]),
+      retransmits: Number(m[7]),
+      oack: JSON.parse(m[8]),
     });
   }
   return out;
