@@ -20,11 +20,13 @@
 import { Emmer as EmmerCore, type EmmerOptions } from "./core/app.ts";
 import { type ClientOptions, TftpClient as ClientCore } from "./core/client.ts";
 import { loadRuntime } from "./adapters/runtime.ts";
+import { addProcessMetrics } from "./adapters/process_metrics.ts";
 
 /** An Emmer server on the running runtime's sockets (Node, Deno or Bun). */
 export class Emmer extends EmmerCore {
   constructor(options: EmmerOptions = {}) {
     super({ runtime: loadRuntime, ...options });
+    if (this.metrics) addProcessMetrics(this.metrics);
   }
 }
 
@@ -37,7 +39,9 @@ export class TftpClient extends ClientCore {
 
 export type { GetResult, TransferOptions } from "./core/client.ts";
 export type { EmmerOptions, WriteHandler } from "./core/app.ts";
-export type { ReadHandler, RequestContext, TransferEvent, UploadContext, WriteContext, WriteRoute } from "./core/engine.ts";
+export type { FailureReason, ReadHandler, RequestContext, TransferEvent, TransferStart, UploadContext, WriteContext, WriteRoute } from "./core/engine.ts";
+export { Counter, Gauge, Histogram, Registry } from "./core/metrics.ts";
+export { type MetricsServer, serveMetrics } from "./adapters/metrics_http.ts";
 export type { BlockSource, FillTarget, ReadBody } from "./core/body.ts";
 export type { DatagramTransport, Runtime } from "./core/transport.ts";
 export { TftpError } from "./core/errors.ts";

@@ -11,9 +11,12 @@ import process from "node:process";
 import { readFile, stat } from "node:fs/promises";
 import { isIP } from "node:net";
 import { resolve } from "node:path";
-import { type ClientRule, Emmer, limitsFor, parseClientRule, parseMapFile, type RewriteRule, serveDir, type TransferEvent } from "./mod.ts";
+import { type ClientRule, Emmer, limitsFor, type MetricsServer, parseClientRule, parseMapFile, type RewriteRule, serveDir, serveMetrics } from "./mod.ts";
 import { runtimeName } from "./adapters/runtime.ts";
 import { runClient } from "./cli/client.ts";
+import { type Account, cannotDrop, dropPrivileges, lookupAccount } from "./adapters/privileges.ts";
+import { passedSocket, udpFamily } from "./adapters/listen_fds.ts";
+import { formatJson, formatText } from "./cli/log.ts";
 import { VERSION } from "./version.ts";
 
 interface Flags {
@@ -36,6 +39,13 @@ interface Flags {
   windowsNames: boolean;
   mtu: number | null;
   clients: ClientRule[];
+  /** Where to serve /metrics (Prometheus text), or null for no metrics. */
+  metrics: { host: string; port: number } | null;
+  logFormat: "text" | "json";
+  /** The ports transfers may use, or null for any free one. */
+  portRange: [number, number] | null;
+  /** Whom to become once the ports are bound. */
+  user: Account | null;
 }
 
 const DEFAULTS: Flags = {
@@ -56,6 +66,10 @@ const DEFAULTS: Flags = {
   windowsNames: false,
   mtu: null,
   clients: [],
+  metrics: null,
+  logFormat: "text",
+  portRange: null,
+  user: null,
 };
 
 class UsageError extends Error {}
@@ -63,13 +77,15 @@ class UsageError extends Error {}
 /**
  * One command-line flag. `names`: its spellings as --help shows them, the short one first;
  * `also`: spellings accepted but not shown (README.md lists them); `arg`: the value's name
- * in --help, absent for a switch; `set` stores the value (a switch gets none) or throws a
+ * in --help, absent for a switch; `shown`: flags that share a line of --help; `set` stores the value (a switch gets none) or throws a
  * UsageError. `flag` is the spelling the user typed.
  */
 interface FlagSpec {
   names: string[];
   also?: string[];
   arg?: string;
+  /** --help's left column when the line shows more than this flag; "" for a flag shown on another's line. */
+  shown?: string;
   help: string;
   set(flags: Flags, value: string, flag: string): void;
 }
@@ -104,16 +120,39 @@ function setAddress(flags: Flags, value: string, flag: string): void {
   flags.host = host;
 }
 
+/** --metrics ADDR:PORT or [IPV6]:PORT: both parts, since a metrics port open to every address should be chosen, not a default. */
+function setMetrics(flags: Flags, value: string, flag: string): void {
+  const m = /^\[([^\]]*)\]:([^:]*)$/.exec(value) ?? /^([^:\]\[]*):([^:]*)$/.exec(value);
+  const family = m ? isIP(m[1]) : 0;
+  if (!m || family === 0 || (value.startsWith("[") !== (family === 6))) {
+    throw new UsageError(`${flag} must be ADDR:PORT, e.g. 127.0.0.1:9469, 0.0.0.0:9469 or [::1]:9469, not "${value}"`);
+  }
+  flags.metrics = { host: m[1], port: integer(m[2], `the port in ${flag}`, 0, 65535) };
+}
+
+function setPortRange(flags: Flags, value: string, flag: string): void {
+  const m = /^([0-9]+)-([0-9]+)$/.exec(value);
+  const [a, b] = m ? [Number(m[1]), Number(m[2])] : [NaN, NaN];
+  if (!(a >= 1 && b <= 65535 && a <= b)) throw new UsageError(`${flag} must be A-B with 1 <= A <= B <= 65535, e.g. 50000-50999, not "${value}"`);
+  flags.portRange = [a, b];
+}
+
 /** The flags, in --help's order. A new flag is one entry here (and its field in Flags). */
 const FLAGS: FlagSpec[] = [
   { names: ["-r", "-s", "--root"], arg: "DIR", help: "folder to serve (the current folder)", set: (f, v) => (f.root = v) },
   { names: ["-a", "--host"], also: ["--address"], arg: "ADDR[:PORT]", help: "IP address (127.0.0.1; 0.0.0.0, :: for all)", set: setAddress },
-  { names: ["-p", "--port"], arg: "N", help: "UDP port (3942; TFTP's standard is 69)", set: numeric("port", 0, 65535) },
+  { names: ["-p", "--port"], arg: "N", help: "UDP port (3942; TFTP's is 69) or systemd's socket", set: numeric("port", 0, 65535) },
   { names: ["-w", "-c", "--write"], help: "accept uploads: create and replace files", set: (f) => (f.write = true) },
   { names: ["--max-blksize"], arg: "N", help: "largest blksize granted, 8..65464 (65464)", set: numeric("maxBlksize", 8, 65464) },
   { names: ["--max-windowsize"], arg: "N", help: "largest windowsize granted, 1..65535 (64)", set: numeric("maxWindowsize", 1, 65535) },
-  { names: ["--timeout"], arg: "S", help: "retransmission timeout, 1..255 s (1)", set: numeric("timeout", 1, 255) },
-  { names: ["--retries"], arg: "N", help: "retransmissions before giving up, 0..100 (5)", set: numeric("retries", 0, 100) },
+  {
+    names: ["--timeout"],
+    arg: "S",
+    shown: "--timeout S, --retries N",
+    help: "resend after S s (1..255; 1), N times (0..100; 5)",
+    set: numeric("timeout", 1, 255),
+  },
+  { names: ["--retries"], arg: "N", shown: "", help: "", set: numeric("retries", 0, 100) },
   { names: ["--max-sessions"], arg: "N", help: "transfers at once; more go unanswered (1000)", set: numeric("maxSessions", 1, 1_000_000) },
   {
     names: ["--max-requests-per-second"],
@@ -122,6 +161,13 @@ const FLAGS: FlagSpec[] = [
     set: numeric("maxRequestsPerSecond", 1, 1_000_000),
   },
   { names: ["--single-port"], help: "answer from the listening port (NAT)", set: (f) => (f.singlePort = true) },
+  {
+    names: ["--port-range"],
+    arg: "A-B",
+    shown: "--port-range A-B, --user U",
+    help: "transfer ports A..B; become user U once bound",
+    set: setPortRange,
+  },
   { names: ["-m", "--map-file"], arg: "FILE", help: "rewrite requested names (tftpd-hpa -m rules)", set: (f, v) => (f.mapFile = v) },
   { names: ["--windows-names"], help: "\\ as a separator, names in any case (WDS)", set: (f) => (f.windowsNames = true) },
   { names: ["--mtu"], arg: "N", help: "cap blksize so DATA fits N-byte packets", set: numeric("mtu", 68, 65535) },
@@ -138,22 +184,45 @@ const FLAGS: FlagSpec[] = [
     },
   },
   { names: ["--workers"], arg: "N", help: "processes sharing the port, 1..64 (1; Node only)", set: numeric("workers", 1, 64) },
+  {
+    names: ["--user"],
+    arg: "USER[:GROUP]",
+    shown: "",
+    help: "",
+    set: (f, v, flag) => {
+      try {
+        f.user = lookupAccount(v);
+      } catch (error) {
+        throw new UsageError(`${flag} ${(error as Error).message}`);
+      }
+    },
+  },
+  { names: ["--metrics"], arg: "ADDR:PORT", help: "Prometheus metrics on http://ADDR:PORT/metrics", set: setMetrics },
+  {
+    names: ["--log-format"],
+    arg: "text|json",
+    help: "one line per transfer or refusal (text)",
+    set: (f, v, flag) => {
+      if (v !== "text" && v !== "json") throw new UsageError(`${flag} must be text or json, not "${v}"`);
+      f.logFormat = v;
+    },
+  },
   { names: ["-v", "--verbose"], help: "log options, retransmits, handler errors", set: (f) => (f.verbose = true) },
-  { names: ["-V", "--version"], help: "print the version and exit", set: () => {} },
-  { names: ["-h", "--help"], help: "print this help and exit", set: () => {} },
+  { names: ["-V", "--version"], shown: "-V, --version, -h, --help", help: "print the version, or this help, and exit", set: () => {} },
+  { names: ["-h", "--help"], shown: "", help: "", set: () => {} },
 ];
 
 const BY_NAME = new Map(FLAGS.flatMap((spec) => [...spec.names, ...(spec.also ?? [])].map((name) => [name, spec] as const)));
 
 function usage(): string {
-  const left = FLAGS.map((spec) => `${spec.names.join(", ")}${spec.arg ? ` ${spec.arg}` : ""}`);
+  const shown = FLAGS.filter((spec) => spec.shown !== "");
+  const left = shown.map((spec) => spec.shown ?? `${spec.names.join(", ")}${spec.arg ? ` ${spec.arg}` : ""}`);
   const width = Math.max(...left.map((l) => l.length)) + 2;
   return [
     "Usage: emmer-node [flags]         (a client: emmer-node get|put --help)",
     "Serves a folder over TFTP, read-only unless --write. Defaults in parentheses.",
     "",
-    ...FLAGS.map((spec, i) => `  ${left[i].padEnd(width)}${spec.help}`),
-    "",
+    ...shown.map((spec, i) => `  ${left[i].padEnd(width)}${spec.help}`),
     "Switches combine (-wv); values go -p 69, -p69, --port 69 or --port=69.",
   ].join("\n");
 }
@@ -205,6 +274,18 @@ function parseFlags(args: string[]): Flags | "help" | "version" {
     if (flags.singlePort) throw new UsageError("--single-port needs --workers 1: every worker would answer on the shared port");
     // Each worker would bind a port of its own: clients could reach only one of them.
     if (flags.port === 0) throw new UsageError("--workers needs a fixed --port, not 0");
+    // Each worker keeps its own counts and its own transfer ports; these are per process.
+    for (const [set, name] of [[flags.metrics, "--metrics"], [flags.portRange, "--port-range"], [flags.user, "--user"]] as const) {
+      if (set !== null) throw new UsageError(`${name} needs --workers 1 (each worker would keep its own)`);
+    }
+  }
+  if (flags.portRange !== null && flags.singlePort) throw new UsageError("--port-range and --single-port: with --single-port, transfers use the listening port only");
+  if (flags.portRange !== null && flags.portRange[0] < 1024 && flags.user !== null) {
+    throw new UsageError("--port-range below 1024 and --user: once the user is changed, ports below 1024 cannot be bound");
+  }
+  if (flags.user !== null) {
+    const why = cannotDrop(flags.user);
+    if (why) throw new UsageError(`--user: ${why}`);
   }
   return flags;
 }
@@ -229,28 +310,6 @@ function bindHint(error: unknown, port: number): string | null {
     "  (or AmbientCapabilities=CAP_NET_BIND_SERVICE in a systemd unit), or listen on",
     "  a port >= 1024 and redirect UDP 69 to it in the firewall, or run as root.",
   ].join("\n");
-}
-
-function size(bytes: number): string {
-  if (bytes < 1024) return `${bytes} B`;
-  if (bytes < 1024 ** 2) return `${(bytes / 1024).toFixed(1)} KiB`;
-  return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
-}
-
-function formatEvent(e: TransferEvent, verbose: boolean): string {
-  const client = e.address.includes(":") ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
-  const outcome = e.outcome === "ok"
-    ? "ok"
-    : e.dropped !== undefined
-    ? `dropped unanswered (${e.error?.message}): ${e.dropped} request(s) since the last such line`
-    : `failed: ${e.error?.byPeer ? "client sent" : "sent"} ERROR ${e.error?.code} ${e.error?.message}`;
-  const name = JSON.stringify(e.filename) + (e.requested !== undefined ? ` (requested ${JSON.stringify(e.requested)})` : "");
-  let line = `${new Date().toISOString()} ${client} ${e.kind} ${name} ${size(e.bytes)} ${(e.durationMs / 1000).toFixed(3)} s ${outcome}`;
-  if (verbose) {
-    const rate = e.durationMs > 0 ? `${(e.bytes / 1024 ** 2 / (e.durationMs / 1000)).toFixed(1)} MiB/s` : "-";
-    line += ` | ${rate} blksize=${e.blksize} windowsize=${e.windowsize} minBurst=${e.minBurst} retransmits=${e.retransmits} oack=${JSON.stringify(e.options)}`;
-  }
-  return line;
 }
 
 async function main(): Promise<number> {
@@ -291,6 +350,22 @@ async function main(): Promise<number> {
       return 2;
     }
   }
+  // systemd's socket (socket activation), which replaces --host and --port.
+  let fd: number | undefined;
+  try {
+    fd = passedSocket() ?? undefined;
+    if (fd !== undefined) {
+      // Deno's sockets, its own and node:dgram alike, cannot be made from a file descriptor.
+      if (runtimeName() === "deno") {
+        throw new Error("systemd passed a socket (LISTEN_FDS), which Deno cannot take: run emmer-node on Node or Bun, or let it bind (--host, --port)");
+      }
+      if (flags.workers > 1) throw new Error("systemd passed a socket (LISTEN_FDS): --workers needs a port to share, run one process");
+      udpFamily(fd); // not a UDP socket: said now, with what to fix
+    }
+  } catch (error) {
+    console.error(`emmer-node: ${(error as Error).message}`);
+    return 2;
+  }
   const { clients, mtu } = flags;
   const limited = clients.length > 0 || mtu !== null;
   const access = flags.write ? "read-write" : "read-only";
@@ -303,9 +378,13 @@ async function main(): Promise<number> {
     }, (line) => console.log(line));
   }
   const verbose = flags.verbose;
+  const json = flags.logFormat === "json";
   const app = new Emmer({
     hostname: flags.host,
     port: flags.port,
+    fd,
+    portRange: flags.portRange ?? undefined,
+    metrics: flags.metrics !== null,
     maxBlksize: flags.maxBlksize,
     maxWindowsize: flags.maxWindowsize,
     timeout: flags.timeout,
@@ -315,29 +394,62 @@ async function main(): Promise<number> {
     singlePort: flags.singlePort,
     rewrite,
     optionLimits: limited ? (ctx) => limitsFor(ctx.address, clients, mtu ?? undefined) : undefined,
-    onTransfer: (e) => console.log(formatEvent(e, verbose)),
+    onTransfer: (e) => console.log(json ? formatJson(e) : formatText(e, verbose)),
     onError: (error, context) => console.error(`emmer-node: ${context}: ${verbose ? (error as Error)?.stack ?? error : error}`),
   });
   const dir = serveDir(root, { write: flags.write, backslash: flags.windowsNames, ignoreCase: flags.windowsNames });
   app.read("*", dir.read);
   if (dir.write) app.write("*", dir.write);
+  // The metrics port first: a port that cannot be bound stops the server before it serves.
+  let metrics: MetricsServer | null = null;
+  if (flags.metrics !== null) {
+    const { host, port } = flags.metrics;
+    try {
+      metrics = await serveMetrics(() => app.metrics!.render(), host, port);
+    } catch (error) {
+      const hint = bindHint(error, port);
+      console.error(`emmer-node: cannot serve metrics on ${hostPort(host, port)}: ${(error as Error).message}${hint ? `\n  ${hint}` : ""}`);
+      return 1;
+    }
+  }
   try {
     await app.listen();
   } catch (error) {
+    await metrics?.close();
+    if (fd !== undefined) {
+      console.error(`emmer-node: cannot serve the socket systemd passed (fd ${fd}): ${(error as Error).message}`);
+      return 1;
+    }
     const hint = bindHint(error, flags.port);
     console.error(`emmer-node: cannot listen on ${hostPort(flags.host, flags.port)}: ${(error as Error).message}${hint ? `\n  ${hint}` : ""}`);
     return 1;
   }
+  if (flags.user !== null) {
+    try {
+      dropPrivileges(flags.user);
+    } catch (error) {
+      // Serving on as root is not what was asked for.
+      console.error(`emmer-node: --user ${flags.user.name}: ${(error as Error).message}`);
+      await app.close();
+      await metrics?.close();
+      return 1;
+    }
+  }
   const a = app.address!;
+  const extras = [
+    fd !== undefined ? "socket from systemd" : "",
+    metrics ? `metrics on http://${hostPort(metrics.address, metrics.port)}/metrics` : "",
+    flags.user !== null ? `as user ${flags.user.name}` : "",
+  ].filter(Boolean).map((x) => `${x}; `).join("");
   if (workers) workers.reportListening(); // the primary prints the one startup line
-  else console.log(`emmer-node: serving ${root} (${access}) on ${hostPort(a.address, a.port)}; Ctrl-C stops`);
+  else console.log(`emmer-node: serving ${root} (${access}) on ${hostPort(a.address, a.port)}; ${extras}Ctrl-C stops`);
   await new Promise<void>((done) => {
     let stopping = false;
     const stop = () => {
       if (stopping) process.exit(130); // a second Ctrl-C does not wait
       stopping = true;
       if (!workers) console.log("emmer-node: stopping (live transfers get 5 s to finish)");
-      app.close().then(done);
+      Promise.all([app.close(), metrics?.close()]).then(() => done());
     };
     if (workers) workers.onWorkerStop(stop);
     else {

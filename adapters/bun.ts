@@ -4,6 +4,8 @@
 import type { DatagramTransport, MessageHandler, Runtime } from "../core/transport.ts";
 import { standardTimers } from "./timers.ts";
 import { unmapIPv4 } from "./ipv4_mapped.ts";
+// Bun.udpSocket takes no file descriptor; Bun's node:dgram does (socket activation).
+import { bindFd } from "./node.ts";
 
 interface BunUdpSocket {
   readonly port: number;
@@ -96,4 +98,4 @@ export async function bind(hostname: string, port: number, onMessage: MessageHan
   return transport;
 }
 
-export const runtime: Runtime = { bind, ...standardTimers };
+export const runtime: Runtime = { bind, bindFd, ...standardTimers };

@@ -5,6 +5,7 @@ import dgram from "node:dgram";
 import type { DatagramTransport, MessageHandler, Runtime } from "../core/transport.ts";
 import { standardTimers } from "./timers.ts";
 import { unmapIPv4 } from "./ipv4_mapped.ts";
+import { udpFamily } from "./listen_fds.ts";
 
 /** Room for a window of large blocks in flight, and for a boot storm's requests. */
 const SOCKET_BUFFER = 4 * 1024 * 1024;
@@ -24,7 +25,24 @@ function literalLookup(
 }
 
 export function bind(hostname: string, port: number, onMessage: MessageHandler): Promise<DatagramTransport> {
-  const ipv6 = hostname.includes(":");
+  // Under node:cluster a bind is shared by every worker unless exclusive: the listening
+  // port should be (workers take turns at requests), but a transfer's port 0 must not be,
+  // or every transfer in every worker would land on one shared socket.
+  return open(hostname.includes(":"), { port, address: hostname, exclusive: port === 0 }, onMessage);
+}
+
+/** A socket already bound, by file descriptor: the one systemd passes (socket activation). */
+export function bindFd(fd: number, onMessage: MessageHandler): Promise<DatagramTransport> {
+  let ipv6: boolean;
+  try {
+    ipv6 = udpFamily(fd) === 6; // node:dgram must be told the family, and cannot ask the descriptor
+  } catch (error) {
+    return Promise.reject(error);
+  }
+  return open(ipv6, { fd }, onMessage);
+}
+
+function open(ipv6: boolean, how: dgram.BindOptions, onMessage: MessageHandler): Promise<DatagramTransport> {
   const socket = dgram.createSocket({ type: ipv6 ? "udp6" : "udp4", lookup: literalLookup });
   return new Promise((resolve, reject) => {
     const failed = (error: Error) => {
@@ -32,10 +50,7 @@ export function bind(hostname: string, port: number, onMessage: MessageHandler):
       reject(error);
     };
     socket.once("error", failed);
-    // Under node:cluster a bind is shared by every worker unless exclusive: the listening
-    // port should be (workers take turns at requests), but a transfer's port 0 must not be,
-    // or every transfer in every worker would land on one shared socket.
-    socket.bind({ port, address: hostname, exclusive: port === 0 }, () => {
+    socket.bind(how, () => {
       socket.off("error", failed);
       // Errors after binding (ICMP unreachable reports, sends to bad addresses) are not fatal:
       // the transfer that caused them times out or retransmits.
@@ -69,4 +84,4 @@ export function bind(hostname: string, port: number, onMessage: MessageHandler):
   });
 }
 
-export const runtime: Runtime = { bind, ...standardTimers };
+export const runtime: Runtime = { bind, bindFd, ...standardTimers };

@@ -2,7 +2,9 @@
  * Emmer, the public face: routes, settings, listen and close.
  * mod.ts gives it the running runtime's adapter; tests give it a fake one.
  */
-import { Engine, type ReadHandler, type TransferEvent, type WriteRoute, type UploadContext } from "./engine.ts";
+import { Engine, type ReadHandler, type TransferEvent, type TransferStart, type WriteRoute, type UploadContext } from "./engine.ts";
+import { Registry } from "./metrics.ts";
+import { ServerMetrics } from "./server_metrics.ts";
 import { MAX_BLKSIZE } from "./options.ts";
 import type { OptionLimits, PolicyContext } from "./policy.ts";
 import { checkRules, type RewriteRule } from "./remap.ts";
@@ -46,8 +48,26 @@ export interface EmmerOptions {
    * server's maxBlksize and maxWindowsize still bound what it returns.
    */
   optionLimits?: (ctx: PolicyContext) => OptionLimits | undefined | void | Promise<OptionLimits | undefined | void>;
-  /** Called once per finished transfer (the CLI logs a line from it). */
+  /** Called once per finished transfer and per refused request (the CLI logs a line from it). */
   onTransfer?: (event: TransferEvent) => void;
+  /** Called when a transfer starts: its request was accepted and its first packet goes out. */
+  onTransferStart?: (event: TransferStart) => void;
+  /**
+   * Keep metrics (transfers, bytes, refusals by reason, live sessions, latency histograms):
+   * true for a registry of their own, or a Registry to add them to (beside the caller's own).
+   * `app.metrics.render()` is the Prometheus text; mod.ts adds the process's memory. Default: none.
+   */
+  metrics?: boolean | Registry;
+  /**
+   * Ports for transfers, [first, last] (a firewall's opening): each transfer takes a free one
+   * of them, and with all taken a request is refused as busy. Default: any free port.
+   */
+  portRange?: [number, number];
+  /**
+   * A bound UDP socket to serve, by file descriptor, instead of binding hostname and port:
+   * the one systemd passes (socket activation, fd 3). Transfers bind on its address. Node and Bun.
+   */
+  fd?: number;
   /** Called with handler exceptions and other internal errors. Default: console.error. */
   onError?: (error: unknown, context: string) => void;
   /** The runtime's sockets and clock, or a loader of them. mod.ts supplies the running runtime's. */
@@ -68,6 +88,7 @@ export class Emmer {
   readonly #writes = new Router<WriteRoute>();
   readonly #options: EmmerOptions;
   #engine: Engine | null = null;
+  #metrics: ServerMetrics | null = null;
 
   constructor(options: EmmerOptions = {}) {
     const o = options;
@@ -81,7 +102,22 @@ export class Emmer {
     checkInt("maxRequestsPerSecond", o.maxRequestsPerSecond ?? 100, 1, 1_000_000);
     if (!((o.handlerTimeout ?? 30) > 0)) throw new RangeError("handlerTimeout must be positive");
     if (o.optionLimits !== undefined && typeof o.optionLimits !== "function") throw new TypeError("optionLimits must be a function");
+    if (o.portRange !== undefined) {
+      const [a, b] = o.portRange;
+      checkInt("portRange[0]", a, 1, 65535);
+      checkInt("portRange[1]", b, a, 65535);
+    }
+    if (o.fd !== undefined) checkInt("fd", o.fd, 0, 2 ** 31 - 1);
     this.#options = { ...options, rewrite: o.rewrite === undefined ? undefined : checkRules(o.rewrite) };
+    if (o.metrics) {
+      const registry = o.metrics instanceof Registry ? o.metrics : new Registry();
+      this.#metrics = new ServerMetrics(registry, () => this.#engine?.load ?? 0, o.maxSessions ?? 1000);
+    }
+  }
+
+  /** The metrics registry (see the `metrics` option), or null without it. `render()` gives the Prometheus text. */
+  get metrics(): Registry | null {
+    return this.#metrics?.registry ?? null;
   }
 
   /** Serves reads of file names matching `pattern` with what `handler` returns. First match wins. */
@@ -123,7 +159,16 @@ export class Emmer {
       drainTimeoutMs: o.drainTimeout ?? 5000,
       rewrite: o.rewrite,
       optionLimits: o.optionLimits,
-      onTransfer: o.onTransfer,
+      onTransfer: (event) => {
+        this.#metrics?.ended(event);
+        o.onTransfer?.(event);
+      },
+      onTransferStart: (event) => {
+        this.#metrics?.started(event);
+        o.onTransferStart?.(event);
+      },
+      portRange: o.portRange,
+      fd: o.fd,
       onError: o.onError ?? ((error, context) => console.error(`emmer: ${context}:`, error)),
     });
     await engine.listen();

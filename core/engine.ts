@@ -20,7 +20,7 @@ import type { Router } from "./router.ts";
 import { RateLimiter } from "./rate_limit.ts";
 import { ReceiveSession, ringPlan, SendSession, State } from "./session.ts";
 import { Transfer } from "./transfer.ts";
-import type { DatagramTransport, Runtime } from "./transport.ts";
+import type { DatagramTransport, MessageHandler, Runtime } from "./transport.ts";
 
 /**
  * The longest datagram a read transfer's socket takes whole: an ACK is 4 bytes,
@@ -99,6 +99,18 @@ export interface TransferEvent {
   minBurst: number;
   /** The options the server accepted (the OACK), or null. */
   options: Options | null;
+  /** The transfer mode the client asked for. */
+  mode: Mode;
+  /** The options the client asked for (names lower-cased). */
+  asked: Options;
+  /** DATA blocks delivered: acknowledged by the client (read), or received in order (write). */
+  blocks: number;
+  /** How long the request's handler took to answer (a read handler, a write's accept), when one ran. */
+  handlerMs?: number;
+  /** Set when no transfer started: the request was refused with an ERROR, or dropped unanswered. */
+  refused?: true;
+  /** Why a refused request or a failed transfer failed, from a small fixed set (metrics use it as a label). */
+  reason?: FailureReason;
   outcome: "ok" | "failed";
   /** Set when the transfer failed: the ERROR sent or received (or, with `dropped`, the reason for the silence). */
   error?: { code: number; message: string; byPeer: boolean };
@@ -109,6 +121,71 @@ export interface TransferEvent {
    * of them; there is at most one such event a second, so a flood does not flood the log.
    */
   dropped?: number;
+}
+
+/**
+ * Why a request was refused or a transfer failed. `client_error`: the client sent an ERROR;
+ * `timeout`: the client stopped answering; `other`: any other ERROR (a handler's own ERROR 0).
+ */
+export type FailureReason =
+  | "not_found"
+  | "access"
+  | "disk_full"
+  | "bad_request"
+  | "handler_error"
+  | "handler_timeout"
+  | "busy"
+  | "rate"
+  | "shutting_down"
+  | "timeout"
+  | "client_error"
+  | "other";
+
+/** The ERROR 0 messages this engine sends, by what they mean. */
+const CODE0_REASONS: Record<string, FailureReason> = {
+  "timed out": "timeout",
+  "server shutting down": "shutting_down",
+  "internal server error": "handler_error",
+  "handler timed out": "handler_timeout",
+  "too many requests": "rate",
+};
+
+function reasonOf(error: { code: number; message: string; byPeer: boolean }): FailureReason {
+  if (error.byPeer) return "client_error";
+  switch (error.code) {
+    case ErrorCode.FILE_NOT_FOUND:
+      return "not_found";
+    case ErrorCode.ACCESS_VIOLATION:
+      return "access";
+    case ErrorCode.DISK_FULL:
+      return "disk_full";
+    case ErrorCode.ILLEGAL_OPERATION:
+    case 8: // option negotiation refused (RFC 2347)
+      return "bad_request";
+    case ErrorCode.NOT_DEFINED:
+      // "server busy", "server busy: no port for the transfer", "server busy: too many open files"
+      return error.message.startsWith("server busy") ? "busy" : CODE0_REASONS[error.message] ?? "other";
+  }
+  return "other";
+}
+
+/** One per transfer, when it starts: the request was accepted and its first packet goes out. */
+export interface TransferStart {
+  kind: "read" | "write";
+  address: string;
+  port: number;
+  filename: string;
+  /** The name the client sent, when a rewrite rule changed it into `filename`. */
+  requested?: string;
+  mode: Mode;
+  /** The options the client asked for. */
+  asked: Options;
+  /** The options granted (the OACK), or null. */
+  granted: Options | null;
+  blksize: number;
+  windowsize: number;
+  /** How long the request's handler took to answer, when one ran. */
+  handlerMs?: number;
 }
 
 export interface EngineSettings {
@@ -129,6 +206,11 @@ export interface EngineSettings {
   /** Per-request option limits (core/policy.ts). */
   optionLimits?: (ctx: PolicyContext) => OptionLimits | undefined | void | Promise<OptionLimits | undefined | void>;
   onTransfer?: (event: TransferEvent) => void;
+  onTransferStart?: (event: TransferStart) => void;
+  /** Ports for transfers, [first, last]; default any free one. */
+  portRange?: [number, number];
+  /** A bound socket to listen on, by file descriptor, instead of hostname and port. */
+  fd?: number;
   onError: (error: unknown, context: string) => void;
 }
 
@@ -180,6 +262,13 @@ export class Engine {
    */
   #renamed = new WeakMap<RequestPacket, string>();
   #rate: RateLimiter;
+  /** portRange's ports held by live sockets of ours, and where the next search starts. */
+  #portsTaken = new Set<number>();
+  #nextPort = 0;
+  /** How long each request's handler took (see #timed). */
+  #handlerMs = new WeakMap<RequestPacket, number>();
+  /** Uploads whose event went out at their last ACK (see #stored). */
+  #reported = new WeakSet<Transfer>();
   /** Requests dropped since the last report (see TransferEvent.dropped), and the latest of them. */
   #drops: { count: number; last: TransferEvent } | null = null;
   #dropTimer: { stop(): void } | null = null;
@@ -212,6 +301,21 @@ export class Engine {
     });
   }
 
+  /** #deadline, and the time the handler took (or until it failed) noted for the request's events. */
+  async #timed<T>(req: RequestPacket, work: () => T | Promise<T>, late?: (value: T) => void): Promise<T> {
+    const start = this.#runtime.now();
+    try {
+      return await this.#deadline(work, late);
+    } finally {
+      this.#handlerMs.set(req, this.#runtime.now() - start);
+    }
+  }
+
+  #handlerTime(req: RequestPacket): { handlerMs?: number } {
+    const ms = this.#handlerMs.get(req);
+    return ms === undefined ? {} : { handlerMs: ms };
+  }
+
   get address(): { address: string; port: number } | null {
     return this.#main ? { address: this.#main.address, port: this.#main.port } : null;
   }
@@ -224,7 +328,10 @@ export class Engine {
   async listen(): Promise<void> {
     if (this.#main) throw new Error("already listening");
     this.#closing = false;
-    const main = await this.#runtime.bind(this.#s.hostname, this.#s.port, (d, a, p) => this.#onMain(d, a, p));
+    const onMain: MessageHandler = (d, a, p) => this.#onMain(d, a, p);
+    const fd = this.#s.fd;
+    if (fd !== undefined && this.#runtime.bindFd === undefined) throw new Error("this runtime cannot listen on a socket by file descriptor");
+    const main = fd === undefined ? await this.#runtime.bind(this.#s.hostname, this.#s.port, onMain) : await this.#runtime.bindFd!(fd, onMain);
     // Sends on the listening socket are counted, so that close() lets the last ones out first.
     this.#main = {
       address: main.address,
@@ -249,6 +356,8 @@ export class Engine {
    */
   async close(): Promise<void> {
     this.#closing = true;
+    // Acknowledged uploads only wait in case their last ACK was lost: not worth holding a shutdown for.
+    for (const t of this.#allTransfers()) if (uploadDallying(t)) t.act(() => (t.session as ReceiveSession).endDally());
     const bounded = async (wait: (resolve: () => void) => void) => {
       let timer: { stop(): void } | null = null;
       await new Promise<void>((resolve) => {
@@ -273,6 +382,43 @@ export class Engine {
     main?.close();
   }
 
+  /**
+   * A socket for a transfer (or a refusal): any free port, or a free one of portRange, tried
+   * in turn from where the last search ended. On the listening address (systemd's socket's, with fd).
+   */
+  async #bindTransfer(onMessage: MessageHandler, maxDatagram: number): Promise<DatagramTransport> {
+    const host = this.#s.fd !== undefined && this.#main ? this.#main.address : this.#s.hostname;
+    const range = this.#s.portRange;
+    if (range === undefined) return this.#runtime.bind(host, 0, onMessage, maxDatagram);
+    const [first, last] = range;
+    const count = last - first + 1;
+    let failure: unknown = null;
+    for (let i = 0; i < count; i++) {
+      const port = first + ((this.#nextPort + i) % count);
+      if (this.#portsTaken.has(port)) continue; // one of ours: no need to ask the system
+      this.#portsTaken.add(port);
+      try {
+        const t = await this.#runtime.bind(host, port, onMessage, maxDatagram);
+        this.#nextPort = (port - first + 1) % count;
+        const taken = this.#portsTaken;
+        return {
+          address: t.address,
+          port: t.port,
+          send: (data, toPort, address, done) => t.send(data, toPort, address, done),
+          sendMany: t.sendMany ? (datagrams, toPort, address, done) => t.sendMany!(datagrams, toPort, address, done) : undefined,
+          close() {
+            taken.delete(port);
+            t.close();
+          },
+        };
+      } catch (error) {
+        this.#portsTaken.delete(port); // another program's: tried again next time
+        failure = error;
+      }
+    }
+    throw new Error(`every port of the range ${first}-${last} is in use${failure ? ` (${(failure as Error).message ?? failure})` : ""}`);
+  }
+
   #reply(address: string, port: number, code: number, message: string): void {
     this.#main?.send(encodeError(code, message), port, address, () => {});
   }
@@ -283,7 +429,7 @@ export class Engine {
    */
   #refuse(address: string, port: number, code: number, message: string): void {
     if (this.#s.singlePort) return this.#reply(address, port, code, message);
-    this.#runtime.bind(this.#s.hostname, 0, () => {}, 4).then(
+    this.#bindTransfer(() => {}, 4).then(
       (t) => t.send(encodeError(code, message), port, address, () => t.close()),
       () => this.#reply(address, port, code, message),
     );
@@ -370,6 +516,11 @@ export class Engine {
         filename: renamed ?? req.filename,
         ...(renamed !== undefined && renamed !== req.filename ? { requested: req.filename } : {}),
         bytes: 0,
+        blocks: 0,
+        mode: req.mode,
+        asked: req.options,
+        refused: true,
+        ...this.#handlerTime(req),
         durationMs: 0,
         retransmits: 0,
         blksize: 512,
@@ -425,6 +576,10 @@ export class Engine {
       port,
       filename: req.filename,
       bytes: 0,
+      blocks: 0,
+      mode: req.mode,
+      asked: req.options,
+      refused: true,
       durationMs: 0,
       retransmits: 0,
       blksize: 512,
@@ -461,7 +616,7 @@ export class Engine {
     if (match === null) throw new TftpError(ErrorCode.FILE_NOT_FOUND, "file not found");
     const limits = await this.#limits("read", req, filename, address, port);
     const ctx: RequestContext = { address, port, filename, requested: req.filename, params: match.params, mode: req.mode, options: req.options };
-    const body = await this.#deadline(() => match.handler(ctx), (late) => {
+    const body = await this.#timed(req, () => match.handler(ctx), (late) => {
       // The client was told the handler timed out; close what it opened meanwhile.
       try {
         const src = toSource(late);
@@ -503,7 +658,7 @@ export class Engine {
     const ctx: WriteContext = { address, port, filename, requested: req.filename, params: match.params, mode: req.mode, options: req.options, size };
     const route = match.handler;
     const accept = route.accept;
-    if (accept && (await this.#deadline(() => accept(ctx))) === false) {
+    if (accept && (await this.#timed(req, () => accept(ctx))) === false) {
       throw new TftpError(ErrorCode.ACCESS_VIOLATION, "upload refused");
     }
 
@@ -534,6 +689,8 @@ export class Engine {
     upload.onDrain(() => t.act((now) => session.resume(now)));
 
     // The handler runs alongside the transfer; its verdict decides the last ACK.
+    // deno-lint-ignore no-this-alias -- decide() below is a function with a `this` of its own
+    const engine = this;
     let verdict: { ok: true } | { ok: false; code: number; message: string } | null = null;
     let verdictTimer: { stop(): void } | null = null;
     function decide() {
@@ -542,7 +699,11 @@ export class Engine {
       verdictTimer?.stop();
       if (!v.ok) {
         t.act((now) => (session.state === "finishing" ? session.finish(false, now, v.code, v.message) : session.abort(v.code, v.message)));
-      } else if (session.state === "finishing") t.act((now) => session.finish(true, now));
+      } else if (session.state === "finishing") {
+        t.act((now) => session.finish(true, now));
+        // Stored and acknowledged: the transfer is done for the client, whatever the dally brings.
+        if ((session.state as State) === State.DALLYING) engine.#stored(t);
+      }
       else {
         // The handler is done before the upload is: take the rest without queueing it.
         upload.discard();
@@ -601,7 +762,7 @@ export class Engine {
         // A read transfer receives ACKs and ERRORs; an upload, DATA of blksize (one byte more
         // shows a block that is too long, which the session refuses, rather than cutting it).
         const maxDatagram = req.op === 1 ? READ_SOCKET_DATAGRAM : negotiated.blksize + 5;
-        transport = await this.#runtime.bind(this.#s.hostname, 0, (d, a, p) => transfer?.receive(d, a, p), maxDatagram);
+        transport = await this.#bindTransfer((d, a, p) => transfer?.receive(d, a, p), maxDatagram);
       } catch (error) {
         // Out of file descriptors or ports: the server is full, not broken. The operator
         // hears why (e.g. EMFILE: raise `ulimit -n`); the client hears "busy".
@@ -624,11 +785,27 @@ export class Engine {
       onError: this.#s.onError,
       ...parts,
     });
-    this.#details.set(transfer, { negotiated, request: req, renamed: this.#renamed.get(req) });
+    const renamed = this.#renamed.get(req);
+    this.#details.set(transfer, { negotiated, request: req, renamed });
+    // A sibling (see #request) answers the same request again: one start per request, as one end.
+    const first = (this.#transfers.get(key) ?? []).length === 0;
     this.#transfers.set(key, [...(this.#transfers.get(key) ?? []), transfer]);
     this.#live++;
     this.#ensureTicker();
     transfer.start();
+    if (first) this.#started({
+      kind: transfer.kind,
+      address,
+      port,
+      filename: renamed ?? req.filename,
+      ...(renamed !== undefined && renamed !== req.filename ? { requested: req.filename } : {}),
+      mode: req.mode,
+      asked: req.options,
+      granted: negotiated.reply,
+      blksize: negotiated.blksize,
+      windowsize: negotiated.windowsize,
+      ...this.#handlerTime(req),
+    });
     return transfer;
   }
 
@@ -663,30 +840,58 @@ export class Engine {
       this.#ticker = null;
       for (const resolve of this.#idle.splice(0)) resolve();
     }
-    const { negotiated: n, renamed } = this.#details.get(t)!;
-    const s = t.session;
     // Dropped for a sibling or a newer request: that one reports the client's request.
-    if (s.dropped) return;
+    if (t.session.dropped || this.#reported.has(t)) return;
+    this.#emit(this.#endEvent(t));
+  }
+
+  /** An upload stored and acknowledged: its event now, with its own duration, not after the dally. */
+  #stored(t: Transfer): void {
+    this.#reported.add(t);
+    this.#emit(this.#endEvent(t));
+  }
+
+  #endEvent(t: Transfer): TransferEvent {
+    const { negotiated: n, renamed, request } = this.#details.get(t)!;
+    const s = t.session;
     const event: TransferEvent = {
       kind: t.kind,
       address: t.address,
       port: t.port,
       filename: renamed ?? t.filename,
+      mode: request.mode,
+      asked: request.options,
       bytes: s.bytes,
+      blocks: s instanceof SendSession ? s.acked : s.expected - 1,
       durationMs: this.#runtime.now() - t.startedAt,
       retransmits: s.retransmits,
       blksize: n.blksize,
       windowsize: n.windowsize,
       minBurst: s instanceof SendSession ? s.minBurst : n.windowsize,
       options: n.reply,
-      outcome: s.state === "done" ? "ok" : "failed",
+      outcome: s.state === State.DONE || s.state === State.DALLYING ? "ok" : "failed",
+      ...this.#handlerTime(request),
     };
     if (renamed !== undefined && renamed !== t.filename) event.requested = t.filename;
     if (s.failure) event.error = { ...s.failure };
-    this.#emit(event);
+    return event;
+  }
+
+  #started(event: TransferStart): void {
+    try {
+      this.#s.onTransferStart?.(event);
+    } catch (error) {
+      this.#s.onError(error, "onTransferStart");
+    }
+  }
+
+  /** Every live transfer. */
+  #allTransfers(): Transfer[] {
+    return [...this.#transfers.values()].flat();
   }
 
   #emit(event: TransferEvent): void {
+    if (event.outcome === "failed" && event.error && event.reason === undefined) event.reason = reasonOf(event.error);
     try {
       this.#s.onTransfer?.(event);
     } catch (error) {

@@ -33,7 +33,12 @@ export interface Runtime {
    * at that length. Default: 65,536.
    */
   bind(hostname: string, port: number, onMessage: MessageHandler, maxDatagram?: number): Promise<DatagramTransport>;
-  /** Milliseconds, monotonic enough for timeouts. */
+  /**
+   * Optional: takes a UDP socket that is bound already, by file descriptor (systemd's socket
+   * activation). A runtime without it cannot (Deno).
+   */
+  bindFd?(fd: number, onMessage: MessageHandler): Promise<DatagramTransport>;
+    /** Milliseconds, monotonic enough for timeouts. */
   now(): number;
   /** A repeating timer; the engine keeps at most one running, and only while transfers live. */
   startTicker(ms: number, fn: () => void): { stop(): void };

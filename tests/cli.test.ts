@@ -4,33 +4,19 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { TftpClient, type TftpError } from "../mod.ts";
 import { loadRuntime, runtimeName } from "../adapters/runtime.ts";
 import type { DatagramTransport } from "../core/transport.ts";
 import { rawExchange, within } from "./support/raw.ts";
 import { get, hasPeer } from "./support/peers.ts";
 import { bytesOf } from "./support/session_driver.ts";
+import { buildCli, command, repo } from "./support/cli_command.ts";
 
-const repo = join(dirname(fileURLToPath(import.meta.url)), "..");
-const bin = join(repo, "dist", "emmer-node.js");
 
-/** The command line of this runtime: emmer-node on Node, serve.ts on Deno and Bun, same flags. */
-const command: string[] = {
-  node: [bin],
-  deno: ["run", "-A", "--config", join(repo, "deno.json"), join(repo, "serve.ts")],
-  bun: ["run", join(repo, "serve.ts")],
-}[runtimeName()];
-
-test.before(() => {
-  // Always: a bundle older than serve.ts would test old code.
-  if (runtimeName() === "node") spawnSync(process.execPath, [join(repo, "scripts", "build-cli.mjs")], { stdio: "inherit" });
-  assert.ok(runtimeName() !== "node" || existsSync(bin), "the CLI bundle was not built");
-});
+test.before(() => assert.ok(buildCli(), "the CLI bundle was not built"));
 
 function runToEnd(args: string[], wrap: string[] = []) {
   const argv = [...wrap, process.execPath, ...command, ...args];

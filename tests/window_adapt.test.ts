@@ -25,6 +25,7 @@ async function burstEater(runtime: Runtime, serverPort: number) {
   let serverTid = serverPort;
   let last = -Infinity;
   const stats = { passed: 0, dropped: 0 };
+  // deno-lint-ignore prefer-const -- assigned once, below: the callback of `back` refers to it first
   let front: DatagramTransport;
   const back = await runtime.bind("127.0.0.1", 0, (data, _address, port) => {
     serverTid = port;

@@ -1,0 +1,12 @@
+/**
+ * The process's memory as gauges, read at each scrape. Here and not in core/:
+ * core has no runtime globals. node:process's memoryUsage() exists on Node, Deno and Bun.
+ */
+import process from "node:process";
+import { Gauge, type Registry } from "../core/metrics.ts";
+
+export function addProcessMetrics(registry: Registry): void {
+  registry.add(new Gauge("process_resident_memory_bytes", "Resident set size of the process.", () => process.memoryUsage().rss));
+  registry.add(new Gauge("emmer_js_heap_used_bytes", "JavaScript heap in use.", () => process.memoryUsage().heapUsed));
+  registry.add(new Gauge("emmer_external_memory_bytes", "Memory outside the JavaScript heap held by JavaScript objects (buffers, WebAssembly).", () => process.memoryUsage().external));
+}
