@@ -16,6 +16,7 @@ import { runtimeName } from "./adapters/runtime.ts";
 import { runClient } from "./cli/client.ts";
 import { type Account, cannotDrop, dropPrivileges, lookupAccount } from "./adapters/privileges.ts";
 import { passedSocket, udpFamily } from "./adapters/listen_fds.ts";
+import { type FlagSpec, flagLines, getopt, integer, UsageError } from "./cli/getopt.ts";
 import { formatJson, formatText } from "./cli/log.ts";
 import { VERSION } from "./version.ts";
 
@@ -72,31 +73,6 @@ const DEFAULTS: Flags = {
   user: null,
 };
 
-class UsageError extends Error {}
-
-/**
- * One command-line flag. `names`: its spellings as --help shows them, the short one first;
- * `also`: spellings accepted but not shown (README.md lists them); `arg`: the value's name
- * in --help, absent for a switch; `shown`: flags that share a line of --help; `set` stores the value (a switch gets none) or throws a
- * UsageError. `flag` is the spelling the user typed.
- */
-interface FlagSpec {
-  names: string[];
-  also?: string[];
-  arg?: string;
-  /** --help's left column when the line shows more than this flag; "" for a flag shown on another's line. */
-  shown?: string;
-  help: string;
-  set(flags: Flags, value: string, flag: string): void;
-}
-
-/** Integer in min..max, in decimal digits only ("1.5", "0x10", "" are refused). */
-function integer(value: string, flag: string, min: number, max: number): number {
-  const n = /^[0-9]+$/.test(value) ? Number(value) : NaN;
-  if (!(n >= min && n <= max)) throw new UsageError(`${flag} must be an integer from ${min} to ${max}, not "${value}"`);
-  return n;
-}
-
 const numeric = (key: keyof Flags, min: number, max: number) => (flags: Flags, value: string, flag: string) => {
   (flags[key] as number) = integer(value, flag, min, max);
 };
@@ -138,7 +114,7 @@ function setPortRange(flags: Flags, value: string, flag: string): void {
 }
 
 /** The flags, in --help's order. A new flag is one entry here (and its field in Flags). */
-const FLAGS: FlagSpec[] = [
+const FLAGS: FlagSpec<Flags>[] = [
   { names: ["-r", "-s", "--root"], arg: "DIR", help: "folder to serve (the current folder)", set: (f, v) => (f.root = v) },
   { names: ["-a", "--host"], also: ["--address"], arg: "ADDR[:PORT]", help: "IP address (127.0.0.1; 0.0.0.0, :: for all)", set: setAddress },
   { names: ["-p", "--port"], arg: "N", help: "UDP port (3942; TFTP's is 69) or systemd's socket", set: numeric("port", 0, 65535) },
@@ -208,62 +184,26 @@ const FLAGS: FlagSpec[] = [
     },
   },
   { names: ["-v", "--verbose"], help: "log options, retransmits, handler errors", set: (f) => (f.verbose = true) },
-  { names: ["-V", "--version"], shown: "-V, --version, -h, --help", help: "print the version, or this help, and exit", set: () => {} },
-  { names: ["-h", "--help"], shown: "", help: "", set: () => {} },
+  { names: ["-V", "--version"], shown: "-V, --version, -h, --help", help: "print the version, or this help, and exit", action: "version", set: () => {} },
+  { names: ["-h", "--help"], shown: "", help: "", action: "help", set: () => {} },
 ];
 
-const BY_NAME = new Map(FLAGS.flatMap((spec) => [...spec.names, ...(spec.also ?? [])].map((name) => [name, spec] as const)));
-
 function usage(): string {
-  const shown = FLAGS.filter((spec) => spec.shown !== "");
-  const left = shown.map((spec) => spec.shown ?? `${spec.names.join(", ")}${spec.arg ? ` ${spec.arg}` : ""}`);
-  const width = Math.max(...left.map((l) => l.length)) + 2;
   return [
     "Usage: emmer-node [flags]         (a client: emmer-node get|put --help)",
     "Serves a folder over TFTP, read-only unless --write. Defaults in parentheses.",
     "",
-    ...shown.map((spec, i) => `  ${left[i].padEnd(width)}${spec.help}`),
+    ...flagLines(FLAGS),
     "Switches combine (-wv); values go -p 69, -p69, --port 69 or --port=69.",
   ].join("\n");
 }
 
-/**
- * getopt's habits: `--name value`, `--name=value`, `-p 69`, `-p69`, `-wv` (switches
- * bundled, the last letter may take a value). No operands: the folder is --root's.
- */
+/** The flags (cli/getopt.ts), checked against each other. No operands: the folder is --root's. */
 function parseFlags(args: string[]): Flags | "help" | "version" {
   const flags: Flags = { ...DEFAULTS };
-  let asked: "help" | "version" | null = null;
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    // [flag as typed, its inline value or undefined], one per flag in this argument
-    const items: [string, string | undefined][] = [];
-    if (arg.startsWith("--")) {
-      const eq = arg.indexOf("=");
-      items.push(eq > 0 ? [arg.slice(0, eq), arg.slice(eq + 1)] : [arg, undefined]);
-    } else if (arg.startsWith("-") && arg.length > 1) {
-      for (let j = 1; j < arg.length; j++) {
-        const flag = `-${arg[j]}`;
-        const takesValue = BY_NAME.get(flag)?.arg !== undefined;
-        items.push([flag, takesValue && j + 1 < arg.length ? arg.slice(j + 1) : undefined]);
-        if (takesValue) break;
-      }
-    } else throw new UsageError(`unexpected argument "${arg}" (the folder to serve is given with --root DIR)`);
-    for (const [flag, inline] of items) {
-      const spec = BY_NAME.get(flag);
-      if (!spec) throw new UsageError(`unknown flag "${flag === arg || arg.startsWith("--") ? arg : `${flag}" in "${arg}`}"`);
-      if (spec.arg === undefined) {
-        if (inline !== undefined) throw new UsageError(`${flag} takes no value`);
-        if (spec.names.includes("--help")) asked = "help";
-        else if (spec.names.includes("--version")) asked ??= "version";
-        else spec.set(flags, "", flag);
-        continue;
-      }
-      const value = inline ?? args[++i];
-      if (value === undefined || value === "") throw new UsageError(`${flag} needs a value`);
-      spec.set(flags, value, flag);
-    }
-  }
+  const asked = getopt(args, FLAGS, flags, (arg) => {
+    throw new UsageError(`unexpected argument "${arg}" (the folder to serve is given with --root DIR)`);
+  });
   if (asked) return asked;
   if (flags.workers > 1) {
     // Workers share the listening socket through node:cluster (adapters/node_workers.ts).

@@ -10,6 +10,7 @@ import { closeSync, constants, createReadStream, openSync, unlinkSync, writeSync
 import { isIP } from "node:net";
 import { basename, dirname, join } from "node:path";
 import { TftpClient, TftpError, TftpServerError } from "../mod.ts";
+import { type FlagSpec, flagLines, getopt, integer, UsageError } from "./getopt.ts";
 import { ProgressBar } from "./progress.ts";
 import { hostPort, parseTftpUrl, type TftpUrl, UrlError } from "./url.ts";
 
@@ -26,22 +27,6 @@ interface ClientFlags {
   operands: string[];
 }
 
-class UsageError extends Error {}
-
-interface FlagSpec {
-  names: string[];
-  arg?: string;
-  help: string;
-  set(flags: ClientFlags, value: string, flag: string): void;
-}
-
-/** Integer in min..max, in decimal digits only, as serve.ts takes them. */
-function integer(value: string, flag: string, min: number, max: number): number {
-  const n = /^[0-9]+$/.test(value) ? Number(value) : NaN;
-  if (!(n >= min && n <= max)) throw new UsageError(`${flag} must be an integer from ${min} to ${max}, not "${value}"`);
-  return n;
-}
-
 function setMode(flags: ClientFlags, value: string, flag: string): void {
   const mode = value.toLowerCase();
   if (mode !== "octet" && mode !== "netascii") throw new UsageError(`${flag} must be octet or netascii, not "${value}"`);
@@ -49,7 +34,7 @@ function setMode(flags: ClientFlags, value: string, flag: string): void {
 }
 
 /** The flags, in --help's order. */
-const FLAGS: FlagSpec[] = [
+const FLAGS: FlagSpec<ClientFlags>[] = [
   { names: ["-o", "--output"], arg: "FILE", help: "get: write here (the URL's file name; - stdout)", set: (f, v) => (f.output = v) },
   { names: ["-b", "--blksize"], arg: "N", help: "block size to ask for, 8..65464 (1468)", set: (f, v, n) => (f.blksize = integer(v, n, 8, 65464)) },
   { names: ["-W", "--windowsize"], arg: "N", help: "blocks per window to ask for, 1..65535 (1)", set: (f, v, n) => (f.windowsize = integer(v, n, 1, 65535)) },
@@ -57,20 +42,16 @@ const FLAGS: FlagSpec[] = [
   { names: ["--retries"], arg: "N", help: "retransmissions before giving up, 0..100 (5)", set: (f, v, n) => (f.retries = integer(v, n, 0, 100)) },
   { names: ["-m", "--mode"], arg: "MODE", help: "octet or netascii (octet; or ;mode=netascii on the URL)", set: setMode },
   { names: ["-q", "--quiet"], help: "no progress line (drawn only when stderr is a terminal)", set: (f) => (f.quiet = true) },
-  { names: ["-h", "--help"], help: "print this help and exit", set: () => {} },
+  { names: ["-h", "--help"], help: "print this help and exit", action: "help", set: () => {} },
 ];
 
-const BY_NAME = new Map(FLAGS.flatMap((spec) => spec.names.map((name) => [name, spec] as const)));
-
 export function clientUsage(): string {
-  const left = FLAGS.map((spec) => `${spec.names.join(", ")}${spec.arg ? ` ${spec.arg}` : ""}`);
-  const width = Math.max(...left.map((l) => l.length)) + 2;
   return [
     "Usage: emmer-node get tftp://HOST[:PORT]/PATH [-o FILE|-] [flags]",
     "       emmer-node put FILE|- tftp://HOST[:PORT]/PATH [flags]",
     "Downloads or uploads one file over TFTP. Defaults in parentheses.",
     "",
-    ...FLAGS.map((spec, i) => `  ${left[i].padEnd(width)}${spec.help}`),
+    ...flagLines(FLAGS),
     "",
     "HOST: an IP address ([::1] for IPv6) or a name (IPv4 first); PORT 69 if none.",
     "PATH is percent-decoded; put to a URL ending in / appends FILE's name.",
@@ -78,46 +59,10 @@ export function clientUsage(): string {
   ].join("\n");
 }
 
-/** getopt's habits as in serve.ts; operands may come between flags; "-" is an operand; "--" ends the flags. */
+/** The flags (cli/getopt.ts); operands may come between them; "-" is an operand. */
 function parseArgs(args: string[]): ClientFlags | "help" {
   const flags: ClientFlags = { blksize: 1468, retries: 5, quiet: false, operands: [] };
-  let help = false;
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    if (arg === "--") {
-      flags.operands.push(...args.slice(i + 1));
-      break;
-    }
-    const items: [string, string | undefined][] = [];
-    if (arg.startsWith("--")) {
-      const eq = arg.indexOf("=");
-      items.push(eq > 0 ? [arg.slice(0, eq), arg.slice(eq + 1)] : [arg, undefined]);
-    } else if (arg.startsWith("-") && arg.length > 1) {
-      for (let j = 1; j < arg.length; j++) {
-        const flag = `-${arg[j]}`;
-        const takesValue = BY_NAME.get(flag)?.arg !== undefined;
-        items.push([flag, takesValue && j + 1 < arg.length ? arg.slice(j + 1) : undefined]);
-        if (takesValue) break;
-      }
-    } else {
-      flags.operands.push(arg);
-      continue;
-    }
-    for (const [flag, inline] of items) {
-      const spec = BY_NAME.get(flag);
-      if (!spec) throw new UsageError(`unknown flag "${flag === arg || arg.startsWith("--") ? arg : `${flag}" in "${arg}`}"`);
-      if (spec.arg === undefined) {
-        if (inline !== undefined) throw new UsageError(`${flag} takes no value`);
-        if (spec.names.includes("--help")) help = true;
-        else spec.set(flags, "", flag);
-        continue;
-      }
-      const value = inline ?? args[++i];
-      if (value === undefined || value === "") throw new UsageError(`${flag} needs a value`);
-      spec.set(flags, value, flag);
-    }
-  }
-  return help ? "help" : flags;
+  return getopt(args, FLAGS, flags, (arg) => flags.operands.push(arg)) === "help" ? "help" : flags;
 }
 
 /** A name's address, IPv4 first (most TFTP servers listen on IPv4 only); an IP literal as it is. */
