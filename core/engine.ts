@@ -141,6 +141,29 @@ export type FailureReason =
   | "client_error"
   | "other";
 
+/** The event of a request refused (an ERROR sent) or dropped: no transfer ran. */
+function refusalEvent(req: RequestPacket, address: string, port: number, error: { code: number; message: string }): TransferEvent {
+  return {
+    kind: req.op === 1 ? "read" : "write",
+    address,
+    port,
+    filename: req.filename,
+    bytes: 0,
+    blocks: 0,
+    mode: req.mode,
+    asked: req.options,
+    refused: true,
+    durationMs: 0,
+    retransmits: 0,
+    blksize: 512,
+    windowsize: 1,
+    minBurst: 1,
+    options: null,
+    outcome: "failed",
+    error: { ...error, byPeer: false },
+  };
+}
+
 /** The ERROR 0 messages this engine sends, by what they mean. */
 const CODE0_REASONS: Record<string, FailureReason> = {
   "timed out": "timeout",
@@ -510,25 +533,10 @@ export class Engine {
       this.#refuse(address, port, refusal.code, refusal.message);
       const renamed = this.#renamed.get(req);
       this.#emit({
-        kind: req.op === 1 ? "read" : "write",
-        address,
-        port,
+        ...refusalEvent(req, address, port, refusal),
         filename: renamed ?? req.filename,
         ...(renamed !== undefined && renamed !== req.filename ? { requested: req.filename } : {}),
-        bytes: 0,
-        blocks: 0,
-        mode: req.mode,
-        asked: req.options,
-        refused: true,
         ...this.#handlerTime(req),
-        durationMs: 0,
-        retransmits: 0,
-        blksize: 512,
-        windowsize: 1,
-        minBurst: 1,
-        options: null,
-        outcome: "failed",
-        error: { ...refusal, byPeer: false },
       });
     } finally {
       this.#pending.delete(key);
@@ -570,25 +578,7 @@ export class Engine {
 
   /** Drops a request unanswered, and tells the operator: the first at once, then a count at most once a second. */
   #drop(req: RequestPacket, address: string, port: number, reason: string): void {
-    const event: TransferEvent = {
-      kind: req.op === 1 ? "read" : "write",
-      address,
-      port,
-      filename: req.filename,
-      bytes: 0,
-      blocks: 0,
-      mode: req.mode,
-      asked: req.options,
-      refused: true,
-      durationMs: 0,
-      retransmits: 0,
-      blksize: 512,
-      windowsize: 1,
-      minBurst: 1,
-      options: null,
-      outcome: "failed",
-      error: { code: ErrorCode.NOT_DEFINED, message: reason, byPeer: false },
-    };
+    const event = refusalEvent(req, address, port, { code: ErrorCode.NOT_DEFINED, message: reason });
     if (this.#drops !== null) {
       this.#drops.count++;
       this.#drops.last = event;
