@@ -560,6 +560,7 @@ export class Engine {
       windowsize: l.windowsize,
       tsize: l.tsize,
       timeout: l.timeout,
+      rollover: l.rollover,
     };
   }
 
@@ -731,6 +732,7 @@ export class Engine {
       retries: this.#s.retries,
       oack: n.reply ? encodeOack(n.reply) : null,
       backoff: true,
+      rollover: n.rollover,
     };
   }
 

@@ -23,12 +23,16 @@ export interface NegotiationLimits {
   windowsize?: boolean;
   tsize?: boolean;
   timeout?: boolean;
+  /** The block number after 65535 in a read, unless the client asks with the rollover option (0 if neither). */
+  rollover?: 0 | 1;
 }
 
 export interface Negotiated {
   blksize: number;
   windowsize: number;
   timeoutMs: number;
+  /** RRQ: the block number after 65535 (see SessionSettings.rollover). */
+  rollover: 0 | 1;
   /** WRQ: the size the client announced (tsize), if any. */
   announcedSize?: number;
   /** The OACK's options, or null when no OACK is to be sent. */
@@ -53,7 +57,7 @@ export function negotiate(
   size?: number,
 ): Negotiated {
   const reply: Options = {};
-  const result: Negotiated = { blksize: DEFAULT_BLKSIZE, windowsize: 1, timeoutMs: limits.timeoutMs, reply: null };
+  const result: Negotiated = { blksize: DEFAULT_BLKSIZE, windowsize: 1, timeoutMs: limits.timeoutMs, rollover: limits.rollover ?? 0, reply: null };
 
   const blksize = limits.blksize === false ? NaN : integer(requested.blksize);
   if (blksize >= MIN_BLKSIZE) {
@@ -79,6 +83,13 @@ export function negotiate(
   if (windowsize >= 1 && windowsize <= MAX_WINDOWSIZE) {
     result.windowsize = Math.min(windowsize, limits.maxWindowsize);
     reply.windowsize = String(result.windowsize);
+  }
+  // Not an RFC option: tftpd-hpa's, for a read, "rollover=0" or "1" (the block after 65535),
+  // answered as asked. An upload's blocks are the client's to number: not acknowledged there.
+  const rollover = requested.rollover;
+  if (kind === "read" && (rollover === "0" || rollover === "1")) {
+    result.rollover = rollover === "1" ? 1 : 0;
+    reply.rollover = rollover;
   }
   result.reply = Object.keys(reply).length > 0 ? reply : null;
   return result;

@@ -23,6 +23,11 @@ export interface OptionLimits {
   windowsize?: boolean;
   tsize?: boolean;
   timeout?: boolean;
+  /**
+   * The block number after 65535 in this client's downloads (0 by default): 1 for a ROM
+   * that takes block 0 for a repeat. A client that asks with the rollover option gets what it asks.
+   */
+  rollover?: 0 | 1;
 }
 
 /** What the optionLimits hook sees: the request, before any handler runs. */
@@ -53,6 +58,7 @@ export function checkLimits(l: OptionLimits, what = "optionLimits"): OptionLimit
   for (const f of FLAGS) {
     if (l[f] !== undefined && typeof l[f] !== "boolean") throw new TypeError(`${what}: ${f} must be true or false, not ${String(l[f])}`);
   }
+  if (l.rollover !== undefined && l.rollover !== 0 && l.rollover !== 1) throw new RangeError(`${what}: rollover must be 0 or 1, not ${String(l.rollover)}`);
   return l;
 }
 
@@ -65,6 +71,8 @@ export function combineLimits(a: OptionLimits, b: OptionLimits): OptionLimits {
   const mw = min(a.maxWindowsize, b.maxWindowsize);
   if (mw !== undefined) out.maxWindowsize = mw;
   for (const f of FLAGS) if (a[f] === false || b[f] === false) out[f] = false;
+  const rollover = a.rollover ?? b.rollover;
+  if (rollover !== undefined) out.rollover = rollover;
   return out;
 }
 
@@ -89,7 +97,7 @@ export interface ClientRule {
 /**
  * Parses `RANGE:key=value,...`, e.g. `10.0.0.0/8:blksize=1024,windowsize=no,tsize=no`
  * or `2001:db8::/32:mtu=1280`. The range ends at the last `:` before the first `=`.
- * Keys: blksize=N|no, windowsize=N|no, tsize=no|yes, timeout=no|yes, mtu=N (68..65535).
+ * Keys: blksize=N|no, windowsize=N|no, tsize=no|yes, timeout=no|yes, mtu=N (68..65535), rollover=0|1.
  */
 export function parseClientRule(text: string): ClientRule {
   const eq = text.indexOf("=");
@@ -111,11 +119,14 @@ export function parseClientRule(text: string): ClientRule {
     } else if (key === "tsize" || key === "timeout") {
       if (yesNo === undefined) throw bad("yes or no");
       if (!yesNo) rule.limits[key] = false;
+    } else if (key === "rollover") {
+      if (value !== "0" && value !== "1") throw bad("0 or 1");
+      rule.limits.rollover = value === "1" ? 1 : 0;
     } else if (key === "mtu") {
       // 68: the smallest MTU IPv4 allows (RFC 791); anything less leaves no room for a block.
       if (!(n >= 68 && n <= 65535)) throw bad("68..65535");
       rule.mtu = n;
-    } else throw new RangeError(`"${text}": unknown key "${key}" (blksize, windowsize, tsize, timeout, mtu)`);
+    } else throw new RangeError(`"${text}": unknown key "${key}" (blksize, windowsize, tsize, timeout, mtu, rollover)`);
   }
   return rule;
 }

@@ -54,6 +54,17 @@ export interface SessionSettings {
    * packets, only spread out. Once it has answered, from the second timeout in a row.
    */
   backoff?: boolean;
+  /**
+   * The block number that follows 65535 when the sender's blocks run past it: 0 (the
+   * default, as tftpd-hpa and most clients count) or 1 (some boot ROMs take block 0 for a
+   * repeat of the OACK's acknowledgment). Only the sending side numbers blocks this way.
+   */
+  rollover?: 0 | 1;
+}
+
+/** Block `seq` (1, 2, ...) as its 16-bit number on the wire, rolling over to `rollover` after 65535. */
+export function wireBlock(seq: number, rollover: 0 | 1 = 0): number {
+  return rollover === 0 || seq <= 0xffff ? seq & 0xffff : ((seq - 1) % 0xffff) + 1;
 }
 
 /** How a failed transfer failed. `sent`: whether we told the peer with an ERROR. */
@@ -402,7 +413,7 @@ export class SendSession extends Session {
     const ended = n < this.#fillCount * blksize;
     const blocks = full + (ended ? 1 : 0);
     const firstSlot = (this.#fillSeq - 1) % this.slots;
-    wasm.writeDataHeaders(this.ring, this.stride, this.slots, firstSlot, this.#fillSeq, blocks);
+    this.#writeHeaders(firstSlot, this.#fillSeq, blocks);
     this.available += blocks;
     if (ended) {
       this.last = this.available;
@@ -411,10 +422,38 @@ export class SendSession extends Session {
     this.#pump(now);
   }
 
+  /**
+   * DATA headers for `count` blocks from `seq` on, starting at ring slot `slot`. The WASM
+   * writer counts 16-bit numbers up from the first; rolling over to 1, a run that passes
+   * 65535 is written in two parts.
+   */
+  #writeHeaders(slot: number, seq: number, count: number): void {
+    const rollover = this.settings.rollover ?? 0;
+    while (count > 0) {
+      const wire = wireBlock(seq, rollover);
+      const run = rollover === 0 ? count : Math.min(count, 0x10000 - wire);
+      wasm.writeDataHeaders(this.ring, this.stride, this.slots, slot, wire, run);
+      slot = (slot + run) % this.slots;
+      seq += run;
+      count -= run;
+    }
+  }
+
   /** The source failed: tell the peer. */
   fillFailed(message: string): void {
     this.#filling = false;
     this.abort(ErrorCode.NOT_DEFINED, message);
+  }
+
+  /**
+   * The sequence number of an ACK's 16-bit block: the nearest at or after `acked`. Rolling
+   * over to 1, the numbers after the first 65535 cycle through 1..65535: an ACK of 0 is then
+   * only the answer to an OACK, and later a stray, taken as a duplicate.
+   */
+  #sequenceOf(block: number): number {
+    if ((this.settings.rollover ?? 0) === 0) return this.acked + ((block - this.acked) & 0xffff);
+    if (block === 0) return this.acked;
+    return this.acked + ((block - wireBlock(this.acked, 1) + 0xffff) % 0xffff);
   }
 
   #packet(seq: number): Uint8Array {
@@ -457,7 +496,7 @@ export class SendSession extends Session {
       return this.#pump(now);
     }
     // Map the 16-bit block onto the sequence: the nearest at or after `acked`.
-    const seq = this.acked + ((packet.block - this.acked) & 0xffff);
+    const seq = this.#sequenceOf(packet.block);
     // Duplicate or stray: never resend for it. An ACK beyond `sent` but not beyond what was ever
     // sent answers blocks sent before a timeout's resend began again from the first unacknowledged.
     if (seq === this.acked || seq > this.#highest) return;

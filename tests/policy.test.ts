@@ -38,7 +38,19 @@ const rows: Row[] = [
   ["write: caps apply to uploads too", "write", "octet", { blksize: "8192", windowsize: "8" }, { maxBlksize: 1432, maxWindowsize: 2 }, undefined,
     { blksize: "1432", windowsize: "2" }, 1432, 2, 1000],
   ["timeout out of range ignored", "read", "octet", { timeout: "256" }, {}, 1, null, 512, 1, 1000],
+  ["rollover asked: answered as asked", "read", "octet", { rollover: "1" }, {}, 1, { rollover: "1" }, 512, 1, 1000],
+  ["rollover asked beats the policy's", "read", "octet", { rollover: "0" }, { rollover: 1 }, 1, { rollover: "0" }, 512, 1, 1000],
+  ["rollover of another value ignored", "read", "octet", { rollover: "2" }, {}, 1, null, 512, 1, 1000],
+  ["write: rollover not acknowledged (the client numbers the blocks)", "write", "octet", { rollover: "1" }, {}, undefined, null, 512, 1, 1000],
 ];
+
+// [requested rollover, the policy's, the rollover used]
+for (const [asked, policy, used] of [[undefined, undefined, 0], [undefined, 1, 1], ["1", undefined, 1], ["0", 1, 0], ["x", 1, 1]] as const) {
+  test(`negotiate: rollover used: asked ${asked}, policy ${policy} -> ${used}`, () => {
+    const requested: Options = asked === undefined ? {} : { rollover: asked };
+    assert.is(negotiate("read", "octet", requested, { ...server, ...(policy === undefined ? {} : { rollover: policy }) }, 1).rollover, used);
+  });
+}
 
 for (const [what, kind, mode, requested, limits, size, reply, blksize, windowsize, timeoutMs] of rows) {
   test(`negotiate: ${what}`, () => {
@@ -109,15 +121,17 @@ test("client rules: parsed, matched first-wins, MTU applied, bad ones say why", 
     parseClientRule("10.0.0.0/8:blksize=1024,windowsize=1,tsize=no,timeout=no"),
     parseClientRule("2001:db8::/32:mtu=1280"),
     parseClientRule("::1:blksize=no,tsize=yes"),
+    parseClientRule("192.0.2.0/24:rollover=1"),
   ];
   assert.equal(rules[1].limits, { maxBlksize: 1024, maxWindowsize: 1, tsize: false, timeout: false });
   assert.equal(limitsFor("10.1.2.3", rules), { maxBlksize: 512, windowsize: false });
   assert.equal(limitsFor("10.2.2.3", rules), { maxBlksize: 1024, maxWindowsize: 1, tsize: false, timeout: false });
   assert.equal(limitsFor("2001:db8::5", rules), { maxBlksize: 1228 });
   assert.equal(limitsFor("::1", rules), { blksize: false });
-  assert.equal(limitsFor("192.0.2.1", rules), {});
+  assert.equal(limitsFor("192.0.2.1", rules), { rollover: 1 });
+  assert.equal(limitsFor("198.51.100.1", rules), {});
   // The global MTU caps every client, a rule's MTU its range; the lower cap wins.
-  assert.equal(limitsFor("192.0.2.1", rules, 1500), { maxBlksize: 1468 });
+  assert.equal(limitsFor("192.0.2.1", rules, 1500), { maxBlksize: 1468, rollover: 1 });
   assert.equal(limitsFor("10.2.2.3", rules, 1500), { maxBlksize: 1024, maxWindowsize: 1, tsize: false, timeout: false });
   assert.equal(limitsFor("2001:db8::5", rules, 9000), { maxBlksize: 1228 });
   assert.equal(limitsFor("2001:db8::5", rules, 1000), { maxBlksize: 948 });
@@ -128,6 +142,7 @@ test("client rules: parsed, matched first-wins, MTU applied, bad ones say why", 
     ["10.0.0.0/8:tsize=1", /tsize takes yes or no/],
     ["10.0.0.0/8:mtu=60", /mtu takes 68..65535/],
     ["10.0.0.0/8:speed=1", /unknown key "speed"/],
+    ["10.0.0.0/8:rollover=2", /rollover takes 0 or 1, not "2"/],
     ["10.0.0.0/8:blksize", /expected RANGE:key=value/],
     ["10.0.0.0/8:tsize=no,blksize", /"blksize" is not key=value/],
     ["10.0.0.0/8:a=b=c", /"a=b=c" is not key=value/],

@@ -206,4 +206,30 @@ test("a hook that never settles is cut off by handlerTimeout like a handler", as
   assert.equal([e.op, e.code, e.message], [5, 0, "handler timed out"]);
 });
 
+test("a policy's rollover reaches the transfer: after block 65535 comes 1, and the data arrives whole", async () => {
+  const body = bytesOf(65_600 * 8 + 5, 21); // blksize 8: past block 65535
+  const { net } = await fakeServer((app) => app.read("big", () => body), { optionLimits: () => ({ rollover: 1 }) });
+  const client = await fakePeer(net, "10.0.0.9");
+  client.send(encodeRequest(1, "big", "octet", { blksize: "8", windowsize: "64" }), 69);
+  await net.deliver();
+  const oack = first(client.take());
+  assert.equal([oack.op, (oack as { options?: Record<string, string> }).options], [6, { blksize: "8", windowsize: "64" }], "rollover is not announced unasked");
+  client.send(encodeAck(0), oack.from);
+  const numbers: number[] = [];
+  const parts: Uint8Array[] = [];
+  for (let guard = 0; guard < 5_000; guard++) {
+    await net.deliver();
+    const got = client.take().map((m) => decode(m.data) as Packet & { block: number; payload: Uint8Array });
+    if (got.length === 0) break;
+    for (const d of got) (numbers.push(d.block), parts.push(d.payload.slice()));
+    client.send(encodeAck(got[got.length - 1].block), oack.from);
+  }
+  assert.is(numbers.length, 65_601);
+  assert.equal(numbers.slice(65_533, 65_537), [65_534, 65_535, 1, 2]);
+  assert.ok(!numbers.includes(0), "block 0 is never sent");
+  const whole = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  parts.reduce((at, p) => (whole.set(p, at), at + p.length), 0);
+  assert.equal(whole, body);
+});
+
 test.run();

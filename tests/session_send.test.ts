@@ -4,7 +4,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { encodeOack } from "../core/codec.ts";
 import type { DataPacket, Packet } from "../core/packet.ts";
-import { PACE_MS, ringSlots, State } from "../core/session.ts";
+import { PACE_MS, ringSlots, State, wireBlock } from "../core/session.ts";
 import { ack, bytesOf, concat, error, type Sender, sender } from "./support/session_driver.ts";
 
 const isData = (p: Packet): p is DataPacket => p.op === 3;
@@ -298,6 +298,39 @@ test("duplicated packets: every ACK twice still gives the file exactly once", ()
   }
   assert.equal(concat(got.map((d) => d.payload)), body);
   s.free();
+});
+
+test("rolling over to 1: block 65535 is followed by 1, ACKs map back across the wrap", () => {
+  const blocks = 140_000; // past the wrap twice: 65535, then 1..65535 again, then 1..
+  const body = bytesOf(blocks * 8 + 3, 5);
+  const s = sender(body, { blksize: 8, windowsize: 16, rollover: 1 });
+  const got = download(s, 16);
+  assert.is(got.length, blocks + 1);
+  assert.equal([got[65533].block, got[65534].block, got[65535].block, got[65536].block], [65534, 65535, 1, 2]);
+  assert.equal([got[131069].block, got[131070].block], [65535, 1]);
+  assert.ok(got.every((d) => d.block !== 0), "no block 0 is sent");
+  assert.equal(concat(got.map((d) => d.payload)), body);
+  assert.is(s.session.state, State.DONE);
+  s.free();
+});
+
+test("rolling over to 1: an ACK 0 past the wrap is a stray, not an ACK inside the window", () => {
+  const s = sender(bytesOf(132_000 * 8, 9), { blksize: 8, windowsize: 4, rollover: 1 });
+  s.session.start(0);
+  s.pump(0);
+  let pending = s.out();
+  // Block 131068 is 65533 on the wire: taken modulo 65535, an ACK 0 would land two blocks on, inside the window.
+  while (s.session.acked < 131_068) pending = s.feed(ack((pending.filter(isData).at(-1)!).block), 0);
+  const acked = s.session.acked;
+  assert.is(acked, 131_068);
+  assert.equal(s.feed(ack(0), 0), [], "nothing is sent for it");
+  assert.is(s.session.acked, acked);
+  s.free();
+});
+
+test("wireBlock: 16-bit block numbers rolling over to 0 or to 1", () => {
+  assert.equal([1, 65535, 65536, 65537, 131071, 131072].map((q) => wireBlock(q, 0)), [1, 65535, 0, 1, 65535, 0]);
+  assert.equal([1, 65535, 65536, 65537, 131070, 131071].map((q) => wireBlock(q, 1)), [1, 65535, 1, 2, 65535, 1]);
 });
 
 test.run();
