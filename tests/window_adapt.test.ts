@@ -112,7 +112,7 @@ async function ubootGet(runtime: Runtime, port: number, name: string, blksize: n
 }
 
 for (const windowsize of [8, 4]) {
-  test(`windowsize ${windowsize} to a card that takes one datagram per burst: complete, with at most 4 client timeouts (U-Boot gives up after 10)`, async () => {
+  test(`windowsize ${windowsize} to a card that takes one datagram per burst: complete, with at most 1 client timeout (U-Boot gives up after 10)`, async () => {
     const runtime = await loadRuntime();
     const file = bytesOf(1468 * 300 + 99, windowsize);
     const events: { outcome: string; retransmits: number; minBurst: number }[] = [];
@@ -130,10 +130,13 @@ for (const windowsize of [8, 4]) {
       await within(runtime, end, 2000, "the server's end of the transfer");
       const e = events[0];
       console.log(`    ${(ms / 1000).toFixed(2)} s, ${r.timeouts} client timeout(s), ${e.retransmits} server retransmission(s), bursts down to ${e.minBurst}; card ${JSON.stringify(proxy.stats)}`);
-      // U-Boot gives up after 10 (each costs it 5 s); the first window always costs one. The relay
-      // shares the event loop with the server: a busy loop reads two paced datagrams as one burst
-      // and drops the second, as a slow guest would, so a loaded machine sees one or two more.
-      assert.ok(r.timeouts <= 4, `${r.timeouts} client timeouts`);
+      // U-Boot gives up after 10, and each costs it 5 s. A window whose tail the card dropped is
+      // resent early (PROBE_MS), which brings the block the client lacks or its gap ACK: no
+      // timeout, the first window's included (before the early resend, it always cost one, and a
+      // loaded machine one to three more). The relay shares the event loop with the server: a busy
+      // loop reads two paced datagrams as one burst and drops the second, as a slow guest would,
+      // and may drop an early resend's first block too: one timeout is allowed for that.
+      assert.ok(r.timeouts <= 1, `${r.timeouts} client timeouts`);
       assert.equal([e.outcome, e.minBurst], ["ok", 1]);
     } finally {
       proxy.close();
