@@ -8,7 +8,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { Emmer } from "../mod.ts";
 import { loadRuntime } from "../adapters/runtime.ts";
-import type { DatagramTransport, Runtime } from "../core/transport.ts";
+import type { Runtime } from "../core/transport.ts";
 import { within } from "./support/raw.ts";
 import { bytesOf } from "./support/session_driver.ts";
 
@@ -25,7 +25,6 @@ async function burstEater(runtime: Runtime, serverPort: number) {
   let serverTid = serverPort;
   let last = -Infinity;
   const stats = { passed: 0, dropped: 0 };
-  let front: DatagramTransport;
   const back = await runtime.bind("127.0.0.1", 0, (data, _address, port) => {
     serverTid = port;
     const now = runtime.now();
@@ -35,7 +34,7 @@ async function burstEater(runtime: Runtime, serverPort: number) {
     stats.passed++;
     front.send(data.slice(), client!.port, client!.address, () => {});
   });
-  front = await runtime.bind("127.0.0.1", 0, (data, address, port) => {
+  const front = await runtime.bind("127.0.0.1", 0, (data, address, port) => {
     client = { address, port };
     // A request goes to the listening port; the rest to the transfer's.
     const isRequest = data[1] === 1 || data[1] === 2;
