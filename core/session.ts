@@ -208,6 +208,21 @@ abstract class Session {
  */
 export const PACE_MS = 1;
 
+/**
+ * The shortest wait after the last block of a window for its ACK before the sender resends the
+ * window once, early (see SendSession.probeAt). Far above the round trip of a LAN or a loopback
+ * (U-Boot in QEMU's emulation ACKs within a millisecond), far below the shortest timeout (1 s).
+ * A slower path waits PROBE_RTTS round trips instead. The engine's ticker wakes it, so it goes
+ * out up to one tick (100 ms) later: no timer is armed per window.
+ */
+export const PROBE_MS = 50;
+/**
+ * The wait before an early resend, in measured round trips when that is longer than PROBE_MS:
+ * a path with a 100 ms round trip (a WAN) answers every window after 100 ms, and an early
+ * resend then would double its traffic for nothing.
+ */
+export const PROBE_RTTS = 4;
+
 /** Read-ahead that makes a read call worth its cost (a thread-pool round trip in Node). */
 const READ_AHEAD = 128 * 1024;
 /**
@@ -289,6 +304,30 @@ export class SendSession extends Session {
   minBurst: number;
   /** When the next burst of the window may go; Infinity when none waits. */
   paceAt = Infinity;
+  /**
+   * When to resend the window as a timeout would, but once and early, if no ACK has come by
+   * then (PROBE_MS, or PROBE_RTTS round trips on a slower path, after a whole window went out;
+   * windowed transfers only; Infinity: none). A receiver that ACKs only when its count reaches
+   * the window's end (U-Boot does) is silent when the window's last blocks are lost: nothing
+   * follows that could show it the gap, and both sides sit out a whole timeout (U-Boot asks
+   * for 5 s) for each loss. Resending the last block alone is not enough: U-Boot ACKs a block
+   * out of order only once for the same block count, so after a gap ACK it ignores anything but
+   * the next block in order. The whole window from the first block not acknowledged gives it
+   * that block, and the one that completes its window, whichever it lacks; blocks it has are
+   * ignored (U-Boot before 2023.04 answers the first of them with its gap ACK: it speaks too).
+   */
+  probeAt = Infinity;
+  /** The early resend went out since the last ACK: no second one, and no proof of the burst. */
+  #probed = false;
+  /**
+   * The round trip, smoothed as RFC 6298's SRTT (gain 1/8), in ms; 0 before a sample. Sampled from
+   * the OACK to ACK 0 and from a window's last block to its ACK, only when nothing was resent since
+   * (the ACK might answer the first copy: Karn's rule).
+   */
+  srtt = 0;
+  /** When the last block of a window (`#outSeq`; 0: the OACK) went out. */
+  #outAt = 0;
+  #outSeq = 0;
   #lastLength = 0;
   #filling = false;
   #detached = false;
@@ -329,6 +368,7 @@ export class SendSession extends Session {
     if (this.settings.oack) {
       this.state = State.NEGOTIATING;
       this.out.push(this.settings.oack);
+      this.#outAt = now;
       this.deadline = now + this.settings.timeoutMs;
     } else {
       this.state = State.TRANSFERRING;
@@ -475,6 +515,35 @@ export class SendSession extends Session {
     // A smaller burst than the window: the next one waits, be it of this window (even for blocks
     // still being read) or of the next, which the ACK of this one may call for at once.
     if (this.burst < this.settings.windowsize && limit < this.last) this.paceAt = now + PACE_MS;
+    // The window is out: resend it early if its ACK is late (see probeAt). Not in lock-step,
+    // where every block is answered (no silent tail) and the early copy would only double a slow
+    // peer's traffic.
+    const windowEnd = Math.min(this.acked + this.settings.windowsize, this.last);
+    if (limit === windowEnd) {
+      this.#outAt = now;
+      this.#outSeq = limit;
+    }
+    if (this.settings.windowsize > 1 && limit === windowEnd && !this.#probed) {
+      this.probeAt = now + Math.max(PROBE_MS, PROBE_RTTS * this.srtt);
+    }
+  }
+
+  /** A round trip measured (see srtt). */
+  #sample(ms: number): void {
+    this.srtt = this.srtt === 0 ? ms : this.srtt + (ms - this.srtt) / 8;
+  }
+
+  /**
+   * Nothing came back (for a timeout, or for PROBE_MS after a window): halve the burst, and resend
+   * the window from the first block not acknowledged, a burst at a time (not the burst that was
+   * just lost again).
+   */
+  #resend(now: number): void {
+    if (this.sent > this.acked) this.#setBurst(this.burst >> 1);
+    this.sent = this.acked;
+    this.paceAt = Infinity;
+    this.probeAt = Infinity;
+    this.#pump(now);
   }
 
   /** Sets the burst (at least 1), noting the smallest. */
@@ -489,6 +558,7 @@ export class SendSession extends Session {
     if (packet.op !== 4) return this.receiveOther(packet);
     if (this.state === State.NEGOTIATING) {
       if (packet.block !== 0) return; // not an answer to the OACK
+      if (this.retries === 0) this.#sample(now - this.#outAt);
       this.#oackAcked = true;
       this.state = State.TRANSFERRING;
       this.retries = 0;
@@ -500,16 +570,20 @@ export class SendSession extends Session {
     // Duplicate or stray: never resend for it. An ACK beyond `sent` but not beyond what was ever
     // sent answers blocks sent before a timeout's resend began again from the first unacknowledged.
     if (seq === this.acked || seq > this.#highest) return;
-    if (seq >= this.sent) {
-      // All we sent arrived: a window (or its end) got through with this burst.
+    if (seq < this.sent) {
+      // A gap within the first burst: the path took only that many back to back.
+      if (seq - this.acked < this.burst) this.#setBurst(seq - this.acked);
+    } else if (!this.#probed) {
+      // All we sent arrived: a window (or its end) got through with this burst. Not so after an
+      // early resend: the ACK may answer blocks sent before it, and says nothing of this burst.
       if (this.burst > this.proven) this.proven = this.burst;
       this.#setBurst(Math.min(this.burst + 1, this.proven));
-    } else if (seq - this.acked < this.burst) {
-      // A gap within the first burst: the path took only that many back to back.
-      this.#setBurst(seq - this.acked);
+      if (this.retries === 0 && seq === this.#outSeq) this.#sample(now - this.#outAt);
     }
     this.acked = seq;
     this.retries = 0;
+    this.probeAt = Infinity;
+    this.#probed = false;
     // A pause under way stays: the ACK left the peer right after the last block reached it, and a
     // block sent at once would land on the heels of that one.
     if (seq === this.last) {
@@ -525,16 +599,20 @@ export class SendSession extends Session {
 
   handleTimer(now: number): void {
     if (this.finished) return;
-    if (now >= this.paceAt && now < this.deadline) return this.#pump(now); // the next burst of the window
-    if (now < this.deadline) return;
+    if (now < this.deadline) {
+      if (now >= this.probeAt) {
+        // The window is out and its ACK is late: resend it now, once (see probeAt). It counts as a
+        // retransmission, not against the retries: those are for timeouts.
+        this.#probed = true;
+        this.retransmits++;
+        return this.#resend(now);
+      }
+      if (now >= this.paceAt) this.#pump(now); // the next burst of the window
+      return;
+    }
     if (!this.retry(now)) return;
     if (this.state === State.NEGOTIATING) return void this.out.push(this.settings.oack!);
-    // Nothing came back for a whole timeout: halve the burst, and resend the window from the
-    // first block not acknowledged, a burst at a time (not the burst that was just lost again).
-    if (this.sent > this.acked) this.#setBurst(this.burst >> 1);
-    this.sent = this.acked;
-    this.paceAt = Infinity;
-    this.#pump(now);
+    this.#resend(now);
   }
 }
 

@@ -4,7 +4,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { encodeOack } from "../core/codec.ts";
 import type { DataPacket, Packet } from "../core/packet.ts";
-import { PACE_MS, ringSlots, State, wireBlock } from "../core/session.ts";
+import { PACE_MS, PROBE_MS, PROBE_RTTS, ringSlots, State, wireBlock } from "../core/session.ts";
 import { ack, bytesOf, concat, error, type Sender, sender } from "./support/session_driver.ts";
 
 const isData = (p: Packet): p is DataPacket => p.op === 3;
@@ -179,32 +179,50 @@ test("a lost block mid-window: the receiver's ACK of the last in-order block mak
 
 // The burst (blocks sent back to back; the rest of the window follows PACE_MS apart) for sequences of
 // ACKs and timeouts. Each step: what happens at time t, then the blocks sent and the burst after it.
-// "pace" is the timer of the pause between two bursts; "timeout" the retransmission timer (1000 ms).
-type Step = [t: number, event: "ack" | "pace" | "timeout", block: number, sent: number[], burst: number];
+// "pace" is the timer of the pause between two bursts; "probe" the early resend of a window whose ACK
+// is late (PROBE_MS, 50 ms, after the window went out); "timeout" the retransmission timer (1000 ms).
+type Step = [t: number, event: "ack" | "pace" | "probe" | "timeout", block: number, sent: number[], burst: number];
 const bursts: [name: string, windowsize: number, steps: Step[]][] = [
   ["no loss: whole windows, never a pause", 8, [
     [0, "ack", 8, [9, 10, 11, 12, 13, 14, 15, 16], 8],
     [1, "ack", 16, [17, 18, 19, 20, 21, 22, 23, 24], 8],
   ]],
-  ["a card that takes one datagram per burst (U-Boot on e1000: it ACKs block 1 on its timer)", 8, [
-    [900, "ack", 1, [2], 1],
-    [901, "pace", 0, [3], 1],
-    [902, "pace", 0, [4], 1],
-    [903, "pace", 0, [5], 1],
-    [904, "pace", 0, [6], 1],
-    [905, "pace", 0, [7], 1],
-    [906, "pace", 0, [8], 1],
-    [907, "pace", 0, [9], 1],
-    [907.5, "ack", 9, [], 1], // the window 2..9 got through whole at 1: proven 1, and no growth beyond
-    [908, "pace", 0, [10], 1],
+  ["a card that takes one datagram per burst (U-Boot on e1000): the window's early resend brings its gap ACK", 8, [
+    [49, "pace", 0, [], 8], // not yet
+    [50, "probe", 0, [1, 2, 3, 4], 4], // it has only block 1 and waits for 8: silent
+    [51, "pace", 0, [5, 6, 7, 8], 4],
+    [51.5, "ack", 1, [], 1], // of 5..8 it took 5, out of order: it ACKs 1 (the pause under way stays)
+    [52, "pace", 0, [2], 1],
+    [53, "pace", 0, [3], 1],
+    [54, "pace", 0, [4], 1],
+    [55, "pace", 0, [5], 1],
+    [56, "pace", 0, [6], 1],
+    [57, "pace", 0, [7], 1],
+    [58, "pace", 0, [8], 1],
+    [59, "pace", 0, [9], 1],
+    [59.5, "ack", 9, [], 1], // the window 2..9 got through whole at 1: proven 1, and no growth beyond
+    [60, "pace", 0, [10], 1],
   ]],
-  ["a timeout with nothing back halves the burst and resends from the first block unacknowledged", 8, [
-    [1000, "timeout", 0, [1, 2, 3, 4], 4],
-    [1001, "pace", 0, [5, 6, 7, 8], 4],
-    [2001, "timeout", 0, [1, 2], 2],
-    [2002, "pace", 0, [3, 4], 2],
-    [2002.5, "ack", 6, [], 2], // blocks 1..6 arrived (some from before the timeout): no pause is cut short
-    [2003, "pace", 0, [7, 8], 2],
+  ["a lost tail after a gap ACK (U-Boot ACKs a gap once per block count): the early resend starts at the block it lacks", 4, [
+    [1, "ack", 1, [2], 1],
+    [2, "pace", 0, [3], 1],
+    [3, "pace", 0, [4], 1],
+    [4, "pace", 0, [5], 1], // the window 2..5 is out; block 2 is lost, the rest arrive out of order: silence
+    [54, "probe", 0, [2], 1],
+    [55, "pace", 0, [3], 1],
+    [56, "pace", 0, [4], 1],
+    [57, "pace", 0, [5], 1],
+    [57.5, "ack", 5, [], 1],
+    [58, "pace", 0, [6], 1],
+  ]],
+  ["an early resend, then a timeout with nothing back: each halves the burst and resends from the first block unacknowledged", 8, [
+    [50, "probe", 0, [1, 2, 3, 4], 4],
+    [51, "pace", 0, [5, 6, 7, 8], 4],
+    [1000, "probe", 0, [], 4], // once per window
+    [1051, "timeout", 0, [1, 2], 2],
+    [1052, "pace", 0, [3, 4], 2],
+    [1052.5, "ack", 6, [], 2], // blocks 1..6 arrived (some from before the timeout): no pause is cut short
+    [1053, "pace", 0, [7, 8], 2],
   ]],
   ["random loss after a whole window: the burst shrinks to what got through, then grows back to the proven size", 4, [
     [0, "ack", 4, [5, 6, 7, 8], 4], // proven 4
@@ -227,6 +245,7 @@ const bursts: [name: string, windowsize: number, steps: Step[]][] = [
 ];
 
 for (const [name, windowsize, steps] of bursts) {
+  // "probe" and "pace" are the same call (the session's timer); the name says which is due.
   test(`bursts: ${name}`, () => {
     const s = sender(bytesOf(512 * 200, 6), { windowsize, timeoutMs: 1000 });
     s.session.start(0);
@@ -255,6 +274,71 @@ test("bursts: a pause never delays the retransmission timer, and the window is n
   assert.is(s.session.deadline, 1001);
   for (let t = 2; t < 20; t++) s.timer(t);
   assert.is(s.session.sent, 5, "sent past the window 2..5");
+});
+
+test("early resend: PROBE_MS after a whole window, once, no retry spent, no proof of the burst; never in lock-step", () => {
+  const s = sender(bytesOf(512 * 100, 6), { windowsize: 4, timeoutMs: 1000 });
+  s.session.start(0);
+  s.pump(0);
+  assert.equal(s.out().map((p) => (p as DataPacket).block), [1, 2, 3, 4]);
+  assert.is(s.session.probeAt, PROBE_MS);
+  assert.equal(s.timer(PROBE_MS - 1), [], "early");
+  assert.equal(s.timer(PROBE_MS).map((p) => (p as DataPacket).block), [1, 2], "the window again, in halved bursts");
+  assert.equal(s.timer(PROBE_MS + PACE_MS).map((p) => (p as DataPacket).block), [3, 4]);
+  assert.is(s.session.probeAt, Infinity, "a second early resend of the same window");
+  assert.is(s.session.retransmits, 1);
+  assert.is(s.session.deadline, PROBE_MS + PACE_MS + 1000, "the retransmission timer runs from the last send");
+  // The ACK may answer the first copies: the window is whole, but not proof that bursts of 2 pass.
+  s.feed(ack(4), 60);
+  assert.equal([s.session.proven, s.session.burst], [0, 2]);
+  // The next window, answered in time: no early resend, and it proves its burst.
+  s.timer(61);
+  assert.is(s.session.probeAt, 61 + PROBE_MS);
+  s.feed(ack(8), 62);
+  assert.equal([s.session.probeAt, s.session.proven], [Infinity, 2]);
+  s.free();
+
+  // No retry spent: with retries 1, the early resend still leaves one timeout's resend.
+  const one = sender(bytesOf(512 * 100, 6), { windowsize: 4, timeoutMs: 1000, retries: 1 });
+  one.session.start(0);
+  one.pump(0);
+  one.out();
+  assert.equal(one.timer(PROBE_MS).map((p) => (p as DataPacket).block), [1, 2]);
+  one.timer(PROBE_MS + PACE_MS);
+  assert.equal(one.timer(PROBE_MS + PACE_MS + 1000).map((p) => (p as DataPacket).block), [1], "the timeout's resend");
+  assert.is(one.session.state, State.TRANSFERRING);
+  one.free();
+
+  const lockstep = sender(bytesOf(512 * 10, 6), { windowsize: 1, timeoutMs: 1000 });
+  lockstep.session.start(0);
+  lockstep.pump(0);
+  lockstep.out();
+  assert.is(lockstep.session.probeAt, Infinity);
+  assert.equal(lockstep.timer(500), []);
+  lockstep.free();
+});
+
+test("early resend on a slow path: PROBE_RTTS measured round trips, not PROBE_MS (a WAN's ACKs are not late)", () => {
+  const oack = encodeOack({ windowsize: "4" });
+  const s = sender(bytesOf(512 * 100, 6), { windowsize: 4, timeoutMs: 2000, oack });
+  s.session.start(0);
+  s.pump(0);
+  s.out();
+  // OACK to ACK 0: 100 ms, the first sample.
+  assert.equal(s.feed(ack(0), 100).map((p) => (p as DataPacket).block), [1, 2, 3, 4]);
+  assert.is(s.session.srtt, 100);
+  assert.is(s.session.probeAt, 100 + PROBE_RTTS * 100);
+  assert.equal(s.timer(100 + PROBE_MS), [], "an ACK 50 ms late on a 100 ms path is not late");
+  // The window answered after 120 ms: the estimate moves by an eighth of the difference.
+  assert.equal(s.feed(ack(4), 220).map((p) => (p as DataPacket).block), [5, 6, 7, 8]);
+  assert.is(s.session.srtt, 102.5);
+  assert.is(s.session.probeAt, 220 + PROBE_RTTS * 102.5);
+  assert.equal(s.timer(220 + PROBE_RTTS * 102.5).map((p) => (p as DataPacket).block), [5, 6], "late after 4 round trips");
+  // Its ACK may answer the first copies: no sample (Karn's rule).
+  s.timer(220 + PROBE_RTTS * 102.5 + PACE_MS);
+  s.feed(ack(8), 700);
+  assert.is(s.session.srtt, 102.5);
+  s.free();
 });
 
 test("with options: the OACK goes first, alone; ACK 0 starts the data; a timeout resends the OACK", () => {

@@ -8,7 +8,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { Emmer } from "../mod.ts";
 import { loadRuntime } from "../adapters/runtime.ts";
-import type { DatagramTransport, Runtime } from "../core/transport.ts";
+import type { Runtime } from "../core/transport.ts";
 import { within } from "./support/raw.ts";
 import { bytesOf } from "./support/session_driver.ts";
 
@@ -25,8 +25,6 @@ async function burstEater(runtime: Runtime, serverPort: number) {
   let serverTid = serverPort;
   let last = -Infinity;
   const stats = { passed: 0, dropped: 0 };
-  // deno-lint-ignore prefer-const -- assigned once, below: the callback of `back` refers to it first
-  let front: DatagramTransport;
   const back = await runtime.bind("127.0.0.1", 0, (data, _address, port) => {
     serverTid = port;
     const now = runtime.now();
@@ -36,7 +34,7 @@ async function burstEater(runtime: Runtime, serverPort: number) {
     stats.passed++;
     front.send(data.slice(), client!.port, client!.address, () => {});
   });
-  front = await runtime.bind("127.0.0.1", 0, (data, address, port) => {
+  const front = await runtime.bind("127.0.0.1", 0, (data, address, port) => {
     client = { address, port };
     // A request goes to the listening port; the rest to the transfer's.
     const isRequest = data[1] === 1 || data[1] === 2;
@@ -113,7 +111,7 @@ async function ubootGet(runtime: Runtime, port: number, name: string, blksize: n
 }
 
 for (const windowsize of [8, 4]) {
-  test(`windowsize ${windowsize} to a card that takes one datagram per burst: complete, with at most 4 client timeouts (U-Boot gives up after 10)`, async () => {
+  test(`windowsize ${windowsize} to a card that takes one datagram per burst: complete, with at most 1 client timeout (U-Boot gives up after 10)`, async () => {
     const runtime = await loadRuntime();
     const file = bytesOf(1468 * 300 + 99, windowsize);
     const events: { outcome: string; retransmits: number; minBurst: number }[] = [];
@@ -131,10 +129,13 @@ for (const windowsize of [8, 4]) {
       await within(runtime, end, 2000, "the server's end of the transfer");
       const e = events[0];
       console.log(`    ${(ms / 1000).toFixed(2)} s, ${r.timeouts} client timeout(s), ${e.retransmits} server retransmission(s), bursts down to ${e.minBurst}; card ${JSON.stringify(proxy.stats)}`);
-      // U-Boot gives up after 10 (each costs it 5 s); the first window always costs one. The relay
-      // shares the event loop with the server: a busy loop reads two paced datagrams as one burst
-      // and drops the second, as a slow guest would, so a loaded machine sees one or two more.
-      assert.ok(r.timeouts <= 4, `${r.timeouts} client timeouts`);
+      // U-Boot gives up after 10, and each costs it 5 s. A window whose tail the card dropped is
+      // resent early (PROBE_MS), which brings the block the client lacks or its gap ACK: no
+      // timeout, the first window's included (before the early resend, it always cost one, and a
+      // loaded machine one to three more). The relay shares the event loop with the server: a busy
+      // loop reads two paced datagrams as one burst and drops the second, as a slow guest would,
+      // and may drop an early resend's first block too: one timeout is allowed for that.
+      assert.ok(r.timeouts <= 1, `${r.timeouts} client timeouts`);
       assert.equal([e.outcome, e.minBurst], ["ok", 1]);
     } finally {
       proxy.close();
