@@ -64,8 +64,8 @@ export interface EmmerOptions {
    */
   portRange?: [number, number];
   /**
-   * A bound UDP socket to serve, by file descriptor, instead of binding hostname and port:
-   * the one systemd passes (socket activation, fd 3). Transfers bind on its address. Node and Bun.
+   * A bound UDP socket to serve, by file descriptor, instead of binding hostname and port
+   * (socket activation). Transfers bind on its address. Needs a runtime with `bindFd`.
    */
   fd?: number;
   /** Called with handler exceptions and other internal errors. Default: console.error. */

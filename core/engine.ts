@@ -407,7 +407,7 @@ export class Engine {
 
   /**
    * A socket for a transfer (or a refusal): any free port, or a free one of portRange, tried
-   * in turn from where the last search ended. On the listening address (systemd's socket's, with fd).
+   * in turn from where the last search ended. On the listening address (a passed socket's, with fd).
    */
   async #bindTransfer(onMessage: MessageHandler, maxDatagram: number): Promise<DatagramTransport> {
     const host = this.#s.fd !== undefined && this.#main ? this.#main.address : this.#s.hostname;

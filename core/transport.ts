@@ -34,11 +34,11 @@ export interface Runtime {
    */
   bind(hostname: string, port: number, onMessage: MessageHandler, maxDatagram?: number): Promise<DatagramTransport>;
   /**
-   * Optional: takes a UDP socket that is bound already, by file descriptor (systemd's socket
-   * activation). A runtime without it cannot (Deno).
+   * Optional: takes a UDP socket that is bound already, by file descriptor (socket
+   * activation). Without it, the `fd` option is refused.
    */
   bindFd?(fd: number, onMessage: MessageHandler): Promise<DatagramTransport>;
-    /** Milliseconds, monotonic enough for timeouts. */
+  /** Milliseconds, monotonic enough for timeouts. */
   now(): number;
   /** A repeating timer; the engine keeps at most one running, and only while transfers live. */
   startTicker(ms: number, fn: () => void): { stop(): void };

@@ -7,6 +7,7 @@ import type { DataPacket, Packet } from "../core/packet.ts";
 import type { BlockSource } from "../core/body.ts";
 import { ringSlots } from "../core/session.ts";
 import { arenaInUse } from "../core/arena.ts";
+import type { TransferEvent } from "../core/engine.ts";
 import { fakePeer, fakeServer } from "./support/fake_runtime.ts";
 import { bytesOf } from "./support/session_driver.ts";
 import { concat } from "./support/random_packets.ts";
@@ -96,16 +97,22 @@ test("a retransmitted request does not start a second transfer", async () => {
   assert.is(client.take().length, 1);
 });
 
-// A PXE ROM asks for tsize, refuses the OACK with ERROR 8 on the transfer port and asks again from the
-// same port ~2 ms later. The ERROR and the new request reach different sockets: either may come first.
-test("a re-request from the same port before the ERROR that ended the first: a new transfer answers at once, the first ends on the ERROR", async () => {
-  const events: { outcome: string; error?: { code: number; byPeer: boolean } }[] = [];
+/** A server of one 2000-byte file, and a boot ROM that asked for its size and got the first OACK. */
+async function romAfterFirstOack() {
+  const events: TransferEvent[] = [];
   const { net, app } = await setup((app) => app.read("f", () => bytesOf(2000)), { onTransfer: (e) => events.push(e) });
   const rom = await fakePeer(net, "127.0.0.2");
   const rrq = encodeRequest(1, "f", "octet", { tsize: "0", blksize: "1024" });
   rom.send(rrq, 69);
   await net.deliver();
   const [oack1] = packets(rom.take());
+  return { net, app, events, rom, rrq, oack1 };
+}
+
+// A PXE ROM asks for tsize, refuses the OACK with ERROR 8 on the transfer port and asks again from the
+// same port ~2 ms later. The ERROR and the new request reach different sockets: either may come first.
+test("a re-request from the same port before the ERROR that ended the first: a new transfer answers at once, the first ends on the ERROR", async () => {
+  const { net, app, events, rom, rrq, oack1 } = await romAfterFirstOack();
   rom.send(rrq, 69); // the request overtakes the ERROR
   await net.deliver();
   const [oack2] = packets(rom.take());
@@ -121,13 +128,7 @@ test("a re-request from the same port before the ERROR that ended the first: a n
 });
 
 test("a re-request from the same port with no ERROR (or one sent to port 69) is answered at once; the answer the client confirms wins and the other ends without a word", async () => {
-  const events: { outcome: string }[] = [];
-  const { net, app } = await setup((app) => app.read("f", () => bytesOf(2000)), { onTransfer: (e) => events.push(e) });
-  const rom = await fakePeer(net, "127.0.0.2");
-  const rrq = encodeRequest(1, "f", "octet", { tsize: "0", blksize: "1024" });
-  rom.send(rrq, 69);
-  await net.deliver();
-  const [oack1] = packets(rom.take());
+  const { net, app, events, rom, rrq, oack1 } = await romAfterFirstOack();
   rom.send(encodeError(8, "tsize only"), 69); // to the wrong port: dropped
   rom.send(rrq, 69);
   await net.deliver();
