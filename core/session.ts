@@ -102,6 +102,11 @@ abstract class Session {
     this.settings = settings;
   }
 
+  /** When handleTimer next has work: the deadline here; a sender may also wait to pace or resend early. */
+  get wakeAt(): number {
+    return this.deadline;
+  }
+
   get finished(): boolean {
     return this.state === State.DONE || this.state === State.FAILED;
   }
@@ -304,6 +309,10 @@ export class SendSession extends Session {
   minBurst: number;
   /** When the next burst of the window may go; Infinity when none waits. */
   paceAt = Infinity;
+
+  override get wakeAt(): number {
+    return Math.min(this.deadline, this.paceAt, this.probeAt);
+  }
   /**
    * When to resend the window as a timeout would, but once and early, if no ACK has come by
    * then (PROBE_MS, or PROBE_RTTS round trips on a slower path, after a whole window went out;

@@ -106,7 +106,7 @@ export class Transfer {
 
   tick(now: number): void {
     const s = this.session;
-    if (!this.#disposed && (now >= s.deadline || (s instanceof SendSession && (now >= s.paceAt || now >= s.probeAt)))) {
+    if (!this.#disposed && now >= s.wakeAt) {
       this.session.handleTimer(now);
       this.#after();
     }
