@@ -78,6 +78,23 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+/**
+ * emmer-node under systemd-socket-activate listening on a free port, once it listens. The port
+ * freePort() found can be taken again before the tool binds it (a runtime may close its probe
+ * socket later): then another port, up to three tries.
+ */
+async function activate(flags: string[], socketFlags: string[]): Promise<{ s: Server; port: number }> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const s = launch(serverArgv(flags, ["systemd-socket-activate", ...socketFlags, "-l", `127.0.0.1:${port}`]));
+    const listening = s.waitFor(/Listening on 127\.0\.0\.1:\d+ as 3/).then(() => true);
+    const taken = s.exited.then(() => false);
+    if (await Promise.race([listening, taken])) return { s, port };
+    listening.catch(() => {});
+    if (attempt >= 3 || !/Address already in use/.test(s.out())) throw new Error(`systemd-socket-activate did not listen:\n${s.out()}`);
+  }
+}
+
 async function scrape(url: string): Promise<{ code: string; body: string }> {
   const r = await run("curl", ["-s", "--max-time", "5", "-w", "\n%{http_code}", url], 10_000);
   const at = r.stdout.lastIndexOf("\n");
@@ -236,11 +253,9 @@ test("socket activation: under systemd-socket-activate the passed socket is serv
   const dir = await mkdtemp(join(tmpdir(), "emmer-ops-"));
   const file = bytesOf(5000);
   await writeFile(join(dir, "boot.bin"), file);
-  const port = await freePort();
   // systemd-socket-activate binds the port and execs the server (same pid) on the first datagram.
-  const s = launch(serverArgv(["--root", dir, "--port", "1"], ["systemd-socket-activate", "--datagram", "-l", `127.0.0.1:${port}`]));
+  const { s, port } = await activate(["--root", dir, "--port", "1"], ["--datagram"]);
   try {
-    await s.waitFor(/Listening on 127\.0\.0\.1:\d+ as 3/);
     const got = await run("curl", ["-s", "--max-time", "10", "-o", join(dir, "got.bin"), `tftp://127.0.0.1:${port}/boot.bin`], 15_000);
     if (runtimeName() === "deno") {
       assert.is(await s.exited, 2);
@@ -262,10 +277,8 @@ test("socket activation: under systemd-socket-activate the passed socket is serv
 test("a descriptor that is not a UDP socket (ListenStream=): exit 2 with what to fix", async () => {
   if (!need("systemd-socket-activate", spawnSync("systemd-socket-activate", ["--version"]).status === 0)) return;
   if (runtimeName() === "deno") return; // Deno stops earlier: it takes no descriptor at all (previous test)
-  const port = await freePort();
-  const s = launch(serverArgv(["--port", "1"], ["systemd-socket-activate", "-l", `127.0.0.1:${port}`]));
+  const { s, port } = await activate(["--port", "1"], []);
   try {
-    await s.waitFor(/Listening on 127\.0\.0\.1:\d+ as 3/);
     // A TCP connection activates the server.
     const net = await import("node:net");
     const conn = net.connect(port, "127.0.0.1");
