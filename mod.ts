@@ -17,8 +17,8 @@
  *
  * @module
  */
-import { Emmer as EmmerCore, type EmmerOptions } from "./core/app.ts";
-import { type ClientOptions, TftpClient as ClientCore } from "./core/client.ts";
+import { Emmer as EmmerCore, type EmmerOptions } from "./drivers/app.ts";
+import { type ClientOptions, TftpClient as ClientCore } from "./drivers/client.ts";
 import { loadRuntime } from "./adapters/runtime.ts";
 import { addProcessMetrics } from "./adapters/process_metrics.ts";
 
@@ -37,15 +37,16 @@ export class TftpClient extends ClientCore {
   }
 }
 
-export type { GetResult, TransferOptions } from "./core/client.ts";
-export type { EmmerOptions, WriteHandler } from "./core/app.ts";
-export type { FailureReason, ReadHandler, RequestContext, TransferEvent, TransferStart, UploadContext, WriteContext, WriteRoute } from "./core/engine.ts";
+export type { GetResult, TransferOptions } from "./drivers/client.ts";
+export type { EmmerOptions, WriteHandler } from "./drivers/app.ts";
+export type { FailureReason, TransferEvent, TransferStart } from "./core/events.ts";
+export type { ReadHandler, RequestContext, UploadContext, WriteContext, WriteRoute } from "./core/routes.ts";
 export { Counter, Gauge, Histogram, Registry } from "./core/metrics.ts";
 export { type MetricsServer, serveMetrics } from "./adapters/metrics_http.ts";
 export type { BlockSource, FillTarget, ReadBody } from "./core/body.ts";
 export type { DatagramTransport, Runtime } from "./core/transport.ts";
 export { TftpError } from "./core/errors.ts";
-export { TftpServerError } from "./core/client.ts";
+export { TftpServerError } from "./drivers/client.ts";
 export { VERSION } from "./version.ts";
 export { ErrorCode } from "./core/packet.ts";
 export { serveDir, type ServeDirOptions, type ServedDir } from "./adapters/fs.ts";

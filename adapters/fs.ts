@@ -16,7 +16,7 @@
 import { constants, type FileHandle, lstat, open, readdir, realpath, rename, unlink } from "node:fs/promises";
 import { basename, dirname, join, sep } from "node:path";
 import type { BlockSource, FillTarget } from "../core/body.ts";
-import type { ReadHandler, WriteRoute } from "../core/engine.ts";
+import type { ReadHandler, WriteRoute } from "../core/routes.ts";
 import { TftpError } from "../core/errors.ts";
 import { ErrorCode } from "../core/packet.ts";
 import { closeFd, fstatFd, openFd, readFd, readvFd } from "./fd.ts";

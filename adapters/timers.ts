@@ -5,10 +5,6 @@ import type { Runtime } from "../core/transport.ts";
 
 export const standardTimers: Omit<Runtime, "bind"> = {
   now: () => performance.now(),
-  startTicker(ms, fn) {
-    const id = setInterval(fn, ms);
-    return { stop: () => clearInterval(id) };
-  },
   after(ms, fn) {
     const id = setTimeout(fn, ms);
     return { stop: () => clearTimeout(id) };

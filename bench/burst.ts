@@ -3,7 +3,7 @@
 //   npx tsx bench/burst.ts [BURST] [emmer|single|raw]
 //   emmer: a new socket per transfer (the default server); single: --single-port; raw: a plain dgram socket
 import dgram from "node:dgram";
-import { Emmer } from "../core/app.ts";
+import { Emmer } from "../drivers/app.ts";
 import { runtime as node } from "../adapters/node.ts";
 import type { MessageHandler } from "../core/transport.ts";
 

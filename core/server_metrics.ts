@@ -5,7 +5,7 @@
  */
 import { Counter, Gauge, Histogram, type Registry } from "./metrics.ts";
 import { wasm } from "./codec.ts";
-import type { FailureReason, TransferEvent, TransferStart } from "./engine.ts";
+import type { FailureReason, TransferEvent, TransferStart } from "./events.ts";
 
 const KINDS = ["read", "write"] as const;
 

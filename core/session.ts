@@ -20,6 +20,7 @@
  */
 import { encodeAck, encodeError, memory, TRASH, wasm } from "./codec.ts";
 import type { FillTarget } from "./body.ts";
+import { transitions } from "./machine.ts";
 import { ErrorCode, type Packet } from "./packet.ts";
 
 export const State = {
@@ -31,6 +32,26 @@ export const State = {
   FAILED: "failed",
 } as const;
 export type State = (typeof State)[keyof typeof State];
+
+/** The sender's moves (see the diagram above); a session starts in TRANSFERRING, and start() may negotiate first. */
+const senderMoves = transitions<State>("sender", {
+  transferring: ["negotiating", "done", "failed"],
+  negotiating: ["transferring", "failed"],
+  finishing: [],
+  dallying: [],
+  done: [],
+  failed: [],
+});
+
+/** The receiver's moves (see the diagram above). */
+const receiverMoves = transitions<State>("receiver", {
+  negotiating: [],
+  transferring: ["finishing", "failed"],
+  finishing: ["dallying", "failed"],
+  dallying: ["done", "failed"],
+  done: [],
+  failed: [],
+});
 
 export interface SessionSettings {
   blksize: number;
@@ -88,6 +109,8 @@ export const INITIAL_RETRIES = 2;
 
 abstract class Session {
   state: State = State.TRANSFERRING;
+  /** The only way the state changes: a move the side's table does not list throws. */
+  protected abstract go(to: State): void;
   /** When handleTimer wants to be called; Infinity when no timer is needed. */
   deadline = Infinity;
   failure: Failure | null = null;
@@ -153,7 +176,7 @@ abstract class Session {
   }
 
   #end(code: number, message: string, byPeer: boolean): void {
-    this.state = State.FAILED;
+    this.go(State.FAILED);
     this.failure = { code, message, byPeer };
     this.deadline = Infinity;
   }
@@ -279,6 +302,9 @@ export function ringPlan(blksize: number, windowsize: number, size?: number, oac
  * has answered: see {@link wantsLargerRing}.
  */
 export class SendSession extends Session {
+  protected go(to: State): void {
+    this.state = senderMoves(this.state, to);
+  }
   ring: number;
   slots: number;
   /** The ring's size once the peer has answered (slots until then, unless equal). */
@@ -375,12 +401,12 @@ export class SendSession extends Session {
 
   start(now: number): void {
     if (this.settings.oack) {
-      this.state = State.NEGOTIATING;
+      this.go(State.NEGOTIATING);
       this.out.push(this.settings.oack);
       this.#outAt = now;
       this.deadline = now + this.settings.timeoutMs;
     } else {
-      this.state = State.TRANSFERRING;
+      this.go(State.TRANSFERRING);
       this.deadline = now + this.settings.timeoutMs;
       this.#pump(now);
     }
@@ -569,7 +595,7 @@ export class SendSession extends Session {
       if (packet.block !== 0) return; // not an answer to the OACK
       if (this.retries === 0) this.#sample(now - this.#outAt);
       this.#oackAcked = true;
-      this.state = State.TRANSFERRING;
+      this.go(State.TRANSFERRING);
       this.retries = 0;
       this.deadline = now + this.settings.timeoutMs;
       return this.#pump(now);
@@ -596,7 +622,7 @@ export class SendSession extends Session {
     // A pause under way stays: the ACK left the peer right after the last block reached it, and a
     // block sent at once would land on the heels of that one.
     if (seq === this.last) {
-      this.state = State.DONE;
+      this.go(State.DONE);
       this.deadline = Infinity;
       return;
     }
@@ -640,6 +666,9 @@ export interface Sink {
  * retransmitted last block.
  */
 export class ReceiveSession extends Session {
+  protected go(to: State): void {
+    this.state = receiverMoves(this.state, to);
+  }
   /** The next block expected. */
   expected = 1;
   /** The block last acknowledged (0 for ACK 0 or the OACK). */
@@ -667,7 +696,7 @@ export class ReceiveSession extends Session {
   }
 
   start(now: number): void {
-    this.state = State.TRANSFERRING;
+    this.go(State.TRANSFERRING);
     this.out.push(this.settings.oack ?? encodeAck(0));
     this.deadline = now + this.settings.timeoutMs;
   }
@@ -720,7 +749,7 @@ export class ReceiveSession extends Session {
       this.#gapAcked = false;
       const more = this.#sink.write(payload);
       if (payload.length < blksize) {
-        this.state = State.FINISHING;
+        this.go(State.FINISHING);
         this.deadline = Infinity;
         this.#sink.end();
         return;
@@ -756,7 +785,7 @@ export class ReceiveSession extends Session {
   finish(ok: boolean, now: number, code: number = ErrorCode.ACCESS_VIOLATION, message = "upload refused"): void {
     if (this.state !== State.FINISHING) return;
     if (!ok) return this.abort(code, message);
-    this.state = State.DALLYING;
+    this.go(State.DALLYING);
     this.lastAck = this.expected - 1;
     this.out.push(encodeAck(this.lastAck));
     this.deadline = now + DALLY_TIMEOUTS * this.settings.timeoutMs;
@@ -768,7 +797,7 @@ export class ReceiveSession extends Session {
    */
   endDally(): void {
     if (this.state !== State.DALLYING) return;
-    this.state = State.DONE;
+    this.go(State.DONE);
     this.deadline = Infinity;
   }
 

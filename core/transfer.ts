@@ -1,147 +1,295 @@
 /**
- * One live transfer: drives a session (core/session.ts) with a transport,
- * a clock, a block source or an upload stream. It moves bytes and nothing
- * else; the session decides.
+ * One live transfer, sans I/O: a session (core/session.ts) with the memory and
+ * the bookkeeping around it. Packets, fills, send completions and `now` come in
+ * as calls; datagrams and fill requests go out through the owner. It never
+ * touches a socket, a clock or a timer: its `wakeAt` says when it wants
+ * `handleTimer`.
  *
  * Two rules about memory live here:
- * - a ring slot is refilled only once every datagram handed to the transport
- *   has been reported sent (adapters may send the very bytes later);
+ * - a ring slot is refilled only once every datagram handed out has been
+ *   reported sent (`sent`): a driver may hand the very bytes to the kernel later;
  * - the ring is released only once no fill is writing into it.
  */
-import { decode, encodeError } from "./codec.ts";
+import { decode, encodeError, NetasciiDecoder } from "./codec.ts";
 import { allocate, release } from "./arena.ts";
-import type { BlockSource, UploadStream } from "./body.ts";
-import { ErrorCode } from "./packet.ts";
-import { type ReceiveSession, SendSession } from "./session.ts";
-import type { DatagramTransport } from "./transport.ts";
+import type { FillTarget, UploadStream } from "./body.ts";
+import { transitions } from "./machine.ts";
+import { TftpError } from "./errors.ts";
+import { ErrorCode, Opcode } from "./packet.ts";
+import { type ReceiveSession, SendSession, State } from "./session.ts";
+import type { Timed } from "./timer_heap.ts";
+
+/** What a transfer hands to whoever runs it. */
+export interface TransferOwner {
+  /** Datagrams to send now from the transfer's socket; `owned`: they are ring memory (see `sent`). */
+  send(t: Transfer, address: string, port: number, datagrams: Uint8Array[], owned: boolean): void;
+  /** Fill `target` from the transfer's source, then call `filled` or `fillFailed`. */
+  fill(t: Transfer, target: FillTarget): void;
+  /** The peer first answered (see Session.peerConfirmed). */
+  confirmed(t: Transfer, now: number): void;
+  /** An upload is stored and acknowledged: done for the client, whatever its dally brings. */
+  stored(t: Transfer, now: number): void;
+  /** The session is over (the transfer's socket may still have sends out). */
+  finished(t: Transfer, now: number): void;
+  /** The session is over and every send is done: the transfer's socket may close. */
+  released(t: Transfer): void;
+}
+
+/**
+ * opening: waiting for its socket; running; ending: the session is over, sends
+ * or a fill are still out; gone.
+ */
+export const Phase = { OPENING: "opening", RUNNING: "running", ENDING: "ending", GONE: "gone" } as const;
+export type Phase = (typeof Phase)[keyof typeof Phase];
+const phase = transitions<Phase>("transfer", {
+  opening: ["running", "ending"],
+  running: ["ending"],
+  ending: ["gone"],
+  gone: [],
+});
+
+/**
+ * An upload's verdict against its data. receiving: neither is complete;
+ * awaiting: every block is in, the handler has not decided (a deadline runs);
+ * decided: the handler decided first; settled: the verdict reached the session.
+ */
+export const Verdict = { RECEIVING: "receiving", AWAITING: "awaiting", DECIDED: "decided", SETTLED: "settled" } as const;
+export type Verdict = (typeof Verdict)[keyof typeof Verdict];
+const verdictPhase = transitions<Verdict>("upload verdict", {
+  receiving: ["awaiting", "decided", "settled"],
+  awaiting: ["settled"],
+  decided: ["settled"],
+  settled: [],
+});
+
+/** A write handler's answer: keep the upload, or refuse it with an ERROR. */
+export type UploadVerdict = { ok: true } | { ok: false; code: number; message: string };
 
 export interface TransferInit {
+  id: number;
   kind: "read" | "write";
   address: string;
   port: number;
   filename: string;
   session: SendSession | ReceiveSession;
-  transport: DatagramTransport;
-  /** False in single-port mode, where the transport is the server's own. */
-  ownsTransport: boolean;
-  now: () => number;
-  onFinished: (t: Transfer) => void;
-  /**
-   * A one-shot timer, for the pause between two bursts of a window (PACE_MS, far
-   * below the ticker's period). Without it the next tick sends the next burst.
-   */
-  later?: (ms: number, fn: () => void) => { stop(): void };
-  /** Called once, when the peer first answers (see Session.peerConfirmed). */
-  onConfirmed?: (t: Transfer) => void;
-  onError: (error: unknown, context: string) => void;
-  source?: BlockSource;
+  owner: TransferOwner;
+  now: number;
+  /** The ring a SendSession starts with. */
   ring?: { ptr: number; bytes: number };
-  upload?: UploadStream;
+  /** The source's fills write into views they keep across an await (BlockSource.capturesViews). */
+  capturesViews?: boolean;
+  /** A ReceiveSession's reader, and how long its verdict may take once the data is in (ms). */
+  upload?: { stream: UploadStream; verdictMs: number };
 }
 
-export class Transfer {
+export class Transfer implements Timed {
+  readonly id: number;
   readonly kind: "read" | "write";
   readonly address: string;
   readonly port: number;
   readonly filename: string;
   readonly session: SendSession | ReceiveSession;
-  readonly transport: DatagramTransport;
   readonly startedAt: number;
-  readonly upload?: UploadStream;
-  #init: TransferInit;
+  readonly upload: UploadStream | null;
+  phase: Phase = Phase.OPENING;
+  verdict: Verdict = Verdict.RECEIVING;
+  scheduledAt = Infinity;
+  #owner: TransferOwner;
   #inflight = 0;
   #fillWaiting = false;
-  #disposed = false;
   #confirmed = false;
-  #paceTimer: { stop(): void } | null = null;
-  #ringHeld: { ptr: number; bytes: number } | undefined;
-  #onSent = () => {
-    this.#inflight--;
-    if (this.#inflight > 0) return;
-    if (this.#disposed) {
-      this.#releaseRing();
-      this.#closeTransport();
-    } else if (this.#fillWaiting) this.#startFill();
-  };
+  #ring: { ptr: number; bytes: number } | undefined;
+  #capturesViews: boolean;
+  #decision: UploadVerdict | null = null;
+  #verdictMs = 0;
+  #verdictAt = Infinity;
+  #complete = false;
+  #socketFree = false;
 
   constructor(init: TransferInit) {
-    this.#init = init;
+    this.id = init.id;
     this.kind = init.kind;
     this.address = init.address;
     this.port = init.port;
     this.filename = init.filename;
     this.session = init.session;
-    this.transport = init.transport;
-    this.upload = init.upload;
-    this.#ringHeld = init.ring;
-    this.startedAt = init.now();
+    this.startedAt = init.now;
+    this.#owner = init.owner;
+    this.#ring = init.ring;
+    this.#capturesViews = init.capturesViews ?? false;
+    this.upload = init.upload?.stream ?? null;
+    if (init.upload) this.#verdictMs = init.upload.verdictMs;
   }
 
-  start(): void {
-    this.act((now) => this.session.start(now));
+  /**
+   * The sink a ReceiveSession for this transfer writes to: payloads go to the
+   * upload stream (netascii decoded), its end is only noted (see #after).
+   */
+  static sink(upload: UploadStream, netascii: boolean, onEnd: () => void) {
+    const decoder = netascii ? new NetasciiDecoder() : null;
+    return {
+      write: (payload: Uint8Array) => upload.push(decoder ? decoder.push(payload) : payload),
+      end: () => {
+        if (decoder) {
+          const tail = decoder.end();
+          if (tail.length > 0) upload.push(tail);
+        }
+        onEnd();
+      },
+    };
+  }
+
+  /** Marks the data complete (the session's sink calls it, inside `receive`). */
+  dataComplete(): void {
+    this.#complete = true;
+  }
+
+  get wakeAt(): number {
+    return this.phase === Phase.RUNNING ? Math.min(this.session.wakeAt, this.#verdictAt) : Infinity;
+  }
+
+  get inflight(): number {
+    return this.#inflight;
+  }
+
+  /**
+   * The socket is there: the first packet goes out. `start` false: the session does not
+   * open, because the peer already has (a client's download that got DATA 1 for its request).
+   */
+  open(now: number, start = true): void {
+    this.phase = phase(this.phase, Phase.RUNNING);
+    if (start) this.session.start(now);
+    this.#after(now);
   }
 
   /** Runs a step on the session, then sends what it produced and reacts to its new state. */
-  act(step: (now: number) => void): void {
-    if (this.#disposed) return;
-    const now = this.#init.now();
+  act(step: (now: number) => void, now: number): void {
+    if (this.phase !== Phase.RUNNING) return;
     step(now);
-    this.#after();
+    this.#after(now);
   }
 
-  /** A datagram arrived on this transfer's port (or for its key in single-port mode). */
-  receive(data: Uint8Array, address: string, port: number): void {
-    if (this.#disposed) return;
+  /** A datagram for this transfer (on its socket, or for its key in single-port mode). */
+  receive(data: Uint8Array, address: string, port: number, now: number): void {
+    if (this.phase !== Phase.RUNNING) return;
     if (port !== this.port || address !== this.address) {
-      // Another TID: tell it, and carry on undisturbed (RFC 1350).
-      if (data.length >= 2 && !(data[0] === 0 && data[1] === 5)) {
-        this.transport.send(encodeError(ErrorCode.UNKNOWN_TID, "unknown transfer ID"), port, address, () => {});
+      // Another TID: tell it, and carry on undisturbed (RFC 1350). Never answer an ERROR.
+      if (data.length >= 2 && !(data[0] === 0 && data[1] === Opcode.ERROR)) {
+        this.#owner.send(this, address, port, [encodeError(ErrorCode.UNKNOWN_TID, "unknown transfer ID")], false);
       }
       return;
     }
     const packet = decode(data);
     if (packet.op === 0) return; // a mangled datagram from the peer is dropped, not fatal
-    this.act((now) => this.session.receive(packet, now));
+    this.session.receive(packet, now);
+    this.#after(now);
   }
 
-  tick(now: number): void {
-    const s = this.session;
-    if (!this.#disposed && now >= s.wakeAt) {
-      this.session.handleTimer(now);
-      this.#after();
-    }
+  handleTimer(now: number): void {
+    if (this.phase !== Phase.RUNNING) return;
+    if (now >= this.#verdictAt) this.#verdictTimedOut(now);
+    if (now >= this.session.wakeAt) this.session.handleTimer(now);
+    this.#after(now);
   }
 
-  #after(): void {
-    if (!this.#confirmed && this.session.peerConfirmed) {
-      this.#confirmed = true;
-      this.#init.onConfirmed?.(this);
-    }
-    const out = this.session.takeOutgoing();
-    if (out.length > 1 && this.transport.sendMany) {
-      this.#inflight += out.length;
-      this.transport.sendMany(out, this.port, this.address, this.#onSent);
-    } else {
-      // Counted before the first send: an adapter may report a send done at once, and
-      // in-flight reaching zero midway would let a fill (or a ring move) touch the rest.
-      this.#inflight += out.length;
-      for (const datagram of out) this.transport.send(datagram, this.port, this.address, this.#onSent);
-    }
-    if (this.session.finished) this.#dispose();
-    else if (this.session instanceof SendSession) {
+  /** `n` of the datagrams handed out as ring memory have been sent (or failed to be). */
+  sent(n: number, now: number): void {
+    this.#inflight -= n;
+    if (this.#inflight > 0) return;
+    if (this.phase === Phase.ENDING) this.#release();
+    else if (this.#fillWaiting && this.phase === Phase.RUNNING) {
       this.#startFill();
-      this.#pace(this.session);
+      this.#after(now);
     }
   }
 
-  /** Wakes the session when its next burst may go (see SendSession.burst). */
-  #pace(session: SendSession): void {
-    const later = this.#init.later;
-    if (session.paceAt === Infinity || this.#paceTimer !== null || later === undefined || this.#disposed) return;
-    this.#paceTimer = later(Math.max(0, session.paceAt - this.#init.now()), () => {
-      this.#paceTimer = null;
-      this.act((now) => session.handleTimer(now));
-    });
+  /** The fill asked for wrote `n` bytes (fewer than asked: the data ended). */
+  filled(n: number, now: number): void {
+    const session = this.session as SendSession;
+    if (this.phase !== Phase.RUNNING) {
+      session.filled(n, 0); // a finished session only notes that the fill is over
+      return this.#release();
+    }
+    session.filled(n, now);
+    this.#after(now);
+  }
+
+  /** The fill failed; `message` goes to the peer in an ERROR 0. */
+  fillFailed(message: string, now: number): void {
+    const session = this.session as SendSession;
+    session.fillFailed(message);
+    if (this.phase !== Phase.RUNNING) return this.#release();
+    this.#after(now);
+  }
+
+  /** The write handler's verdict (see Verdict). */
+  decide(v: UploadVerdict, now: number): void {
+    if (this.verdict !== Verdict.RECEIVING && this.verdict !== Verdict.AWAITING) return; // timed out, or the upload failed
+    this.#decision = v;
+    if (this.verdict === Verdict.AWAITING) return this.#settle(now);
+    this.verdict = verdictPhase(this.verdict, Verdict.DECIDED);
+    if (!v.ok) return this.#settle(now);
+    // The handler is done before the upload is: take the rest without queueing it.
+    this.upload?.discard();
+    this.act((t) => (this.session as ReceiveSession).resume(t), now);
+  }
+
+  #verdictTimedOut(now: number): void {
+    this.#verdictAt = Infinity;
+    this.#decision = { ok: false, code: ErrorCode.NOT_DEFINED, message: "handler timed out" };
+    // The client hears of a failure: the handler must not commit the upload after all.
+    this.upload?.fail(new TftpError(ErrorCode.NOT_DEFINED, "handler timed out"));
+    this.#applyVerdict(this.#decision, now);
+  }
+
+  #settle(now: number): void {
+    this.#verdictAt = Infinity;
+    const session = this.session as ReceiveSession;
+    if (session.state === State.FINISHING || !this.#decision!.ok) this.act((t) => this.#applyVerdict(this.#decision!, t), now);
+  }
+
+  #applyVerdict(v: UploadVerdict, now: number): void {
+    this.verdict = verdictPhase(this.verdict, Verdict.SETTLED);
+    const session = this.session as ReceiveSession;
+    if (!v.ok) {
+      if (session.state === State.FINISHING) session.finish(false, now, v.code, v.message);
+      else session.abort(v.code, v.message);
+      return;
+    }
+    session.finish(true, now);
+    if (session.state === State.DALLYING) this.#owner.stored(this, now);
+  }
+
+  #after(now: number): void {
+    const session = this.session;
+    if (!this.#confirmed && session.peerConfirmed) {
+      this.#confirmed = true;
+      this.#owner.confirmed(this, now);
+    }
+    if (this.#complete) {
+      this.#complete = false;
+      this.upload?.end();
+      if (this.verdict === Verdict.DECIDED) this.#applyVerdict(this.#decision!, now);
+      else if (this.verdict === Verdict.RECEIVING) {
+        this.verdict = verdictPhase(this.verdict, Verdict.AWAITING);
+        // A verdict that never comes must not hold the client (and a session) forever.
+        this.#verdictAt = now + this.#verdictMs;
+      }
+    }
+    this.#flush();
+    if (!session.finished && session instanceof SendSession) {
+      this.#startFill();
+      this.#flush(); // an ERROR 3 from a ring that could not grow
+    }
+    if (session.finished) this.#end(now);
+  }
+
+  #flush(): void {
+    const out = this.session.takeOutgoing();
+    if (out.length === 0) return;
+    // Counted before handing out: a driver may report a send done at once.
+    this.#inflight += out.length;
+    this.#owner.send(this, this.address, this.port, out, true);
   }
 
   #startFill(): void {
@@ -152,34 +300,9 @@ export class Transfer {
     this.#fillWaiting = false;
     const session = this.session as SendSession;
     if (session.wantsLargerRing) this.#growRing(session);
+    if (session.finished) return;
     const target = session.wantFill();
-    if (target === null) return;
-    let result: number | Promise<number>;
-    try {
-      result = this.#init.source!.fill(target);
-    } catch (error) {
-      return this.#fillFailed(error);
-    }
-    if (typeof result === "number") this.#filled(result);
-    else result.then((n) => this.#filled(n), (error) => this.#fillFailed(error));
-  }
-
-  #filled(n: number): void {
-    const session = this.session as SendSession;
-    if (this.#disposed) {
-      session.filled(n, 0); // a finished session only notes that the fill is over
-      return this.#releaseRing();
-    }
-    this.act((now) => session.filled(n, now));
-  }
-
-  #fillFailed(error: unknown): void {
-    if (this.#disposed) {
-      (this.session as SendSession).fillFailed("");
-      return this.#releaseRing();
-    }
-    this.#init.onError(error, `reading ${this.filename} for ${this.address}:${this.port}`);
-    this.act(() => (this.session as SendSession).fillFailed("error reading the file"));
+    if (target !== null) this.#owner.fill(this, target);
   }
 
   /**
@@ -199,54 +322,55 @@ export class Transfer {
       if (ptr === 0) continue;
       session.moveRing(ptr, slots);
       session.fullSlots = slots;
-      if (this.#ringHeld) release(this.#ringHeld.ptr);
-      this.#ringHeld = { ptr, bytes };
+      if (this.#ring) release(this.#ring.ptr);
+      this.#ring = { ptr, bytes };
       return;
     }
-    if (session.slots < window) return this.act(() => session.abort(ErrorCode.DISK_FULL, "server out of memory"));
+    if (session.slots < window) {
+      session.abort(ErrorCode.DISK_FULL, "server out of memory");
+      return;
+    }
     session.fullSlots = session.slots;
+  }
+
+  /** The session is over: give up the ring (once nothing can touch it) and tell the owner. */
+  #end(now: number): void {
+    if (this.phase === Phase.ENDING || this.phase === Phase.GONE) return;
+    this.phase = phase(this.phase, Phase.ENDING);
+    this.#verdictAt = Infinity;
+    if (this.session instanceof SendSession) this.session.detach();
+    const failure = this.session.failure;
+    if (failure && this.upload) {
+      if (this.verdict !== Verdict.SETTLED) this.verdict = verdictPhase(this.verdict, Verdict.SETTLED);
+      this.upload.fail(new Error(`upload failed: ${failure.message}`));
+    }
+    this.#owner.finished(this, now);
+    this.#release();
+  }
+
+  /** Ends a transfer that never opened (its socket could not be had). */
+  cancel(): void {
+    if (this.phase !== Phase.OPENING) return;
+    this.phase = phase(this.phase, Phase.ENDING);
+    if (this.session instanceof SendSession) this.session.detach();
+    this.#release();
   }
 
   /**
    * Gives the ring back once nothing can touch it: no datagram of it waits in
-   * the transport, and no fill holds views of it (a detached session sends
-   * later fills to the trash, unless the source captured views before).
+   * the driver, and no fill holds views of it (a detached session sends later
+   * fills to the trash, unless the source captured views before).
    */
-  #releaseRing(): void {
-    const ring = this.#ringHeld;
-    if (ring === undefined || this.#inflight > 0) return;
-    const session = this.session as SendSession;
-    if (session.filling && this.#init.source?.capturesViews) return; // released when that fill settles
-    this.#ringHeld = undefined;
-    release(ring.ptr);
-  }
-
-  #closeTransport(): void {
-    if (this.#init.ownsTransport) {
-      try {
-        this.transport.close();
-      } catch { /* already closed */ }
+  #release(): void {
+    if (this.phase !== Phase.ENDING || this.#inflight > 0) return;
+    if (!this.#socketFree) {
+      this.#socketFree = true;
+      this.#owner.released(this);
     }
-  }
-
-  #dispose(): void {
-    if (this.#disposed) return;
-    this.#disposed = true;
-    this.#paceTimer?.stop();
-    this.#paceTimer = null;
-    if (this.session instanceof SendSession) this.session.detach();
-    this.#releaseRing();
-    const source = this.#init.source;
-    if (source) {
-      try {
-        Promise.resolve(source.close()).catch((e) => this.#init.onError(e, `closing ${this.filename}`));
-      } catch (e) {
-        this.#init.onError(e, `closing ${this.filename}`);
-      }
-    }
-    const failure = this.session.failure;
-    if (failure && this.upload) this.upload.fail(new Error(`upload failed: ${failure.message}`));
-    if (this.#inflight === 0) this.#closeTransport();
-    this.#init.onFinished(this);
+    const session = this.session;
+    if (session instanceof SendSession && session.filling && this.#capturesViews) return; // released when that fill settles
+    if (this.#ring !== undefined) release(this.#ring.ptr);
+    this.#ring = undefined;
+    this.phase = phase(this.phase, Phase.GONE);
   }
 }

@@ -40,8 +40,6 @@ export interface Runtime {
   bindFd?(fd: number, onMessage: MessageHandler): Promise<DatagramTransport>;
   /** Milliseconds, monotonic enough for timeouts. */
   now(): number;
-  /** A repeating timer; the engine keeps at most one running, and only while transfers live. */
-  startTicker(ms: number, fn: () => void): { stop(): void };
-  /** A one-shot timer (handler deadlines, drain on close). */
+  /** A one-shot timer: a driver keeps one, at its endpoint's next deadline. */
   after(ms: number, fn: () => void): { stop(): void };
 }

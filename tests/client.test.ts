@@ -1,8 +1,8 @@
-// TftpClient (core/client.ts) against a scripted server on the fake network: what
+// TftpClient (drivers/client.ts) against a scripted server on the fake network: what
 // it accepts from a server's OACK and its data, and what it reports. Time is an input.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { TftpClient, TftpServerError } from "../core/client.ts";
+import { TftpClient, TftpServerError } from "../drivers/client.ts";
 import { decode, encodeAck, encodeData, encodeError, encodeOack } from "../core/codec.ts";
 import { TftpError } from "../core/errors.ts";
 import type { Options, Packet } from "../core/packet.ts";

@@ -36,7 +36,7 @@ test("deno lint: no problems in any file", () => {
 
 test("deno check: every TypeScript source (library, CLI, tests, scripts, benches) type-checks", () => {
   // assembly/ is AssemblyScript (i32, @inline), checked by its own compiler (npm run check:wasm).
-  const r = run(["check", "mod.ts", "serve.ts", "version.ts", "cli", "core", "adapters", "tests", "scripts", "bench"]);
+  const r = run(["check", "mod.ts", "serve.ts", "version.ts", "cli", "core", "drivers", "adapters", "tests", "scripts", "bench"]);
   assert.is(r.status, 0, r.all);
 });
 
@@ -55,10 +55,10 @@ test("deno publish --dry-run (JSR): passes without network and publishes the lib
   assert.is(r.status, 0, r.all);
   assert.match(r.all, /Simulating publish of @emmer\/emmer@/);
   const files = [...r.all.matchAll(/^\s+file:\/\/(\S+)/gm)].map((m) => m[1].slice(repo.length + 1)).sort();
-  for (const f of ["LICENSE", "README.md", "deno.json", "mod.ts", "serve.ts", "version.ts", "cli/client.ts", "core/engine.ts", "core/codec_wasm.ts", "adapters/node.ts"]) {
+  for (const f of ["LICENSE", "README.md", "deno.json", "mod.ts", "serve.ts", "version.ts", "cli/client.ts", "core/endpoint.ts", "core/codec_wasm.ts", "adapters/node.ts"]) {
     assert.ok(files.includes(f), `${f} is not published: ${files.join(" ")}`);
   }
-  for (const f of files) assert.match(f, /^(LICENSE|README\.md|deno\.json|mod\.ts|serve\.ts|version\.ts|(cli|core|adapters)\/\w+\.ts)$/, `published: ${f}`);
+  for (const f of files) assert.match(f, /^(LICENSE|README\.md|deno\.json|mod\.ts|serve\.ts|version\.ts|(cli|core|drivers|adapters)\/\w+\.ts)$/, `published: ${f}`);
 });
 
 test.run();

@@ -7,7 +7,7 @@ import type { DataPacket, Packet } from "../core/packet.ts";
 import type { BlockSource } from "../core/body.ts";
 import { ringSlots } from "../core/session.ts";
 import { arenaInUse } from "../core/arena.ts";
-import type { TransferEvent } from "../core/engine.ts";
+import type { TransferEvent } from "../core/events.ts";
 import { fakePeer, fakeServer } from "./support/fake_runtime.ts";
 import { bytesOf } from "./support/session_driver.ts";
 import { concat } from "./support/random_packets.ts";
@@ -426,7 +426,7 @@ test("a file of known size gets a ring of no more slots than it has blocks", asy
   assert.ok(arenaInUse() - before <= 2048, `a 1,500-byte file holds ${arenaInUse() - before} bytes of ring`);
 });
 
-// Deno's read-transfer sockets receive at most 128 bytes (core/engine.ts): a longer ERROR arrives cut, without its NUL.
+// Deno's read-transfer sockets receive at most 128 bytes (core/endpoint.ts): a longer ERROR arrives cut, without its NUL.
 test("an ERROR from the peer cut short (no closing NUL) still ends the transfer as the peer's failure", async () => {
   const events: { outcome: string; error?: { code: number; byPeer: boolean } }[] = [];
   const { net, app } = await setup((app) => app.read("f", () => bytesOf(5000)), { onTransfer: (e) => events.push(e) });

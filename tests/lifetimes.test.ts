@@ -3,7 +3,7 @@
 // repeated requests in single-port mode, the last ERROR on close.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import type { Emmer } from "../core/app.ts";
+import type { Emmer } from "../drivers/app.ts";
 import { arenaInUse } from "../core/arena.ts";
 import { decode, encodeAck, encodeError, encodeRequest } from "../core/codec.ts";
 import type { Packet } from "../core/packet.ts";

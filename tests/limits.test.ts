@@ -2,7 +2,7 @@
 // address, handlers that never answer, the rate limiter's own memory.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import type { Emmer, EmmerOptions } from "../core/app.ts";
+import type { Emmer, EmmerOptions } from "../drivers/app.ts";
 import { decode, encodeData, encodeError, encodeRequest } from "../core/codec.ts";
 import { RateLimiter } from "../core/rate_limit.ts";
 import { INITIAL_RETRIES } from "../core/session.ts";

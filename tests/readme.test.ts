@@ -20,7 +20,7 @@ test("the command-line section shows exactly what emmer-node --help prints", () 
 });
 
 test("the options table lists every EmmerOptions field", () => {
-  const source = readFileSync(join(repo, "core", "app.ts"), "utf8");
+  const source = readFileSync(join(repo, "drivers", "app.ts"), "utf8");
   const body = /export interface EmmerOptions \{([\s\S]*?)\n\}/.exec(source)![1];
   const fields = [...body.matchAll(/^\s+(\w+)\?:/gm)].map((m) => m[1]);
   assert.ok(fields.length >= 10, `found ${fields.length} fields`);

@@ -4,7 +4,8 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { decode, encodeAck, encodeData, encodeRequest } from "../core/codec.ts";
 import type { Packet } from "../core/packet.ts";
-import type { RequestContext, TransferEvent } from "../core/engine.ts";
+import type { RequestContext } from "../core/routes.ts";
+import type { TransferEvent } from "../core/events.ts";
 import type { PolicyContext } from "../core/policy.ts";
 import { parseMapFile } from "../core/map_file.ts";
 import { fakePeer, fakeServer } from "./support/fake_runtime.ts";
@@ -111,7 +112,7 @@ test("a rule list that loops refuses the request (ERROR 2) and tells the operato
 });
 
 test("bad rewrite rules are refused when the server is made, not at the first request", async () => {
-  const { Emmer } = await import("../core/app.ts");
+  const { Emmer } = await import("../drivers/app.ts");
   assert.throws(() => new Emmer({ rewrite: [{ pattern: /a/, invert: true, replace: "b" }] }), /rewrite rule 1: an inverted rule cannot rewrite/);
   assert.throws(() => new Emmer({ rewrite: [{ pattern: "a" as unknown as RegExp }] }), /pattern must be a RegExp/);
   assert.throws(() => new Emmer({ optionLimits: 5 as unknown as () => undefined }), /optionLimits must be a function/);

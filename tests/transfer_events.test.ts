@@ -6,7 +6,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { decode, encodeAck, encodeData, encodeRequest } from "../core/codec.ts";
 import type { Packet } from "../core/packet.ts";
-import type { TransferEvent, TransferStart } from "../core/engine.ts";
+import type { TransferEvent, TransferStart } from "../core/events.ts";
 import { TftpError } from "../core/errors.ts";
 import { DALLY_TIMEOUTS } from "../core/session.ts";
 import { fakePeer, fakeServer } from "./support/fake_runtime.ts";

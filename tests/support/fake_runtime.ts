@@ -3,7 +3,7 @@
  * datagrams wait in a queue until the test delivers them, and time moves only
  * when the test advances it. Nothing sleeps.
  */
-import { Emmer, type EmmerOptions } from "../../core/app.ts";
+import { Emmer, type EmmerOptions } from "../../drivers/app.ts";
 import { memory, wasm } from "../../core/codec.ts";
 import type { DatagramTransport, MessageHandler, Runtime } from "../../core/transport.ts";
 

@@ -2,14 +2,16 @@
  * Emmer, the public face: routes, settings, listen and close.
  * mod.ts gives it the running runtime's adapter; tests give it a fake one.
  */
-import { Engine, type ReadHandler, type TransferEvent, type TransferStart, type WriteRoute, type UploadContext } from "./engine.ts";
-import { Registry } from "./metrics.ts";
-import { ServerMetrics } from "./server_metrics.ts";
-import { MAX_BLKSIZE } from "./options.ts";
-import type { OptionLimits, PolicyContext } from "./policy.ts";
-import { checkRules, type RewriteRule } from "./remap.ts";
-import { type Pattern, Router } from "./router.ts";
-import type { Runtime } from "./transport.ts";
+import type { TransferEvent, TransferStart } from "../core/events.ts";
+import { Registry } from "../core/metrics.ts";
+import { ServerMetrics } from "../core/server_metrics.ts";
+import { MAX_BLKSIZE } from "../core/options.ts";
+import type { OptionLimits, PolicyContext } from "../core/policy.ts";
+import { checkRules, type RewriteRule } from "../core/remap.ts";
+import type { ReadHandler, UploadContext, WriteRoute } from "../core/routes.ts";
+import { type Pattern, Router } from "../core/router.ts";
+import type { Runtime } from "../core/transport.ts";
+import { ServerDriver } from "./server.ts";
 
 export interface EmmerOptions {
   /** Address to listen on. Default "127.0.0.1" (local only); "0.0.0.0" or "::" for everyone. */
@@ -87,7 +89,7 @@ export class Emmer {
   readonly #reads = new Router<ReadHandler>();
   readonly #writes = new Router<WriteRoute>();
   readonly #options: EmmerOptions;
-  #engine: Engine | null = null;
+  #engine: ServerDriver | null = null;
   #metrics: ServerMetrics | null = null;
 
   constructor(options: EmmerOptions = {}) {
@@ -144,7 +146,7 @@ export class Emmer {
     const r = o.runtime;
     if (r === undefined) throw new Error("no runtime: import Emmer from mod.ts, or pass options.runtime");
     const runtime = typeof r === "function" ? await r() : r;
-    const engine = new Engine(runtime, this.#reads, this.#writes, {
+    const engine = new ServerDriver(runtime, this.#reads, this.#writes, {
       hostname: o.hostname ?? "127.0.0.1",
       port: o.port ?? 3942,
       timeoutMs: (o.timeout ?? 1) * 1000,
@@ -182,8 +184,8 @@ export class Emmer {
     await engine?.close();
   }
 
-  /** The engine, for tests that drive time by hand. */
-  get engine(): Engine | null {
+  /** The running server (its `load`), for tests. */
+  get engine(): ServerDriver | null {
     return this.#engine;
   }
 }
