@@ -15,18 +15,21 @@
 import { decode, encodeError, encodeOack } from "./codec.ts";
 import { allocate, release } from "./arena.ts";
 import { type FillTarget, UploadStream } from "./body.ts";
-import { type FailureReason, reasonOf, refusalEvent, type TransferEvent, type TransferStart } from "./events.ts";
+import { DropCounter } from "./drops.ts";
+import { Pending, Stage, stage } from "./pending.ts";
+import type { RequestInfo } from "./routes.ts";
+import { endEvent, type FailureReason, reasonOf, refusalEvent, refusedEvent, startEvent, type TransferDetails, type TransferEvent, type TransferStart } from "./events.ts";
 import { transitions } from "./machine.ts";
 import { negotiate, type NegotiationLimits, type Negotiated } from "./options.ts";
 import { checkLimits, type OptionLimits } from "./policy.ts";
 import { rewriteName, type RewriteRule } from "./remap.ts";
-import { ErrorCode, type Mode, Opcode, type Options, type RequestPacket } from "./packet.ts";
+import { ErrorCode, Opcode, type RequestPacket } from "./packet.ts";
 import { RateLimiter } from "./rate_limit.ts";
 import { ReceiveSession, ringPlan, SendSession, State } from "./session.ts";
 import { TimerHeap, type Timed } from "./timer_heap.ts";
 import { Phase, Transfer, type TransferOwner, type UploadVerdict } from "./transfer.ts";
 
-export type { FailureReason, TransferEvent, TransferStart, UploadVerdict };
+export type { FailureReason, RequestInfo, TransferEvent, TransferStart, UploadVerdict };
 
 /**
  * The longest datagram a read transfer's socket takes whole: an ACK is 4 bytes,
@@ -74,19 +77,6 @@ export interface Batch {
   owner: number;
 }
 
-/** A request, as the routes see it. */
-export interface RequestInfo {
-  kind: "read" | "write";
-  address: string;
-  port: number;
-  /** After the rewrite rules. */
-  filename: string;
-  /** As the client sent it. */
-  requested: string;
-  mode: Mode;
-  options: Options;
-}
-
 export type EndpointEvent =
   /** Route it, then answer with `limits`, and `acceptRead`/`acceptWrite` or `refuse`. */
   | { type: "request"; id: number; request: RequestInfo }
@@ -109,36 +99,7 @@ export type EndpointEvent =
   /** close() is complete: the listening socket may close once its sends are out. */
   | { type: "closed" };
 
-/** A request in its handler: `limits` waits for the optionLimits hook, `handler` for the route's answer. */
-const Stage = { LIMITS: "limits", HANDLER: "handler", DONE: "done" } as const;
-type Stage = (typeof Stage)[keyof typeof Stage];
-const stage = transitions<Stage>("request", { limits: ["handler", "done"], handler: ["done"], done: [] });
-
-class Pending implements Timed {
-  stage: Stage = Stage.LIMITS;
-  scheduledAt = Infinity;
-  deadline: number;
-  limits: NegotiationLimits | null = null;
-  negotiated: Negotiated | null = null;
-  /** When the timed handler began, and how long it took. */
-  handlerStart = NaN;
-  handlerMs?: number;
-  constructor(
-    readonly id: number,
-    readonly key: string,
-    readonly req: RequestPacket,
-    readonly info: RequestInfo,
-    now: number,
-    timeoutMs: number,
-  ) {
-    this.deadline = now + timeoutMs;
-  }
-  get wakeAt(): number {
-    return this.stage === Stage.DONE ? Infinity : this.deadline;
-  }
-}
-
-/** A deadline of the endpoint's own (drop reports, drain). */
+/** A deadline of the endpoint's own (drain). */
 class Alarm implements Timed {
   wakeAt = Infinity;
   scheduledAt = Infinity;
@@ -153,17 +114,6 @@ const life = transitions<Life>("endpoint", {
   settling: ["closed"],
   closed: [],
 });
-
-interface Details {
-  negotiated: Negotiated;
-  request: RequestPacket;
-  info: RequestInfo;
-  handlerMs?: number;
-  /** The first transfer for its request (a sibling answers the same request again: one start, one end). */
-  first: boolean;
-  /** Its event went out at its last ACK (an upload stored: see stored()). */
-  reported?: true;
-}
 
 const keyOf = (address: string, port: number) => `${address}|${port}`;
 
@@ -197,14 +147,13 @@ export class ServerEndpoint implements TransferOwner {
   #byKey = new Map<string, Transfer[]>();
   /** Transfers by id, from their start until their memory is free (fills and sends may report late). */
   #byId = new Map<number, Transfer>();
-  #details = new Map<number, Details>();
+  #details = new Map<number, TransferDetails>();
   #live = 0;
   #pending = new Map<number, Pending>();
   #pendingKeys = new Set<string>();
   #rate: RateLimiter;
   /** Requests dropped since the last report (see TransferEvent.dropped), and the latest of them. */
-  #drops: { count: number; last: TransferEvent } | null = null;
-  #dropAlarm = new Alarm();
+  #drops = new DropCounter(DROP_REPORT_MS);
   #drainAlarm = new Alarm();
 
   constructor(settings: EndpointSettings) {
@@ -290,7 +239,7 @@ export class ServerEndpoint implements TransferOwner {
     for (const item of this.#heap.due(now)) {
       if (item instanceof Transfer) this.#with(item, () => item.handleTimer(now));
       else if (item instanceof Pending) this.#expire(item, now);
-      else if (item === this.#dropAlarm) this.#reportDrops(now);
+      else if (item === this.#drops) this.#reportDrops(this.#drops.due(now));
       else if (item === this.#drainAlarm) this.#drainOver(now);
     }
   }
@@ -380,7 +329,7 @@ export class ServerEndpoint implements TransferOwner {
     if (this.#life !== Life.LISTENING) return this.#openFailed(t, ErrorCode.NOT_DEFINED, "server shutting down", now);
     this.#with(t, () => t.open(now));
     const d = this.#details.get(t.id)!;
-    if (d.first) this.#started(t, d);
+    if (d.first) this.#events.push({ type: "started", event: startEvent(t, d) });
   }
 
   /**
@@ -524,15 +473,7 @@ export class ServerEndpoint implements TransferOwner {
     this.#settle(p, now);
     const { address, port } = p.info;
     this.#refuse(address, port, code, message);
-    const event = refusalEvent(p.req, address, port, { code, message });
-    this.#report(this.#named({ ...event, ...(p.handlerMs === undefined ? {} : { handlerMs: p.handlerMs }) }, p.info));
-  }
-
-  /** The event's name: the rewritten one, with the client's as `requested` when they differ. */
-  #named<E extends { filename: string; requested?: string }>(event: E, info: RequestInfo): E {
-    event.filename = info.filename;
-    if (info.filename !== info.requested) event.requested = info.requested;
-    return event;
+    this.#report(refusedEvent(p.req, p.info, { code, message }, p.handlerMs));
   }
 
   #sessionSettings(n: Negotiated) {
@@ -557,7 +498,7 @@ export class ServerEndpoint implements TransferOwner {
   ): Transfer | null {
     if (this.#life !== Life.LISTENING) {
       this.#refuse(p.info.address, p.info.port, ErrorCode.NOT_DEFINED, "server shutting down");
-      this.#report(this.#named(refusalEvent(p.req, p.info.address, p.info.port, { code: ErrorCode.NOT_DEFINED, message: "server shutting down" }), p.info));
+      this.#report(refusedEvent(p.req, p.info, { code: ErrorCode.NOT_DEFINED, message: "server shutting down" }));
       return null;
     }
     const { address, port } = p.info;
@@ -594,7 +535,7 @@ export class ServerEndpoint implements TransferOwner {
     this.#unlist(t);
     this.#events.push({ type: "ended", transfer: t.id });
     this.#reply(t.address, t.port, code, message);
-    this.#report(this.#named({ ...refusalEvent(d.request, t.address, t.port, { code, message }), ...(d.handlerMs === undefined ? {} : { handlerMs: d.handlerMs }) }, d.info));
+    this.#report(refusedEvent(d.request, d.info, { code, message }, d.handlerMs));
     this.#details.delete(t.id);
     this.#checkDrained(now);
   }
@@ -607,25 +548,6 @@ export class ServerEndpoint implements TransferOwner {
     if (list.length === 1) this.#byKey.delete(key);
     else this.#byKey.set(key, list.filter((x) => x !== t));
     return true;
-  }
-
-  #started(t: Transfer, d: Details): void {
-    const n = d.negotiated;
-    this.#events.push({
-      type: "started",
-      event: this.#named({
-        kind: t.kind,
-        address: t.address,
-        port: t.port,
-        filename: d.info.filename,
-        mode: d.request.mode,
-        asked: d.request.options,
-        granted: n.reply,
-        blksize: n.blksize,
-        windowsize: n.windowsize,
-        ...(d.handlerMs === undefined ? {} : { handlerMs: d.handlerMs }),
-      }, d.info),
-    });
   }
 
   // TransferOwner: what transfers tell the endpoint.
@@ -649,7 +571,7 @@ export class ServerEndpoint implements TransferOwner {
   stored(t: Transfer, now: number): void {
     const d = this.#details.get(t.id)!;
     d.reported = true;
-    this.#report(this.#endEvent(t, d, now));
+    this.#report(endEvent(t, d, now));
   }
 
   finished(t: Transfer, now: number): void {
@@ -657,39 +579,13 @@ export class ServerEndpoint implements TransferOwner {
     this.#unlist(t);
     this.#events.push({ type: "ended", transfer: t.id });
     // Dropped for a sibling or a newer request: that one reports the client's request.
-    if (!t.session.dropped && !d.reported) this.#report(this.#endEvent(t, d, now));
+    if (!t.session.dropped && !d.reported) this.#report(endEvent(t, d, now));
     this.#details.delete(t.id);
     this.#checkDrained(now);
   }
 
   released(t: Transfer): void {
     if (!this.#s.singlePort && t.phase !== Phase.OPENING) this.#events.push({ type: "close", socket: t.id });
-  }
-
-  #endEvent(t: Transfer, d: Details, now: number): TransferEvent {
-    const n = d.negotiated;
-    const s = t.session;
-    const event: TransferEvent = {
-      kind: t.kind,
-      address: t.address,
-      port: t.port,
-      filename: d.info.filename,
-      mode: d.request.mode,
-      asked: d.request.options,
-      bytes: s.bytes,
-      blocks: s instanceof SendSession ? s.acked : s.expected - 1,
-      durationMs: now - t.startedAt,
-      retransmits: s.retransmits,
-      blksize: n.blksize,
-      windowsize: n.windowsize,
-      minBurst: s instanceof SendSession ? s.minBurst : n.windowsize,
-      options: n.reply,
-      outcome: s.state === State.DONE || s.state === State.DALLYING ? "ok" : "failed",
-      ...(d.handlerMs === undefined ? {} : { handlerMs: d.handlerMs }),
-    };
-    this.#named(event, d.info);
-    if (s.failure) event.error = { ...s.failure };
-    return event;
   }
 
   #all(): Transfer[] {
@@ -709,31 +605,15 @@ export class ServerEndpoint implements TransferOwner {
     this.#batches.push({ socket: 0, fresh: true, address, port, datagrams: [encodeError(code, message)], owner: 0 });
   }
 
-  /** Drops a request unanswered, and tells the operator: the first at once, then a count at most once a second. */
+  /** Drops a request unanswered, and tells the operator (see DropCounter). */
   #drop(req: RequestPacket, address: string, port: number, reason: string, now: number): void {
-    const event = refusalEvent(req, address, port, { code: ErrorCode.NOT_DEFINED, message: reason });
-    if (this.#drops !== null) {
-      this.#drops.count++;
-      this.#drops.last = event;
-      return;
-    }
-    this.#report({ ...event, dropped: 1 });
-    this.#drops = { count: 0, last: event };
-    this.#dropAlarm.wakeAt = now + DROP_REPORT_MS;
-    this.#heap.schedule(this.#dropAlarm);
+    this.#reportDrops(this.#drops.add(refusalEvent(req, address, port, { code: ErrorCode.NOT_DEFINED, message: reason }), now));
+    this.#heap.schedule(this.#drops);
   }
 
-  #reportDrops(now: number): void {
-    const d = this.#drops;
-    if (d === null || d.count === 0) {
-      this.#drops = null;
-      this.#dropAlarm.wakeAt = Infinity;
-      return;
-    }
-    this.#report({ ...d.last, dropped: d.count });
-    d.count = 0;
-    this.#dropAlarm.wakeAt = now + DROP_REPORT_MS;
-    this.#heap.schedule(this.#dropAlarm);
+  #reportDrops(event: TransferEvent | null): void {
+    if (event !== null) this.#report(event);
+    this.#heap.schedule(this.#drops);
   }
 
   #checkDrained(now: number): void {
@@ -755,9 +635,8 @@ export class ServerEndpoint implements TransferOwner {
   #closed(_now: number): void {
     this.#life = life(this.#life, Life.CLOSED);
     this.#drainAlarm.wakeAt = Infinity;
-    this.#dropAlarm.wakeAt = Infinity;
-    if (this.#drops && this.#drops.count > 0) this.#report({ ...this.#drops.last, dropped: this.#drops.count });
-    this.#drops = null;
+    const dropped = this.#drops.flush();
+    if (dropped !== null) this.#report(dropped);
     this.#events.push({ type: "closed" });
   }
 

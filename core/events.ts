@@ -2,7 +2,11 @@
  * What the server tells its operator: one event when a transfer starts, one when it ends
  * or a request is refused or dropped, with a small fixed set of failure reasons.
  */
+import type { Negotiated } from "./options.ts";
 import { ErrorCode, Opcode, type Mode, type Options, type RequestPacket } from "./packet.ts";
+import type { RequestInfo } from "./routes.ts";
+import { SendSession, State } from "./session.ts";
+import type { Transfer } from "./transfer.ts";
 
 /**
  * One per transfer, when it ends; none for a transfer that ended without a word because the
@@ -139,4 +143,71 @@ export interface TransferStart {
   windowsize: number;
   /** How long the request's handler took to answer, when one ran. */
   handlerMs?: number;
+}
+
+/** What the endpoint keeps about a transfer for its events. */
+export interface TransferDetails {
+  negotiated: Negotiated;
+  request: RequestPacket;
+  info: RequestInfo;
+  handlerMs?: number;
+  /** The first transfer for its request (a sibling answers the same request again: one start, one end). */
+  first: boolean;
+  /** Its event went out at its last ACK (an upload stored). */
+  reported?: true;
+}
+
+/** The event's name: the rewritten one, with the client's as `requested` when they differ. */
+export function named<E extends { filename: string; requested?: string }>(event: E, info: RequestInfo): E {
+  event.filename = info.filename;
+  if (info.filename !== info.requested) event.requested = info.requested;
+  return event;
+}
+
+const handlerTime = (d: { handlerMs?: number }) => (d.handlerMs === undefined ? {} : { handlerMs: d.handlerMs });
+
+export function startEvent(t: Transfer, d: TransferDetails): TransferStart {
+  const n = d.negotiated;
+  return named({
+    kind: t.kind,
+    address: t.address,
+    port: t.port,
+    filename: d.info.filename,
+    mode: d.request.mode,
+    asked: d.request.options,
+    granted: n.reply,
+    blksize: n.blksize,
+    windowsize: n.windowsize,
+    ...handlerTime(d),
+  }, d.info);
+}
+
+export function endEvent(t: Transfer, d: TransferDetails, now: number): TransferEvent {
+  const n = d.negotiated;
+  const s = t.session;
+  const event: TransferEvent = named({
+    kind: t.kind,
+    address: t.address,
+    port: t.port,
+    filename: d.info.filename,
+    mode: d.request.mode,
+    asked: d.request.options,
+    bytes: s.bytes,
+    blocks: s instanceof SendSession ? s.acked : s.expected - 1,
+    durationMs: now - t.startedAt,
+    retransmits: s.retransmits,
+    blksize: n.blksize,
+    windowsize: n.windowsize,
+    minBurst: s instanceof SendSession ? s.minBurst : n.windowsize,
+    options: n.reply,
+    outcome: s.state === State.DONE || s.state === State.DALLYING ? "ok" : "failed",
+    ...handlerTime(d),
+  }, d.info);
+  if (s.failure) event.error = { ...s.failure };
+  return event;
+}
+
+/** The event of a request refused before any transfer ran (or of a transfer that never got its socket). */
+export function refusedEvent(req: RequestPacket, info: RequestInfo, error: { code: number; message: string }, handlerMs?: number): TransferEvent {
+  return named({ ...refusalEvent(req, info.address, info.port, error), ...handlerTime({ handlerMs }) }, info);
 }

@@ -47,3 +47,16 @@ export interface WriteRoute {
   /** Consumes the upload. false or a throw refuses it: the client gets an ERROR, not the last ACK. */
   handle: (ctx: UploadContext) => unknown | Promise<unknown>;
 }
+
+/** A request, as the endpoint hands it to be routed. */
+export interface RequestInfo {
+  kind: "read" | "write";
+  address: string;
+  port: number;
+  /** After the rewrite rules. */
+  filename: string;
+  /** As the client sent it. */
+  requested: string;
+  mode: Mode;
+  options: Options;
+}

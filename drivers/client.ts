@@ -7,9 +7,9 @@ import { NetasciiSource, type ReadBody, toSource } from "../core/body.ts";
 import { encodeRequest, NetasciiDecoder } from "../core/codec.ts";
 import { TftpError } from "../core/errors.ts";
 import { canonicalIp, ClientExchange, TftpServerError } from "../core/exchange.ts";
-import { ErrorCode, type Options } from "../core/packet.ts";
-import type { BlockSource } from "../core/body.ts";
-import type { Runtime } from "../core/transport.ts";
+import { ErrorCode, Opcode, type Options } from "../core/packet.ts";
+import type { BlockSource, FillTarget } from "../core/body.ts";
+import type { DatagramTransport, Runtime } from "../core/transport.ts";
 
 export { TftpServerError };
 
@@ -84,7 +84,7 @@ export class TftpClient {
     const netascii = mode === "netascii" ? new NetasciiDecoder() : null;
     const chunks: Uint8Array[] = [];
     let received = 0;
-    const exchange = this.#exchange("get", filename, encodeRequest(1, filename, mode, requested), requested, options, {
+    const exchange = this.#exchange("get", filename, encodeRequest(Opcode.RRQ, filename, mode, requested), requested, options, {
       decode: netascii ? (p: Uint8Array) => netascii.push(p) : undefined,
       flush: netascii ? () => netascii.end() : undefined,
     });
@@ -108,7 +108,7 @@ export class TftpClient {
     let source: BlockSource | null = null;
     try {
       source = mode === "netascii" ? new NetasciiSource(raw) : raw;
-      const exchange = this.#exchange("put", filename, encodeRequest(2, filename, mode, requested), requested, options, { capturesViews: source.capturesViews });
+      const exchange = this.#exchange("put", filename, encodeRequest(Opcode.WRQ, filename, mode, requested), requested, options, { capturesViews: source.capturesViews });
       await this.#run(exchange, source, options, () => {}, () => size);
     } finally {
       // Whatever the outcome (refused, no answer, done), the body's resources go back.
@@ -140,85 +140,113 @@ export class TftpClient {
     total: () => number | undefined,
   ): Promise<Options | null> {
     const rt = await this.#runtime();
-    let step = () => {};
+    let run: Run | null = null;
     const socket = await rt.bind(this.host.includes(":") ? "::" : "0.0.0.0", 0, (d, a, p) => {
       ex.receive(d, a, p, rt.now());
-      step();
+      run?.step();
     });
     return await new Promise<Options | null>((resolve, reject) => {
-      let timer: { stop(): void } | null = null;
-      let timerAt = Infinity;
-      let settled = false;
-      let closed = false;
-      let lastBytes = -1;
-      const done = () => {
-        if (closed || !ex.socketFree) return;
-        closed = true;
-        timer?.stop();
-        socket.close();
-      };
-      let busy = false;
-      let again = false;
-      step = () => {
-        // A send reported done at once calls back in here: it runs once more after, not inside.
-        if (busy) return void (again = true);
-        busy = true;
-        do {
-          again = false;
-          once();
-        } while (again);
-        busy = false;
-      };
-      const once = () => {
-        const now = rt.now();
-        for (const chunk of ex.takeData()) {
-          try {
-            deliver(chunk);
-          } catch (error) {
-            ex.abort(ErrorCode.DISK_FULL, "cannot store the file", error, now);
-            break;
-          }
-        }
-        ex.delivered(now);
-        for (const b of ex.takeDatagrams()) {
-          const n = b.datagrams.length;
-          let left = n;
-          const sent = b.owned ? () => --left === 0 && (ex.sent(n, rt.now()), step()) : () => {};
-          for (const d of b.datagrams) socket.send(d, b.port, b.address, sent);
-        }
-        const target = ex.takeFill();
-        if (target !== null) fill(target);
-        if (options.onProgress && ex.bytes !== lastBytes && ex.transfer !== null) options.onProgress((lastBytes = ex.bytes), total());
-        if (!settled && ex.outcome !== null) {
-          settled = true;
-          if (ex.outcome.ok) resolve(ex.outcome.oack);
-          else reject(ex.outcome.error);
-        }
-        done();
-        const at = ex.wakeAt;
-        if (closed || at >= timerAt || at === Infinity) return;
-        timer?.stop();
-        timerAt = at;
-        timer = rt.after(Math.max(0, at - now), () => {
-          timer = null;
-          timerAt = Infinity;
-          ex.handleTimer(rt.now());
-          step();
-        });
-      };
-      const fill = (target: NonNullable<ReturnType<ClientExchange["takeFill"]>>) => {
-        let r: number | Promise<number>;
-        try {
-          r = source!.fill(target);
-        } catch (error) {
-          return ex.fillFailed(error, rt.now()), step();
-        }
-        if (typeof r === "number") return ex.filled(r, rt.now()), step();
-        r.then((n) => ex.filled(n, rt.now()), (error) => ex.fillFailed(error, rt.now())).then(step);
-      };
+      run = new Run(rt, socket, ex, source, { onProgress: options.onProgress, deliver, total, resolve, reject });
       ex.start(rt.now());
-      step();
+      run.step();
     });
+  }
+}
+
+interface RunHooks {
+  onProgress?: (bytes: number, total?: number) => void;
+  deliver: (chunk: Uint8Array) => void;
+  total: () => number | undefined;
+  resolve: (oack: Options | null) => void;
+  reject: (error: unknown) => void;
+}
+
+/** One exchange on its socket: carries out what it wants after each input, and keeps one timer. */
+class Run {
+  #timer: { stop(): void } | null = null;
+  #timerAt = Infinity;
+  #settled = false;
+  #closed = false;
+  #lastBytes = -1;
+  #busy = false;
+  #again = false;
+
+  constructor(
+    readonly rt: Runtime,
+    readonly socket: DatagramTransport,
+    readonly ex: ClientExchange,
+    readonly source: BlockSource | null,
+    readonly hooks: RunHooks,
+  ) {}
+
+  step(): void {
+    // A send reported done at once calls back in here: it runs once more after, not inside.
+    if (this.#busy) return void (this.#again = true);
+    this.#busy = true;
+    do {
+      this.#again = false;
+      this.#once();
+    } while (this.#again);
+    this.#busy = false;
+  }
+
+  #once(): void {
+    const { ex, hooks } = this;
+    const now = this.rt.now();
+    for (const chunk of ex.takeData()) {
+      try {
+        hooks.deliver(chunk);
+      } catch (error) {
+        ex.abort(ErrorCode.DISK_FULL, "cannot store the file", error, now);
+        break;
+      }
+    }
+    ex.delivered(now);
+    for (const b of ex.takeDatagrams()) {
+      const n = b.datagrams.length;
+      let left = n;
+      const sent = b.owned ? () => --left === 0 && (ex.sent(n, this.rt.now()), this.step()) : () => {};
+      for (const d of b.datagrams) this.socket.send(d, b.port, b.address, sent);
+    }
+    const target = ex.takeFill();
+    if (target !== null) this.#fill(target);
+    if (hooks.onProgress && ex.transfer !== null && ex.bytes !== this.#lastBytes) hooks.onProgress((this.#lastBytes = ex.bytes), hooks.total());
+    if (!this.#settled && ex.outcome !== null) {
+      this.#settled = true;
+      if (ex.outcome.ok) hooks.resolve(ex.outcome.oack);
+      else hooks.reject(ex.outcome.error);
+    }
+    if (ex.socketFree && !this.#closed) {
+      this.#closed = true;
+      this.#timer?.stop();
+      this.socket.close();
+    }
+    if (!this.#closed) this.#arm(now);
+  }
+
+  #arm(now: number): void {
+    const at = this.ex.wakeAt;
+    if (at >= this.#timerAt || at === Infinity) return;
+    this.#timer?.stop();
+    this.#timerAt = at;
+    this.#timer = this.rt.after(Math.max(0, at - now), () => {
+      this.#timer = null;
+      this.#timerAt = Infinity;
+      this.ex.handleTimer(this.rt.now());
+      this.step();
+    });
+  }
+
+  #fill(target: FillTarget): void {
+    const { ex, rt } = this;
+    let r: number | Promise<number>;
+    try {
+      r = this.source!.fill(target);
+    } catch (error) {
+      return ex.fillFailed(error, rt.now()), this.step();
+    }
+    if (typeof r === "number") return ex.filled(r, rt.now()), this.step();
+    r.then((n) => ex.filled(n, rt.now()), (error) => ex.fillFailed(error, rt.now())).then(() => this.step());
   }
 }
 
