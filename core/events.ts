@@ -98,7 +98,7 @@ export function refusalEvent(req: RequestPacket, address: string, port: number, 
   };
 }
 
-/** The ERROR 0 messages this engine sends, by what they mean. */
+/** The ERROR 0 messages the server sends, by what they mean. */
 const CODE0_REASONS: Record<string, FailureReason> = {
   "timed out": "timeout",
   "server shutting down": "shutting_down",

@@ -2,7 +2,7 @@
  * Per-request option policy: what a quirky client or a narrow link may be
  * offered. The server's own limits (maxBlksize, maxWindowsize) still bound
  * everything; a policy can only lower them or withhold an option. Pure: the
- * CLI builds its rules here from flags, the engine asks the hook per request.
+ * CLI builds its rules here from flags, the server driver asks the hook per request.
  */
 import { parseAddress, parseRange, type Range, inRange } from "./cidr.ts";
 import { MAX_BLKSIZE, MAX_WINDOWSIZE, MIN_BLKSIZE } from "./options.ts";

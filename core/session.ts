@@ -240,8 +240,8 @@ export const PACE_MS = 1;
  * The shortest wait after the last block of a window for its ACK before the sender resends the
  * window once, early (see SendSession.probeAt). Far above the round trip of a LAN or a loopback
  * (U-Boot in QEMU's emulation ACKs within a millisecond), far below the shortest timeout (1 s).
- * A slower path waits PROBE_RTTS round trips instead. The engine's ticker wakes it, so it goes
- * out up to one tick (100 ms) later: no timer is armed per window.
+ * A slower path waits PROBE_RTTS round trips instead. It is part of `wakeAt`: the driver's one
+ * timer wakes for it.
  */
 export const PROBE_MS = 50;
 /**

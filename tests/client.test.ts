@@ -103,6 +103,34 @@ test("a put whose body fails rejects with the body's own error as the cause", as
   assert.is(((error as Error).cause as Error)?.message, "my source broke");
 });
 
+// [what the server does, the outcome]: whatever it is, the put's body is closed (a netascii
+// body holds an arena block; a file body an open file).
+const putEnds: [string, "refuse" | "silent" | "done", RegExp][] = [
+  ["refuses it", "refuse", /^error 2: no$/],
+  ["never answers", "silent", /^error 0: no answer from the server$/],
+  ["takes it", "done", /^ok$/],
+];
+for (const [what, server, expected] of putEnds) {
+  for (const mode of ["octet", "netascii"] as const) {
+    test(`a put whose server ${what} closes its body (${mode})`, async () => {
+      const { net, heard, tid, client } = await scripted();
+      let closed = 0;
+      const body = { size: 3, fill: (t: { view(i: number): Uint8Array }) => (t.view(0).set([1, 2, 3]), 3), close: () => void closed++ };
+      const put = track(client.put("f", body, { mode }));
+      await net.deliver();
+      if (server === "refuse") tid.send(encodeError(2, "no"), heard[0].port, "0.0.0.0");
+      if (server === "done") {
+        tid.send(encodeAck(0), heard[0].port, "0.0.0.0");
+        await net.deliver();
+        tid.send(encodeAck(1), heard[0].port, "0.0.0.0");
+      }
+      assert.match(await outcome(net, put), expected);
+      await net.settle();
+      assert.is(closed, 1, "the body was closed once");
+    });
+  }
+}
+
 test("onProgress on a get: the bytes received in order and the server's tsize, once per step", async () => {
   const { net, heard, tid, client } = await scripted();
   const seen: [number, number | undefined][] = [];
