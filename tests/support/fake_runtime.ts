@@ -26,7 +26,6 @@ export class FakeNet implements Runtime {
   queue: Datagram[] = [];
   #sockets = new Map<string, MessageHandler>();
   #nextPort = 40000;
-  #tickers = new Set<{ ms: number; fn: () => void; next: number }>();
   #timers = new Set<{ at: number; fn: () => void }>();
 
   now = () => this.time;
@@ -60,12 +59,6 @@ export class FakeNet implements Runtime {
         sockets.delete(key);
       },
     });
-  }
-
-  startTicker(ms: number, fn: () => void) {
-    const t = { ms, fn, next: this.time + ms };
-    this.#tickers.add(t);
-    return { stop: () => void this.#tickers.delete(t) };
   }
 
   after(ms: number, fn: () => void) {
@@ -104,14 +97,13 @@ export class FakeNet implements Runtime {
     }
   }
 
-  /** Moves the clock, firing tickers and timers that come due. */
+  /** Moves the clock, firing the timers that come due, in time order. */
   async advance(ms: number): Promise<void> {
     const end = this.time + ms;
     while (true) {
-      const due = [...this.#tickers].map((t) => t.next).concat([...this.#timers].map((t) => t.at)).filter((x) => x <= end);
+      const due = [...this.#timers].map((t) => t.at).filter((x) => x <= end);
       if (due.length === 0) break;
       this.time = Math.min(...due);
-      for (const t of [...this.#tickers]) if (t.next <= this.time) (t.next += t.ms, t.fn());
       for (const t of [...this.#timers]) if (t.at <= this.time) (this.#timers.delete(t), t.fn());
       await this.settle();
     }
