@@ -1,14 +1,16 @@
 // The server's options table (core/settings.ts): every option's bad values give an error
 // naming it, its range and the value; the table's defaults reach a running server (on the
-// fake clock).
+// fake clock); emmer-node's --help and its flag checks take their numbers from the table.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import { spawnSync } from "node:child_process";
 import { Emmer, type EmmerOptions } from "../core/app.ts";
 import { decode, encodeAck, encodeRequest } from "../core/codec.ts";
 import { Opcode, type Packet } from "../core/packet.ts";
 import { describeRange, type NumberSetting, resolveSettings, type Setting, type SettingName, SETTINGS } from "../core/settings.ts";
 import { fakePeer, fakeServer } from "./support/fake_runtime.ts";
 import { bytesOf } from "./support/session_driver.ts";
+import { buildCli, command } from "./support/cli_command.ts";
 
 const entries = Object.entries(SETTINGS) as [SettingName, Setting][];
 const numbers = entries.filter((e): e is [SettingName, NumberSetting] => e[1].type !== "boolean" && "default" in e[1] && typeof e[1].default === "number");
@@ -231,5 +233,55 @@ test("maxRequestsPerSecond, maxSessions: one address gets the default's worth of
   assert.is(calls, sessions, "a request beyond maxSessions reached its handler");
   assert.equal(late.take(), [], "a request beyond maxSessions was answered");
 });
+
+// ---- the command line -------------------------------------------------------------------------
+
+const built = buildCli();
+const run = (args: string[]) => spawnSync(process.execPath, [...command, ...args], { encoding: "utf8", timeout: 30_000 });
+
+/** emmer-node's flags for the table's options. */
+const FLAGS: [string, SettingName][] = [
+  ["--port", "port"],
+  ["--max-blksize", "maxBlksize"],
+  ["--max-windowsize", "maxWindowsize"],
+  ["--timeout", "timeout"],
+  ["--retries", "retries"],
+  ["--max-sessions", "maxSessions"],
+  ["--max-requests-per-second", "maxRequestsPerSecond"],
+];
+const cliMin = (s: NumberSetting) => s.cli?.min ?? s.min;
+
+test("emmer-node --help shows the table's defaults, and its ranges where it states one", () => {
+  assert.ok(built, "no CLI bundle");
+  const r = run(["--help"]);
+  assert.is(r.status, 0, r.stderr);
+  const line = (flag: string) => r.stdout.split("\n").find((l) => l.includes(`${flag} `)) ?? "";
+  const s = (name: SettingName) => SETTINGS[name] as NumberSetting;
+  assert.ok(line("--host").includes(`(${SETTINGS.hostname.default};`), line("--host"));
+  assert.ok(line("--port").includes(`(${s("port").default};`), line("--port"));
+  for (const name of ["maxBlksize", "maxWindowsize"] as const) {
+    const flag = FLAGS.find((f) => f[1] === name)![0];
+    assert.ok(line(flag).includes(`${cliMin(s(name))}..${s(name).max} (${s(name).default})`), line(flag));
+  }
+  const timeouts = line("--timeout");
+  for (const name of ["timeout", "retries"] as const) assert.ok(timeouts.includes(`(${cliMin(s(name))}..${s(name).max}; ${s(name).default})`), `${name}: ${timeouts}`);
+  for (const name of ["maxSessions", "maxRequestsPerSecond"] as const) {
+    const flag = FLAGS.find((f) => f[1] === name)![0];
+    assert.ok(line(flag).includes(`(${s(name).default})`), line(flag));
+  }
+});
+
+for (const [flag, name] of FLAGS) {
+  const s = SETTINGS[name] as NumberSetting;
+  const bad = [String(cliMin(s) - 1), String(s.max + 1), "abc", ...(s.type === "number" ? ["1.5"] : [])];
+  test(`emmer-node ${flag}: ${bad.join(", ")} exit 2 naming the flag and the table's range`, () => {
+    assert.ok(built, "no CLI bundle");
+    for (const v of bad) {
+      const r = run([`${flag}=${v}`]);
+      assert.is(r.status, 2, `${flag}=${v}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stderr, `emmer-node: ${flag} must be an integer from ${cliMin(s)} to ${s.max}, not "${v}"`);
+    }
+  });
+}
 
 test.run();
