@@ -241,7 +241,8 @@ function portRange(value: unknown): [number, number] | undefined {
 export function resolveSettings(options: SettingsInput = {}): ResolvedSettings {
   const hostname = given(options, "hostname") ?? SETTINGS.hostname.default;
   if (typeof hostname !== "string" || hostname === "") {
-    throw new TypeError(`hostname must be an address such as "127.0.0.1", "0.0.0.0" or "::", not ${show(hostname)}`);
+    const message = `hostname must be an address such as "127.0.0.1", "0.0.0.0" or "::", not ${show(hostname)}`;
+    throw hostname === "" ? new RangeError(message) : new TypeError(message);
   }
   const singlePort = given(options, "singlePort") ?? SETTINGS.singlePort.default;
   if (typeof singlePort !== "boolean") throw new TypeError(`singlePort must be true or false, not ${show(singlePort)}`);

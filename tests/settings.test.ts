@@ -83,7 +83,8 @@ test("fd, portRange, hostname, singlePort, rewrite and the functions: wrong valu
   throwsWith({ portRange: [NaN, 10] }, RangeError, /^portRange\[0\] .*, not NaN$/);
   assert.equal(resolveSettings({ portRange: [5000, 5000] }).portRange, [5000, 5000]);
 
-  for (const v of [5, "", ["::"]]) throwsWith({ hostname: v } as unknown as EmmerOptions, TypeError, /^hostname must be an address such as "127\.0\.0\.1"/);
+  for (const v of [5, ["::"]]) throwsWith({ hostname: v } as unknown as EmmerOptions, TypeError, /^hostname must be an address such as "127\.0\.0\.1"/);
+  throwsWith({ hostname: "" }, RangeError, /^hostname must be an address such as "127\.0\.0\.1", "0\.0\.0\.0" or "::", not ""$/);
   assert.is(resolveSettings({ hostname: "::" }).hostname, "::");
 
   for (const v of ["yes", 1, 0]) throwsWith({ singlePort: v } as unknown as EmmerOptions, TypeError, /^singlePort must be true or false, not /);
