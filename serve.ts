@@ -18,6 +18,7 @@ import { type Account, cannotDrop, dropPrivileges, lookupAccount } from "./adapt
 import { passedSocket, udpFamily } from "./adapters/listen_fds.ts";
 import { type FlagSpec, flagLines, getopt, integer, UsageError } from "./cli/getopt.ts";
 import { formatJson, formatText } from "./cli/log.ts";
+import { type NumberSetting, SETTINGS } from "./core/settings.ts";
 import { VERSION } from "./version.ts";
 
 interface Flags {
@@ -49,18 +50,19 @@ interface Flags {
   user: Account | null;
 }
 
+/** The server's defaults are core/settings.ts's: written there once, shown by --help from there. */
 const DEFAULTS: Flags = {
   root: ".",
-  host: "127.0.0.1",
-  port: 3942,
+  host: SETTINGS.hostname.default,
+  port: SETTINGS.port.default,
   write: false,
-  maxBlksize: 65464,
-  maxWindowsize: 64,
-  timeout: 1,
-  retries: 5,
-  maxSessions: 1000,
-  maxRequestsPerSecond: 100,
-  singlePort: false,
+  maxBlksize: SETTINGS.maxBlksize.default,
+  maxWindowsize: SETTINGS.maxWindowsize.default,
+  timeout: SETTINGS.timeout.default,
+  retries: SETTINGS.retries.default,
+  maxSessions: SETTINGS.maxSessions.default,
+  maxRequestsPerSecond: SETTINGS.maxRequestsPerSecond.default,
+  singlePort: SETTINGS.singlePort.default,
   verbose: false,
   workers: 1,
   mapFile: null,
@@ -77,6 +79,23 @@ const numeric = (key: keyof Flags, min: number, max: number) => (flags: Flags, v
   (flags[key] as number) = integer(value, flag, min, max);
 };
 
+/** The range the command line takes for a server option: the table's, or its narrower `cli` one. */
+function cliRange(key: keyof typeof SETTINGS): [number, number] {
+  const s = SETTINGS[key] as NumberSetting;
+  return [s.cli?.min ?? s.min, s.max];
+}
+
+/** "8..65464": a server option's range on the command line, for --help. */
+const range = (key: keyof typeof SETTINGS) => cliRange(key).join("..");
+
+/** A flag's value for the server option of the same name, checked against its range in core/settings.ts. */
+const setting = (key: keyof Flags & keyof typeof SETTINGS) => {
+  const s = SETTINGS[key] as NumberSetting;
+  // The flags take whole numbers (cli/getopt.ts integer): an option that takes fractions must say so in its `cli`.
+  if (s.type !== "integer" && !s.cli?.integer) throw new Error(`${key} takes fractions: core/settings.ts must give it cli.integer for the command line`);
+  return numeric(key, ...cliRange(key));
+};
+
 /**
  * ADDR, ADDR:PORT, [IPV6]:PORT or :PORT, as tftpd-hpa's --address takes it. A bare IPv6
  * address is whole (::1:69 is an address): a port after one needs the brackets.
@@ -87,7 +106,7 @@ function setAddress(flags: Flags, value: string, flag: string): void {
   const bracketed = /^\[([^\]]*)\](?::(.*))?$/.exec(value);
   if (bracketed) [host, port] = [bracketed[1], bracketed[2]];
   else if (isIP(value) === 0 && value.includes(":")) [host, port] = [value.slice(0, value.lastIndexOf(":")), value.slice(value.lastIndexOf(":") + 1)];
-  if (port !== undefined) flags.port = integer(port, `the port in ${flag}`, 0, 65535);
+  if (port !== undefined) flags.port = integer(port, `the port in ${flag}`, ...cliRange("port"));
   if (host === "" && port !== undefined) return; // ":69": the port only
   // Names are not resolved (which of a name's addresses, and when?): say so rather than fail to bind.
   if (isIP(host) === 0 || (bracketed && isIP(host) !== 6)) {
@@ -109,32 +128,36 @@ function setMetrics(flags: Flags, value: string, flag: string): void {
 function setPortRange(flags: Flags, value: string, flag: string): void {
   const m = /^([0-9]+)-([0-9]+)$/.exec(value);
   const [a, b] = m ? [Number(m[1]), Number(m[2])] : [NaN, NaN];
-  if (!(a >= 1 && b <= 65535 && a <= b)) throw new UsageError(`${flag} must be A-B with 1 <= A <= B <= 65535, e.g. 50000-50999, not "${value}"`);
+  const { min, max } = SETTINGS.portRange;
+  if (!(a >= min! && b <= max! && a <= b)) throw new UsageError(`${flag} must be A-B with ${min} <= A <= B <= ${max}, e.g. 50000-50999, not "${value}"`);
   flags.portRange = [a, b];
 }
+
+/** The most processes --workers starts. */
+const MAX_WORKERS = 64;
 
 /** The flags, in --help's order. A new flag is one entry here (and its field in Flags). */
 const FLAGS: FlagSpec<Flags>[] = [
   { names: ["-r", "-s", "--root"], arg: "DIR", help: "folder to serve (the current folder)", set: (f, v) => (f.root = v) },
-  { names: ["-a", "--host"], also: ["--address"], arg: "ADDR[:PORT]", help: "IP address (127.0.0.1; 0.0.0.0, :: for all)", set: setAddress },
-  { names: ["-p", "--port"], arg: "N", help: "UDP port (3942; TFTP's is 69) or systemd's socket", set: numeric("port", 0, 65535) },
+  { names: ["-a", "--host"], also: ["--address"], arg: "ADDR[:PORT]", help: `IP address (${DEFAULTS.host}; 0.0.0.0, :: for all)`, set: setAddress },
+  { names: ["-p", "--port"], arg: "N", help: `UDP port (${DEFAULTS.port}; TFTP's is 69) or systemd's socket`, set: setting("port") },
   { names: ["-w", "-c", "--write"], help: "accept uploads: create and replace files", set: (f) => (f.write = true) },
-  { names: ["--max-blksize"], arg: "N", help: "largest blksize granted, 8..65464 (65464)", set: numeric("maxBlksize", 8, 65464) },
-  { names: ["--max-windowsize"], arg: "N", help: "largest windowsize granted, 1..65535 (64)", set: numeric("maxWindowsize", 1, 65535) },
+  { names: ["--max-blksize"], arg: "N", help: `largest blksize granted, ${range("maxBlksize")} (${DEFAULTS.maxBlksize})`, set: setting("maxBlksize") },
+  { names: ["--max-windowsize"], arg: "N", help: `largest windowsize granted, ${range("maxWindowsize")} (${DEFAULTS.maxWindowsize})`, set: setting("maxWindowsize") },
   {
     names: ["--timeout"],
     arg: "S",
     shown: "--timeout S, --retries N",
-    help: "resend after S s (1..255; 1), N times (0..100; 5)",
-    set: numeric("timeout", 1, 255),
+    help: `resend after S s (${range("timeout")}; ${DEFAULTS.timeout}), N times (${range("retries")}; ${DEFAULTS.retries})`,
+    set: setting("timeout"),
   },
-  { names: ["--retries"], arg: "N", shown: "", help: "", set: numeric("retries", 0, 100) },
-  { names: ["--max-sessions"], arg: "N", help: "transfers at once; more go unanswered (1000)", set: numeric("maxSessions", 1, 1_000_000) },
+  { names: ["--retries"], arg: "N", shown: "", help: "", set: setting("retries") },
+  { names: ["--max-sessions"], arg: "N", help: `transfers at once; more go unanswered (${DEFAULTS.maxSessions})`, set: setting("maxSessions") },
   {
     names: ["--max-requests-per-second"],
     arg: "N",
-    help: "new requests per client address (100)",
-    set: numeric("maxRequestsPerSecond", 1, 1_000_000),
+    help: `new requests per client address (${DEFAULTS.maxRequestsPerSecond})`,
+    set: setting("maxRequestsPerSecond"),
   },
   { names: ["--single-port"], help: "answer from the listening port (NAT)", set: (f) => (f.singlePort = true) },
   {
@@ -159,7 +182,7 @@ const FLAGS: FlagSpec<Flags>[] = [
       }
     },
   },
-  { names: ["--workers"], arg: "N", help: "processes sharing the port, 1..64 (1; Node only)", set: numeric("workers", 1, 64) },
+  { names: ["--workers"], arg: "N", help: `processes sharing the port, 1..${MAX_WORKERS} (${DEFAULTS.workers}; Node only)`, set: numeric("workers", 1, MAX_WORKERS) },
   {
     names: ["--user"],
     arg: "USER[:GROUP]",
@@ -177,7 +200,7 @@ const FLAGS: FlagSpec<Flags>[] = [
   {
     names: ["--log-format"],
     arg: "text|json",
-    help: "one line per transfer or refusal (text)",
+    help: `one line per transfer or refusal (${DEFAULTS.logFormat})`,
     set: (f, v, flag) => {
       if (v !== "text" && v !== "json") throw new UsageError(`${flag} must be text or json, not "${v}"`);
       f.logFormat = v;
@@ -388,7 +411,7 @@ async function main(): Promise<number> {
     const stop = () => {
       if (stopping) process.exit(130); // a second Ctrl-C does not wait
       stopping = true;
-      if (!workers) console.log("emmer-node: stopping (live transfers get 5 s to finish)");
+      if (!workers) console.log(`emmer-node: stopping (live transfers get ${SETTINGS.drainTimeout.default / 1000} s to finish)`);
       Promise.all([app.close(), metrics?.close()]).then(() => done());
     };
     if (workers) workers.onWorkerStop(stop);

@@ -27,8 +27,9 @@ const RECEIVE_BUFFER = 65536;
 /**
  * Each socket keeps its own receive buffer (a pending receive() writes into it
  * whenever a datagram arrives, so sockets cannot share one). Sized by
- * `maxDatagram`: a read transfer's socket needs 128 bytes, not 64 KiB (10,000
- * stalled transfers held 630 MiB of receive buffers before).
+ * `maxDatagram`: a read transfer's socket needs 128 bytes, not 64 KiB, and a
+ * server may hold thousands of them for clients that stopped answering
+ * (BENCHMARKS.md, section 5).
  */
 export function bind(hostname: string, port: number, onMessage: MessageHandler, maxDatagram = RECEIVE_BUFFER): Promise<DatagramTransport> {
   let conn: DenoDatagramConn;

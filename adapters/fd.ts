@@ -2,8 +2,7 @@
  * node:fs's callback API on numeric file descriptors, as promises: what serveDir's
  * read side uses instead of node:fs/promises FileHandles. Every transfer keeps
  * its file open while it waits for the client, and a FileHandle is a heavier
- * object per open file: on Deno, 10,000 stalled transfers took about 8 MiB less
- * with plain descriptors (BENCHMARKS.md, section 5).
+ * object per open file (BENCHMARKS.md, section 5, has the memory it costs).
  */
 import { close, fstat, open, read, readv, type Stats } from "node:fs";
 

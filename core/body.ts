@@ -295,9 +295,9 @@ export class NetasciiSource implements BlockSource {
 
 /**
  * Payloads gathered into one chunk: 16 DATA blocks, or as many as fit in 64 KiB
- * when blocks are larger (just one above 32 KiB). A chunk per packet cost an
- * allocation and a read() promise per packet (about a fifth of an upload's
- * user-space CPU on Node).
+ * when blocks are larger (just one above 32 KiB): a chunk per packet would cost an
+ * allocation and a read() promise per packet (BENCHMARKS.md, section 4, has the
+ * CPU this saves).
  */
 const CHUNK_BLOCKS = 16;
 const CHUNK_MAX = 64 * 1024;

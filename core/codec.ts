@@ -28,6 +28,7 @@ import {
   type Packet,
   type ParseError,
   parseError,
+  type RequestPacket,
 } from "./packet.ts";
 
 interface CodecExports {
@@ -99,15 +100,13 @@ function memory32(): Uint32Array {
   return cachedU32;
 }
 
-/** Grows the memory so that [0, end) exists. Returns false when the runtime refuses. */
 /**
  * Grows the memory so that [0, end) exists. Returns false when the runtime refuses.
  *
- * Growth comes in steps of at least 16 MiB, not
- * page by page: each memory.grow is costly, and on this project's machines a
- * burst of small grows (one per new transfer) was seen to lose a quarter of the
- * requests arriving meanwhile (bench/burst.ts). Larger steps (64 MiB, doubling)
- * cost resident memory on some runtimes: 16 MiB is the measured compromise.
+ * Growth comes in steps of at least 16 MiB, not page by page: each memory.grow is
+ * costly, and a grow per new transfer during a boot storm loses requests arriving
+ * meanwhile (bench/burst.ts). Larger steps cost resident memory that linear memory
+ * never gives back. BENCHMARKS.md ("WebAssembly memory growth") has the figures.
  */
 export function ensureMemory(end: number): boolean {
   const have = wasm.memory.buffer.byteLength;
@@ -163,16 +162,16 @@ export function decode(bytes: Uint8Array): Packet | ParseError {
   const out32 = OUT >>> 2;
   switch (r) {
     case Opcode.DATA:
-      return { op: 3, block: o[out32], payload: bytes.subarray(4) };
+      return { op: Opcode.DATA, block: o[out32], payload: bytes.subarray(4) };
     case Opcode.ACK:
-      return { op: 4, block: o[out32] };
+      return { op: Opcode.ACK, block: o[out32] };
     case Opcode.ERROR:
-      return { op: 5, code: o[out32], message: text(IN + o[out32 + 1], o[out32 + 2]) };
+      return { op: Opcode.ERROR, code: o[out32], message: text(IN + o[out32 + 1], o[out32 + 2]) };
     case Opcode.OACK:
-      return { op: 6, options: readOptions(out32) };
+      return { op: Opcode.OACK, options: readOptions(out32) };
     default:
       return {
-        op: r as 1 | 2,
+        op: r as RequestPacket["op"],
         filename: text(IN + o[out32 + 1], o[out32 + 2]),
         mode: MODES[o[out32 + 5]],
         options: readOptions(out32),
@@ -241,7 +240,7 @@ export function encodeOack(options: Options): Uint8Array {
   return copyOut(wasm.encodeOpcode(SCRATCH, Opcode.OACK, body));
 }
 
-export function encodeRequest(op: 1 | 2, filename: string, mode: string, options: Options): Uint8Array {
+export function encodeRequest(op: RequestPacket["op"], filename: string, mode: string, options: Options): Uint8Array {
   const body = writeStrings(SCRATCH + 2, [filename, mode, ...optionStrings(options)]);
   return copyOut(wasm.encodeOpcode(SCRATCH, op, body));
 }

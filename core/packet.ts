@@ -42,7 +42,7 @@ export type Options = Record<string, string>;
  * ```
  */
 export interface RequestPacket {
-  op: 1 | 2;
+  op: typeof Opcode.RRQ | typeof Opcode.WRQ;
   filename: string;
   mode: Mode;
   /** Options in the order the client sent them; a repeated name keeps its first value. */
@@ -56,7 +56,7 @@ export interface RequestPacket {
  * ```
  */
 export interface DataPacket {
-  op: 3;
+  op: typeof Opcode.DATA;
   block: number;
   payload: Uint8Array;
 }
@@ -68,7 +68,7 @@ export interface DataPacket {
  * ```
  */
 export interface AckPacket {
-  op: 4;
+  op: typeof Opcode.ACK;
   block: number;
 }
 
@@ -79,7 +79,7 @@ export interface AckPacket {
  * ```
  */
 export interface ErrorPacket {
-  op: 5;
+  op: typeof Opcode.ERROR;
   code: number;
   message: string;
 }
@@ -91,7 +91,7 @@ export interface ErrorPacket {
  * ```
  */
 export interface OackPacket {
-  op: 6;
+  op: typeof Opcode.OACK;
   options: Options;
 }
 
@@ -110,6 +110,7 @@ export const ParseFailure = {
 } as const;
 
 export interface ParseError {
+  /** No opcode is 0: a ParseError is told from every packet by it. */
   op: 0;
   reason: number;
   message: string;

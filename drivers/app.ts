@@ -5,11 +5,11 @@
 import type { TransferEvent, TransferStart } from "../core/events.ts";
 import { Registry } from "../core/metrics.ts";
 import { ServerMetrics } from "../core/server_metrics.ts";
-import { MAX_BLKSIZE } from "../core/options.ts";
 import type { OptionLimits, PolicyContext } from "../core/policy.ts";
-import { checkRules, type RewriteRule } from "../core/remap.ts";
+import type { RewriteRule } from "../core/remap.ts";
 import type { ReadHandler, UploadContext, WriteRoute } from "../core/routes.ts";
 import { type Pattern, Router } from "../core/router.ts";
+import { type ResolvedSettings, resolveSettings } from "../core/settings.ts";
 import type { Runtime } from "../core/transport.ts";
 import { ServerDriver } from "./server.ts";
 
@@ -32,7 +32,7 @@ export interface EmmerOptions {
   maxRequestsPerSecond?: number;
   /** Seconds a handler (read handler, accept, or write verdict) may take; then ERROR 0. Default 30. */
   handlerTimeout?: number;
-  /** Largest upload in bytes; a bigger announced tsize or upload gets ERROR 3. Default 1 GiB. */
+  /** Largest upload in bytes (Infinity: no limit); a bigger announced tsize or upload gets ERROR 3. Default 1073741824 (1 GiB). */
   maxUploadSize?: number;
   /** Answer every transfer from the listening port (for NAT and containers) instead of a new port each. Default false. */
   singlePort?: boolean;
@@ -78,42 +78,21 @@ export interface EmmerOptions {
 
 export type WriteHandler = WriteRoute | ((ctx: UploadContext) => unknown | Promise<unknown>);
 
-function checkInt(name: string, value: number, min: number, max: number): number {
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw new RangeError(`${name} must be an integer from ${min} to ${max}, not ${value}`);
-  }
-  return value;
-}
-
 export class Emmer {
   readonly #reads = new Router<ReadHandler>();
   readonly #writes = new Router<WriteRoute>();
   readonly #options: EmmerOptions;
+  readonly #settings: ResolvedSettings;
   #engine: ServerDriver | null = null;
   #metrics: ServerMetrics | null = null;
 
   constructor(options: EmmerOptions = {}) {
     const o = options;
-    checkInt("port", o.port ?? 3942, 0, 65535);
-    const timeout = o.timeout ?? 1;
-    if (!(timeout >= 0.01 && timeout <= 255)) throw new RangeError(`timeout must be from 0.01 to 255 seconds, not ${timeout}`);
-    checkInt("retries", o.retries ?? 5, 0, 100);
-    checkInt("maxBlksize", o.maxBlksize ?? MAX_BLKSIZE, 8, MAX_BLKSIZE);
-    checkInt("maxWindowsize", o.maxWindowsize ?? 64, 1, 65535);
-    checkInt("maxSessions", o.maxSessions ?? 1000, 1, 1_000_000);
-    checkInt("maxRequestsPerSecond", o.maxRequestsPerSecond ?? 100, 1, 1_000_000);
-    if (!((o.handlerTimeout ?? 30) > 0)) throw new RangeError("handlerTimeout must be positive");
-    if (o.optionLimits !== undefined && typeof o.optionLimits !== "function") throw new TypeError("optionLimits must be a function");
-    if (o.portRange !== undefined) {
-      const [a, b] = o.portRange;
-      checkInt("portRange[0]", a, 1, 65535);
-      checkInt("portRange[1]", b, a, 65535);
-    }
-    if (o.fd !== undefined) checkInt("fd", o.fd, 0, 2 ** 31 - 1);
-    this.#options = { ...options, rewrite: o.rewrite === undefined ? undefined : checkRules(o.rewrite) };
+    this.#settings = resolveSettings(o);
+    this.#options = { ...o };
     if (o.metrics) {
       const registry = o.metrics instanceof Registry ? o.metrics : new Registry();
-      this.#metrics = new ServerMetrics(registry, () => this.#engine?.load ?? 0, o.maxSessions ?? 1000);
+      this.#metrics = new ServerMetrics(registry, () => this.#engine?.load ?? 0, this.#settings.maxSessions);
     }
   }
 
@@ -147,20 +126,7 @@ export class Emmer {
     if (r === undefined) throw new Error("no runtime: import Emmer from mod.ts, or pass options.runtime");
     const runtime = typeof r === "function" ? await r() : r;
     const engine = new ServerDriver(runtime, this.#reads, this.#writes, {
-      hostname: o.hostname ?? "127.0.0.1",
-      port: o.port ?? 3942,
-      timeoutMs: (o.timeout ?? 1) * 1000,
-      retries: o.retries ?? 5,
-      maxBlksize: o.maxBlksize ?? MAX_BLKSIZE,
-      maxWindowsize: o.maxWindowsize ?? 64,
-      maxSessions: o.maxSessions ?? 1000,
-      maxRequestsPerSecond: o.maxRequestsPerSecond ?? 100,
-      handlerTimeoutMs: (o.handlerTimeout ?? 30) * 1000,
-      maxUploadSize: o.maxUploadSize ?? 1024 ** 3,
-      singlePort: o.singlePort ?? false,
-      drainTimeoutMs: o.drainTimeout ?? 5000,
-      rewrite: o.rewrite,
-      optionLimits: o.optionLimits,
+      ...this.#settings,
       onTransfer: (event) => {
         this.#metrics?.ended(event);
         o.onTransfer?.(event);
@@ -169,8 +135,6 @@ export class Emmer {
         this.#metrics?.started(event);
         o.onTransferStart?.(event);
       },
-      portRange: o.portRange,
-      fd: o.fd,
       onError: o.onError ?? ((error, context) => console.error(`emmer: ${context}:`, error)),
     });
     await engine.listen();

@@ -9,27 +9,21 @@
  * ERROR, anything else ERROR 0 with a generic message, and is reported to onError.
  */
 import { type BlockSource, NetasciiSource, toSource } from "../core/body.ts";
-import { type Batch, type EndpointEvent, type EndpointSettings, type RequestInfo, ServerEndpoint } from "../core/endpoint.ts";
+import { type Batch, type EndpointEvent, type RequestInfo, ServerEndpoint } from "../core/endpoint.ts";
 import { TftpError } from "../core/errors.ts";
 import type { TransferEvent, TransferStart } from "../core/events.ts";
 import { ErrorCode } from "../core/packet.ts";
-import type { OptionLimits, PolicyContext } from "../core/policy.ts";
+import type { OptionLimits } from "../core/policy.ts";
+import type { ResolvedSettings } from "../core/settings.ts";
 import type { ReadHandler, RequestContext, WriteContext, WriteRoute } from "../core/routes.ts";
 import type { Router } from "../core/router.ts";
 import type { DatagramTransport, MessageHandler, Runtime } from "../core/transport.ts";
 import { PortPool } from "./ports.ts";
 
-export interface DriverSettings extends EndpointSettings {
-  hostname: string;
-  port: number;
-  /** Per-request option limits (core/policy.ts). */
-  optionLimits?: (ctx: PolicyContext) => OptionLimits | undefined | void | Promise<OptionLimits | undefined | void>;
+/** The options, checked (core/settings.ts), and the callbacks. */
+export interface DriverSettings extends ResolvedSettings {
   onTransfer?: (event: TransferEvent) => void;
   onTransferStart?: (event: TransferStart) => void;
-  /** Ports for transfers, [first, last]; default any free one. */
-  portRange?: [number, number];
-  /** A bound socket to listen on, by file descriptor, instead of hostname and port. */
-  fd?: number;
   onError: (error: unknown, context: string) => void;
 }
 
