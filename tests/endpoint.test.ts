@@ -278,4 +278,57 @@ test("the block-number wrap: a read of 65535 x blksize + 1 bytes ends on block 0
   assert.ok(ep.isFinished(transfer));
 });
 
+// [what, single port, how many copies of the request, transfers started, first packets sent]
+const repeats: [string, boolean, number, number, number][] = [
+  ["a port per transfer: each copy gets a sibling, up to MAX_SIBLINGS", false, 6, 4, 4],
+  ["a port per transfer: one copy, two siblings", false, 2, 2, 2],
+  ["single port: a copy resends the first packet at once, no new transfer", true, 3, 1, 3],
+];
+for (const [what, singlePort, copies, transfers, firsts] of repeats) {
+  test(`repeated requests before the client answers: ${what}`, () => {
+    const { ep, look, request } = endpoint({ singlePort });
+    let opened = 0;
+    let oacks = 0;
+    for (let i = 0; i < copies; i++) {
+      request(1, "f", { tsize: "0" }, i);
+      const first = look();
+      oacks += first.packets.filter((p) => p.op === 6).length;
+      for (const e of first.events) {
+        if (e.type !== "request") continue;
+        ep.limits(e.id, undefined, i);
+        const t = ep.acceptRead(e.id, { size: 100 }, i)!;
+        if (!singlePort) ep.opened(t, i);
+        opened++;
+      }
+      oacks += look().packets.filter((p) => p.op === 6).length;
+    }
+    assert.is(opened, transfers);
+    assert.is(oacks, firsts);
+  });
+}
+
+test("siblings: the one the client answers goes on, the others end without a word", () => {
+  const { ep, look, request } = endpoint();
+  const ids: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    request(1, "f", { tsize: "0" }, i);
+    const e = look().events.find((x) => x.type === "request") as { id: number };
+    ep.limits(e.id, undefined, i);
+    ids.push(ep.acceptRead(e.id, { size: 100 }, i)!);
+    ep.opened(ids[i], i);
+  }
+  look();
+  ep.receive(ids[1], encodeAck(0), C.address, C.port, 10);
+  const early = ep.takeEvents();
+  const fill = early.find((e) => e.type === "fill") as { transfer: number };
+  assert.is(fill.transfer, ids[1], "only the answered one reads its file");
+  ep.filled(ids[1], 100, 10);
+  const out = look();
+  out.events.unshift(...early);
+  assert.equal(out.packets.map((p) => [p.op, p.socket]), [[3, ids[1]]], "DATA 1 from the answered one only");
+  const closed = out.events.filter((e) => e.type === "close").map((e) => (e as { socket: number }).socket).sort();
+  assert.equal(closed, [ids[0], ids[2]].sort());
+  assert.equal(out.events.filter((e) => e.type === "report"), [], "no event for the dropped siblings");
+});
+
 test.run();
