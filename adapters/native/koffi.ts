@@ -11,7 +11,8 @@ interface Koffi {
   address(value: unknown): bigint;
   errno(): number;
   node: {
-    poll(fd: number, opts: { readable: boolean }, callback: (ev: { readable: boolean }) => void): { stop(): void; close(): void };
+    // koffi 3.3's index.d.ts omits the status argument its C++ passes first (src/koffi/src/uv.cc).
+    poll(fd: number, opts: { readable: boolean }, callback: (status: number, ev: { readable: boolean }) => void): { stop(): void; close(): void };
   };
 }
 
@@ -43,8 +44,8 @@ export function koffiLibc(): Libc {
     poll: (fds, n, timeout) => poll(fds, n, timeout),
     close: (fd) => close(fd),
     watch(fd, onReadable) {
-      const handle = koffi.node.poll(fd, { readable: true }, (ev) => {
-        if (ev.readable) onReadable();
+      const handle = koffi.node.poll(fd, { readable: true }, (status, ev) => {
+        if (status === 0 && ev.readable) onReadable();
       });
       return () => handle.close();
     },
