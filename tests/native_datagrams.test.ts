@@ -5,13 +5,18 @@
 // many went out when the kernel refuses one; recvmmsg drains a queue with each
 // sender's address; detect() says why not when the FFI is absent, and the
 // caller then gets the per-datagram path with the same datagrams on the wire.
+// A full send buffer (EAGAIN) is made in a network namespace of the test's own,
+// whose loopback a tbf qdisc slows down (tests/support/native_backpressure.ts).
 // Where this runtime has no FFI the tests that need it are skipped, except
 // under CI=true where Node must have koffi (an optional dependency).
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import process from "node:process";
+import { spawnSync } from "node:child_process";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { loadNative } from "../adapters/native/detect.ts";
-import { BatchDatagrams, EAGAIN, EINVAL, ReceiveBatch, type UdpSocket } from "../adapters/native/datagrams.ts";
+import { type BatchDatagrams, EAGAIN, EINVAL, ReceiveBatch, type UdpSocket } from "../adapters/native/datagrams.ts";
 import { adoptSocket } from "../adapters/native/handoff.ts";
 import { sendWindow } from "../adapters/native/window.ts";
 import { literalFamily, readSockaddr, writeSockaddr } from "../adapters/native/sockaddr.ts";
@@ -312,7 +317,7 @@ for (const host of ["127.0.0.1", "::1"]) {
   });
 }
 
-ffiTest("recvmmsg: a datagram longer than its slot is cut and marked truncated", async (n) => {
+ffiTest("recvmmsg: a datagram longer than its slot is cut and marked truncated", (n) => {
   const s = n.openUdp("127.0.0.1", 0);
   try {
     assert.equal(n.sendmmsg(s.fd, [{ data: new Uint8Array(20).fill(5), address: "127.0.0.1", port: s.port }]), { sent: 1, errno: 0 });
@@ -399,6 +404,53 @@ ffiTest("watch: the module waits for readability itself (koffi, Deno), recvmmsg 
     stop();
     n.close(s.fd);
   }
+});
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+/** This runtime's command for a TypeScript file. */
+function runtimeCommand(): string[] {
+  const rt = runtimeName();
+  if (rt === "node") return [process.execPath, join(here, "..", "node_modules", "tsx", "dist", "cli.mjs")];
+  return rt === "deno" ? [process.execPath, "run", "-A"] : [process.execPath, "run"];
+}
+
+function backpressureUnavailable(): string | undefined {
+  if (process.getuid?.() !== 0) return "not root";
+  for (const [tool, arg] of [["unshare", "--version"], ["tc", "-V"], ["ip", "-V"]]) {
+    if (spawnSync(tool, [arg], { timeout: 5000 }).error) return `${tool} is not installed`;
+  }
+  return undefined;
+}
+
+ffiTest("EAGAIN: a full send buffer stops sendmmsg after a short count and refuses a GSO send whole; exactly what was counted arrives", () => {
+  const missing = backpressureUnavailable();
+  if (missing) {
+    assert.ok(!CI, `CI must be able to make a network namespace: ${missing}`);
+    console.log(`  EAGAIN test not run: ${missing}`);
+    return;
+  }
+  const script = join(here, "support", "native_backpressure.ts");
+  const cmd = [...runtimeCommand(), script].map((a) => `'${a.replaceAll("'", `'\\''`)}'`).join(" ");
+  const r = spawnSync("unshare", ["-n", "sh", "-c", `ip link set lo up && tc qdisc add dev lo root tbf rate 1mbit burst 2000 limit 1000000 && exec ${cmd}`], {
+    encoding: "utf8",
+    timeout: 30_000,
+    cwd: join(here, ".."),
+  });
+  assert.is(r.status, 0, `exit ${r.status}: ${r.stderr}`);
+  const o = JSON.parse(r.stdout.trim().split("\n").pop()!);
+  // 40 datagrams of 1,000 bytes into a send buffer of ~9 KiB: some go, then EAGAIN, and nothing after them.
+  assert.ok(o.mmsg.sent > 0 && o.mmsg.sent < 40, `sendmmsg sent ${o.mmsg.sent}`);
+  assert.is(o.mmsg.errno, EAGAIN);
+  assert.equal(o.again, { sent: 0, errno: EAGAIN });
+  // An empty buffer takes one GSO send of any size; the next is refused whole, and sendWindow hands all of it on.
+  assert.equal(o.gso1, { sent: 16, errno: 0 });
+  assert.equal(o.gso2, { sent: 0, errno: EAGAIN });
+  assert.equal(o.viaWindow, { gso: 0, single: 16, errno: EAGAIN });
+  assert.equal(o.handed, Array.from({ length: 16 }, (_, i) => 100 + i));
+  const expected = [...Array.from({ length: o.mmsg.sent }, (_, i) => i), ...Array.from({ length: 16 }, (_, i) => 100 + i)];
+  assert.equal(o.got, expected);
+  assert.is(o.extra, 0);
 });
 
 test.run();

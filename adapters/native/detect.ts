@@ -109,7 +109,7 @@ function probe(native: BatchDatagrams): Pick<Detection, "gso" | "sendmmsg" | "re
   try {
     const m = native.sendmmsg(s.fd, [{ data: new Uint8Array([1, 2]), ...me }, { data: new Uint8Array([3]), ...me }]);
     const sendmmsg = m.errno === 0 && m.sent === 2 ? yes("2 datagrams in one call") : no(`sendmmsg sent ${m.sent} of 2: ${errnoName(m.errno)}`);
-    let r = drain();
+    const r = drain();
     let got = r.received;
     // Loopback delivers at once, but a second look costs nothing if the first came early.
     if (r.errno === 0 && got === 1) got += drain().received;
