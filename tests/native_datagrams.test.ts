@@ -24,6 +24,7 @@ import { loadRuntime, runtimeName } from "../adapters/runtime.ts";
 import type { DatagramTransport } from "../core/transport.ts";
 
 const CI = process.env.CI === "true";
+const here = dirname(fileURLToPath(import.meta.url));
 const { native, detection } = await loadNative();
 console.log(`  detect() on ${detection.runtime}: ${JSON.stringify(detection)}`);
 
@@ -144,6 +145,16 @@ test("detect() with the FFI switched off: no FFI, the reason, every call refused
     r.close();
     sender.close();
   }
+});
+
+// A Deno matter: checked in the Deno pass.
+if (runtimeName() === "deno") test("detect() on Deno without the ffi permission: no FFI, and the permission named as the reason", () => {
+  const r = spawnSync(process.execPath, ["run", "--allow-read", "--no-prompt", join(here, "support", "print_detect.ts")], { encoding: "utf8", timeout: 30_000 });
+  assert.is(r.status, 0, r.stderr);
+  const d = JSON.parse(r.stdout.trim());
+  assert.is(d.ffi, null);
+  assert.match(d.reason, /no ffi permission \(run with --allow-ffi or -A\)/);
+  assert.is(d.gso.ok, false);
 });
 
 test("detect() matches this machine: Linux with the runtime's FFI", () => {
@@ -405,8 +416,6 @@ ffiTest("watch: the module waits for readability itself (koffi, Deno), recvmmsg 
     n.close(s.fd);
   }
 });
-
-const here = dirname(fileURLToPath(import.meta.url));
 
 /** This runtime's command for a TypeScript file. */
 function runtimeCommand(): string[] {
