@@ -63,7 +63,7 @@ test("the tarball holds the library (JS, .d.ts, sources), the CLI, README and LI
     assert.ok(files.includes(f), `${f} is missing from the tarball`);
   }
   for (const f of files) {
-    assert.match(f, /^(package\.json|README\.md|LICENSE|mod\.ts|serve\.ts|version\.ts|(cli|core|drivers|adapters)\/\w+\.ts|dist\/emmer-node\.js|dist\/lib\/[\w/]+\.(js|d\.ts))$/, `${f} is in the tarball`);
+    assert.match(f, /^(package\.json|README\.md|LICENSE|mod\.ts|serve\.ts|version\.ts|(cli|core|drivers|adapters)\/(native\/)?\w+\.ts|dist\/emmer-node\.js|dist\/lib\/[\w/]+\.(js|d\.ts))$/, `${f} is in the tarball`);
   }
 });
 

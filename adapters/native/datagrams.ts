@@ -1,0 +1,330 @@
+/**
+ * Batched datagrams on Linux over any runtime's FFI (libc.ts): a UDP socket
+ * made and bound through libc, a window sent as one UDP GSO send, datagrams
+ * to many peers in one sendmmsg, a readable socket drained by one recvmmsg.
+ * Nothing here throws for what the kernel refuses: every send says how many
+ * datagrams went out and which errno stopped the rest, so a caller can resend
+ * exactly those (by this path or the runtime's per-datagram one).
+ */
+import {
+  AF_INET, AF_INET6, CMSG_HEADER, CMSG_SEGMENT_LEN, CMSG_SEGMENT_SPACE, EAGAIN, EINTR, EINVAL, errnoName, IOVEC_SIZE,
+  MAX_MMSG, MAX_UDP_PAYLOAD, MMSG_LEN, MMSGHDR_SIZE, MSG_CONTROL, MSG_CONTROLLEN, MSG_DONTWAIT, MSG_FLAGS, MSG_IOV,
+  MSG_IOVLEN, MSG_NAME, MSG_NAMELEN, MSG_TRUNC, MSGHDR_SIZE, POLLFD_SIZE, POLLIN, SO_RCVBUF, SO_SNDBUF, SOCK_CLOEXEC,
+  SOCK_DGRAM, SOCK_NONBLOCK, SOCKADDR_SLOT, SOL_SOCKET, SOL_UDP, UDP_SEGMENT,
+} from "./abi.ts";
+import type { Libc } from "./libc.ts";
+import { literalFamily, readSockaddr, writeSockaddr } from "./sockaddr.ts";
+
+export interface UdpSocket {
+  readonly fd: number;
+  readonly family: 4 | 6;
+  /** The bound address and port (port 0 asked for a free one: this is the one the kernel chose). */
+  readonly address: string;
+  readonly port: number;
+}
+
+export interface Outgoing {
+  data: Uint8Array;
+  address: string;
+  port: number;
+}
+
+/**
+ * `sent` datagrams went out, in order from the first; `errno` is 0 when all did, else
+ * what the kernel said about the next one (EAGAIN: the send buffer is full, wait for
+ * writability; EINVAL from a GSO send: too many segments for this kernel; EINVAL from
+ * sendmmsg: that datagram's destination, e.g. port 0). Nothing after `sent` went out.
+ */
+export interface SendResult {
+  sent: number;
+  errno: number;
+}
+
+export interface ReceiveResult {
+  /** Datagrams now in the batch, slots 0 to received - 1. */
+  received: number;
+  /** 0, or why nothing was received (EAGAIN: the queue is empty). */
+  errno: number;
+}
+
+/** Room the kernel may use for queued datagrams; it caps these at net.core.{r,w}mem_max. */
+const SOCKET_BUFFER = 4 * 1024 * 1024;
+
+const viewOf = (bytes: Uint8Array) => new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+
+/** Memory recvmmsg fills: `capacity` slots of `slotSize` bytes, each with the sender's address. */
+export class ReceiveBatch {
+  readonly capacity: number;
+  readonly slotSize: number;
+  /** Length of each received datagram (cut at slotSize when `truncated`). */
+  readonly lengths: Int32Array;
+  readonly truncated: Uint8Array;
+  /** @internal memory the kernel writes into, built once */
+  readonly data: Uint8Array;
+  /** @internal */
+  readonly headers: Uint8Array;
+  /** @internal */
+  readonly names: Uint8Array;
+  private readonly iovecs: Uint8Array;
+  private linked = false;
+
+  constructor(capacity: number, slotSize = 65536) {
+    if (!Number.isInteger(capacity) || capacity < 1 || capacity > MAX_MMSG) throw new Error(`a receive batch holds 1 to ${MAX_MMSG} datagrams, not ${capacity}`);
+    if (!Number.isInteger(slotSize) || slotSize < 1 || slotSize > 65536) throw new Error(`a receive slot holds 1 to 65536 bytes, not ${slotSize}`);
+    this.capacity = capacity;
+    this.slotSize = slotSize;
+    this.lengths = new Int32Array(capacity);
+    this.truncated = new Uint8Array(capacity);
+    this.data = new Uint8Array(capacity * slotSize);
+    this.headers = new Uint8Array(capacity * MMSGHDR_SIZE);
+    this.iovecs = new Uint8Array(capacity * IOVEC_SIZE);
+    this.names = new Uint8Array(capacity * SOCKADDR_SLOT);
+  }
+
+  /** The i-th datagram received: a view, valid until the next recvmmsg into this batch. */
+  datagram(i: number): Uint8Array {
+    return this.data.subarray(i * this.slotSize, i * this.slotSize + this.lengths[i]);
+  }
+
+  /** Who sent the i-th datagram (IPv4-mapped senders as plain IPv4). */
+  peer(i: number): { address: string; port: number } {
+    return readSockaddr(viewOf(this.names), i * SOCKADDR_SLOT);
+  }
+
+  /** @internal the pointers inside the headers; the arrays never move, so once is enough */
+  link(libc: Libc): void {
+    if (this.linked) return;
+    const h = viewOf(this.headers), iov = viewOf(this.iovecs);
+    const data = libc.address(this.data), iovs = libc.address(this.iovecs), names = libc.address(this.names);
+    for (let i = 0; i < this.capacity; i++) {
+      iov.setBigUint64(i * IOVEC_SIZE, data + BigInt(i * this.slotSize), true);
+      iov.setBigUint64(i * IOVEC_SIZE + 8, BigInt(this.slotSize), true);
+      const o = i * MMSGHDR_SIZE;
+      h.setBigUint64(o + MSG_NAME, names + BigInt(i * SOCKADDR_SLOT), true);
+      h.setBigUint64(o + MSG_IOV, iovs + BigInt(i * IOVEC_SIZE), true);
+      h.setBigUint64(o + MSG_IOVLEN, 1n, true);
+    }
+    this.linked = true;
+  }
+}
+
+export class BatchDatagrams {
+  readonly libc: Libc;
+  private readonly families = new Map<number, 4 | 6>();
+  // One msghdr + iovec + sockaddr + control message, reused by every GSO send.
+  private readonly gsoScratch = new Uint8Array(MSGHDR_SIZE + IOVEC_SIZE + SOCKADDR_SLOT + 4 + CMSG_SEGMENT_SPACE);
+  private readonly gso = viewOf(this.gsoScratch);
+  private readonly gsoIov = MSGHDR_SIZE;
+  private readonly gsoName = MSGHDR_SIZE + IOVEC_SIZE;
+  private readonly gsoControl = MSGHDR_SIZE + IOVEC_SIZE + SOCKADDR_SLOT + 4; // 8-aligned
+  private mmsg = new Uint8Array(0);
+  /** Most segments one GSO send took on this kernel, learnt from EINVAL (UDP_MAX_SEGMENTS: 64, or 128 since Linux 6.9). */
+  maxSegments = 128;
+
+  constructor(libc: Libc) {
+    this.libc = libc;
+    const base = libc.address(this.gsoScratch);
+    const g = this.gso;
+    g.setBigUint64(MSG_NAME, base + BigInt(this.gsoName), true);
+    g.setBigUint64(MSG_IOV, base + BigInt(this.gsoIov), true);
+    g.setBigUint64(MSG_IOVLEN, 1n, true);
+    g.setBigUint64(MSG_CONTROL, base + BigInt(this.gsoControl), true);
+    g.setBigUint64(MSG_CONTROLLEN, BigInt(CMSG_SEGMENT_SPACE), true);
+    g.setBigUint64(this.gsoControl, BigInt(CMSG_SEGMENT_LEN), true);
+    g.setInt32(this.gsoControl + 8, SOL_UDP, true);
+    g.setInt32(this.gsoControl + 12, UDP_SEGMENT, true);
+  }
+
+  private fail(call: string): never {
+    throw new Error(`${call}: ${errnoName(this.libc.errno())}`);
+  }
+
+  /**
+   * A UDP socket bound to `address` (an IP literal) and `port` (0: any free one),
+   * non-blocking and close-on-exec. Throws with the failing call and errno.
+   */
+  openUdp(address: string, port: number): UdpSocket {
+    const family = literalFamily(address);
+    if (!family) throw new Error(`"${address}" is not an IP literal`);
+    const { libc } = this;
+    const fd = libc.socket(family === 4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) this.fail("socket()");
+    try {
+      const size = new Uint8Array(4);
+      viewOf(size).setInt32(0, SOCKET_BUFFER, true);
+      // Failure only means the default buffers: slower under bursts, not wrong.
+      libc.setsockopt(fd, SOL_SOCKET, SO_RCVBUF, size, 4);
+      libc.setsockopt(fd, SOL_SOCKET, SO_SNDBUF, size, 4);
+      const sa = new Uint8Array(SOCKADDR_SLOT);
+      const length = writeSockaddr(viewOf(sa), 0, family, address, port);
+      if (libc.bind(fd, sa, length) !== 0) this.fail(`bind(${address}:${port})`);
+      const len = new Uint8Array(4);
+      viewOf(len).setUint32(0, SOCKADDR_SLOT, true);
+      if (libc.getsockname(fd, sa, len) !== 0) this.fail("getsockname()");
+      const bound = readSockaddr(viewOf(sa), 0);
+      this.families.set(fd, family);
+      return { fd, family, address: bound.address, port: bound.port };
+    } catch (error) {
+      libc.close(fd);
+      throw error;
+    }
+  }
+
+  /** Closes a socket this module opened (one handed to a runtime is closed through the runtime). */
+  close(fd: number): void {
+    this.families.delete(fd);
+    this.libc.close(fd);
+  }
+
+  private familyOf(fd: number): 4 | 6 {
+    let family = this.families.get(fd);
+    if (family === undefined) {
+      const sa = new Uint8Array(SOCKADDR_SLOT), len = new Uint8Array(4);
+      viewOf(len).setUint32(0, SOCKADDR_SLOT, true);
+      if (this.libc.getsockname(fd, sa, len) !== 0) this.fail(`getsockname(${fd})`);
+      family = viewOf(sa).getUint16(0, true) === AF_INET6 ? 6 : 4;
+      this.families.set(fd, family);
+    }
+    return family;
+  }
+
+  /**
+   * Sets the socket's default GSO segment size (setsockopt SOL_UDP, UDP_SEGMENT): what
+   * a plain send on it is cut into. sendGso() names the size on each send instead, so
+   * it does not depend on this; this is also how detect() asks the kernel for GSO.
+   */
+  enableGso(fd: number, segmentSize: number): { ok: boolean; errno: number } {
+    const value = new Uint8Array(4);
+    viewOf(value).setInt32(0, segmentSize, true);
+    if (this.libc.setsockopt(fd, SOL_UDP, UDP_SEGMENT, value, 4) === 0) return { ok: true, errno: 0 };
+    return { ok: false, errno: this.libc.errno() };
+  }
+
+  /**
+   * One send of `buffer`, which the kernel cuts into datagrams of `segmentSize`
+   * bytes (the last may be shorter) to `address`:`port`: a window laid out as
+   * [header][block][header][block]... The kernel takes all of it or none: `sent` is
+   * the segment count or 0. Too many segments or bytes for one send: EINVAL or
+   * EMSGSIZE, see sendSegmented().
+   */
+  sendGso(fd: number, buffer: Uint8Array, segmentSize: number, address: string, port: number): SendResult {
+    if (!Number.isInteger(segmentSize) || segmentSize < 1 || segmentSize > 65535) throw new Error(`segment size ${segmentSize} is not 1-65535`);
+    if (buffer.length === 0) return { sent: 0, errno: 0 };
+    const g = this.gso;
+    const nameLength = writeSockaddr(g, this.gsoName, this.familyOf(fd), address, port);
+    g.setUint32(MSG_NAMELEN, nameLength, true);
+    g.setBigUint64(this.gsoIov, this.libc.address(buffer), true);
+    g.setBigUint64(this.gsoIov + 8, BigInt(buffer.length), true);
+    g.setUint16(this.gsoControl + CMSG_HEADER, segmentSize, true);
+    g.setInt32(MSG_FLAGS, 0, true);
+    let r: number;
+    do r = this.libc.sendmsg(fd, this.gsoScratch, MSG_DONTWAIT);
+    while (r < 0 && this.libc.errno() === EINTR);
+    if (r < 0) return { sent: 0, errno: this.libc.errno() };
+    return { sent: Math.ceil(buffer.length / segmentSize), errno: 0 };
+  }
+
+  /**
+   * sendGso() of any number of segments: as many GSO sends as the kernel's limits
+   * need (segments per send learnt from EINVAL and kept in maxSegments; at most
+   * 65,507 bytes per send). Stops at the first other refusal: `sent` segments went out.
+   */
+  sendSegmented(fd: number, buffer: Uint8Array, segmentSize: number, address: string, port: number): SendResult {
+    const total = Math.ceil(buffer.length / segmentSize);
+    let sent = 0;
+    let limit = this.maxSegments;
+    let lowered = false;
+    while (sent < total) {
+      const room = Math.max(1, Math.floor(MAX_UDP_PAYLOAD / segmentSize));
+      const count = Math.min(total - sent, limit, room);
+      const start = sent * segmentSize;
+      const chunk = buffer.subarray(start, Math.min(buffer.length, start + count * segmentSize));
+      const r = this.sendGso(fd, chunk, segmentSize, address, port);
+      if (r.errno === EINVAL && count > 1) {
+        limit = count >> 1;
+        lowered = true;
+        continue;
+      }
+      if (r.errno !== 0) return { sent, errno: r.errno };
+      // Kept only once a smaller send went through: an EINVAL for a bad destination must not lower it.
+      if (lowered) (this.maxSegments = limit), (lowered = false);
+      sent += count;
+    }
+    return { sent, errno: 0 };
+  }
+
+  /**
+   * Several datagrams, each to its own destination, in as few sendmmsg calls as the
+   * kernel allows (it may take fewer than offered: the rest go in the next call).
+   * Throws before sending anything when a destination is not an IP literal or port.
+   */
+  sendmmsg(fd: number, datagrams: readonly Outgoing[]): SendResult {
+    const n = datagrams.length;
+    if (n === 0) return { sent: 0, errno: 0 };
+    const family = this.familyOf(fd);
+    const need = n * (MMSGHDR_SIZE + IOVEC_SIZE + SOCKADDR_SLOT);
+    if (this.mmsg.length < need) this.mmsg = new Uint8Array(Math.max(need, 2 * this.mmsg.length));
+    const mem = this.mmsg, v = viewOf(mem);
+    const base = this.libc.address(mem);
+    const iovAt = n * MMSGHDR_SIZE, nameAt = iovAt + n * IOVEC_SIZE;
+    for (let i = 0; i < n; i++) {
+      const d = datagrams[i];
+      const o = i * MMSGHDR_SIZE, iov = iovAt + i * IOVEC_SIZE, name = nameAt + i * SOCKADDR_SLOT;
+      const nameLength = writeSockaddr(v, name, family, d.address, d.port);
+      v.setBigUint64(iov, d.data.length > 0 ? this.libc.address(d.data) : 0n, true);
+      v.setBigUint64(iov + 8, BigInt(d.data.length), true);
+      v.setBigUint64(o + MSG_NAME, base + BigInt(name), true);
+      v.setUint32(o + MSG_NAMELEN, nameLength, true);
+      v.setBigUint64(o + MSG_IOV, base + BigInt(iov), true);
+      v.setBigUint64(o + MSG_IOVLEN, 1n, true);
+      v.setBigUint64(o + MSG_CONTROL, 0n, true);
+      v.setBigUint64(o + MSG_CONTROLLEN, 0n, true);
+      v.setInt32(o + MSG_FLAGS, 0, true);
+    }
+    let sent = 0;
+    while (sent < n) {
+      const count = Math.min(n - sent, MAX_MMSG);
+      const r = this.libc.sendmmsg(fd, mem.subarray(sent * MMSGHDR_SIZE), count, MSG_DONTWAIT);
+      if (r < 0) {
+        const errno = this.libc.errno();
+        if (errno === EINTR) continue;
+        return { sent, errno };
+      }
+      sent += r;
+    }
+    return { sent, errno: 0 };
+  }
+
+  /** What is queued on `fd`, up to the batch's capacity, without waiting. */
+  recvmmsg(fd: number, batch: ReceiveBatch): ReceiveResult {
+    batch.link(this.libc);
+    const h = viewOf(batch.headers);
+    for (let i = 0; i < batch.capacity; i++) {
+      h.setUint32(i * MMSGHDR_SIZE + MSG_NAMELEN, SOCKADDR_SLOT, true);
+      h.setInt32(i * MMSGHDR_SIZE + MSG_FLAGS, 0, true);
+    }
+    let r: number;
+    do r = this.libc.recvmmsg(fd, batch.headers, batch.capacity, MSG_DONTWAIT);
+    while (r < 0 && this.libc.errno() === EINTR);
+    if (r < 0) return { received: 0, errno: this.libc.errno() };
+    for (let i = 0; i < r; i++) {
+      batch.lengths[i] = h.getUint32(i * MMSGHDR_SIZE + MMSG_LEN, true);
+      batch.truncated[i] = h.getInt32(i * MMSGHDR_SIZE + MSG_FLAGS, true) & MSG_TRUNC ? 1 : 0;
+    }
+    return { received: r, errno: 0 };
+  }
+
+  /**
+   * Whether `fd` has a datagram queued, waiting at most `timeoutMs`. It blocks the
+   * thread: for probes and tests; a server waits with watch() or a runtime socket.
+   */
+  waitReadable(fd: number, timeoutMs: number): boolean {
+    const p = new Uint8Array(POLLFD_SIZE), v = viewOf(p);
+    v.setInt32(0, fd, true);
+    v.setInt16(4, POLLIN, true);
+    const r = this.libc.poll(p, 1, timeoutMs);
+    return r > 0 && (v.getInt16(6, true) & POLLIN) !== 0;
+  }
+}
+
+export { EAGAIN, EINVAL, errnoName };

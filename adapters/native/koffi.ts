@@ -1,0 +1,53 @@
+/**
+ * libc through koffi (Node): an optional npm dependency whose package carries
+ * prebuilt binaries, so it loads without install scripts or a C toolchain.
+ * Readability comes from koffi's libuv poll handle on the descriptor.
+ */
+import { createRequire } from "node:module";
+import type { Libc } from "./libc.ts";
+
+interface Koffi {
+  load(path: string): { func(signature: string): (...args: unknown[]) => number };
+  address(value: unknown): bigint;
+  errno(): number;
+  node: {
+    // koffi 3.3's index.d.ts omits the status argument its C++ passes first (src/koffi/src/uv.cc).
+    poll(fd: number, opts: { readable: boolean }, callback: (status: number, ev: { readable: boolean }) => void): { stop(): void; close(): void };
+  };
+}
+
+/** Throws when koffi is not installed or its binary does not load here. */
+export function koffiLibc(): Libc {
+  // createRequire: koffi is CommonJS, and a static import would make it a hard dependency of the bundle.
+  const koffi = createRequire(import.meta.url)("koffi") as Koffi;
+  const lib = koffi.load("libc.so.6");
+  const socket = lib.func("int socket(int, int, int)");
+  const bind = lib.func("int bind(int, void *, uint32_t)");
+  const getsockname = lib.func("int getsockname(int, void *, void *)");
+  const setsockopt = lib.func("int setsockopt(int, int, int, void *, uint32_t)");
+  const sendmsg = lib.func("intptr_t sendmsg(int, void *, int)");
+  const sendmmsg = lib.func("int sendmmsg(int, void *, unsigned int, int)");
+  const recvmmsg = lib.func("int recvmmsg(int, void *, unsigned int, int, void *)");
+  const poll = lib.func("int poll(void *, unsigned long, int)");
+  const close = lib.func("int close(int)");
+  return {
+    ffi: "koffi",
+    address: (bytes) => koffi.address(bytes),
+    errno: () => koffi.errno(),
+    socket: (d, t, p) => socket(d, t, p),
+    bind: (fd, sa, len) => bind(fd, sa, len),
+    getsockname: (fd, sa, len) => getsockname(fd, sa, len),
+    setsockopt: (fd, level, name, value, len) => setsockopt(fd, level, name, value, len),
+    sendmsg: (fd, msg, flags) => Number(sendmsg(fd, msg, flags)),
+    sendmmsg: (fd, vec, n, flags) => sendmmsg(fd, vec, n, flags),
+    recvmmsg: (fd, vec, n, flags) => recvmmsg(fd, vec, n, flags, null),
+    poll: (fds, n, timeout) => poll(fds, n, timeout),
+    close: (fd) => close(fd),
+    watch(fd, onReadable) {
+      const handle = koffi.node.poll(fd, { readable: true }, (status, ev) => {
+        if (status === 0 && ev.readable) onReadable();
+      });
+      return () => handle.close();
+    },
+  };
+}

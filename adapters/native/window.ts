@@ -1,0 +1,36 @@
+/**
+ * A window laid out as [header][block][header][block]... sent as datagrams of
+ * `segmentSize` bytes (the last may be shorter): by GSO sends where the batch
+ * path exists, and through `sendOne` (the runtime's per-datagram send) for
+ * everything else, including whatever a GSO send did not take. Every segment
+ * leaves by one path or the other, in order: the peer sees the same datagrams.
+ */
+import type { BatchDatagrams } from "./datagrams.ts";
+
+export interface WindowResult {
+  /** Segments that went out in GSO sends. */
+  gso: number;
+  /** Segments handed to sendOne. */
+  single: number;
+  /** 0, or the errno that moved the rest of the window to sendOne. */
+  errno: number;
+}
+
+export function sendWindow(
+  native: BatchDatagrams | null,
+  fd: number,
+  window: Uint8Array,
+  segmentSize: number,
+  address: string,
+  port: number,
+  sendOne: (datagram: Uint8Array) => void,
+): WindowResult {
+  let gso = 0, errno = 0;
+  if (native) ({ sent: gso, errno } = native.sendSegmented(fd, window, segmentSize, address, port));
+  let single = 0;
+  for (let at = gso * segmentSize; at < window.length; at += segmentSize) {
+    sendOne(window.subarray(at, Math.min(window.length, at + segmentSize)));
+    single++;
+  }
+  return { gso, single, errno };
+}
