@@ -12,7 +12,7 @@ import { readFile, stat } from "node:fs/promises";
 import { isIP } from "node:net";
 import { resolve } from "node:path";
 import { type ClientRule, Emmer, limitsFor, type MetricsServer, parseClientRule, parseMapFile, type RewriteRule, serveDir, serveMetrics } from "./mod.ts";
-import { runtimeName } from "./adapters/runtime.ts";
+import { loadRuntime, runtimeName } from "./adapters/runtime.ts";
 import { runClient } from "./cli/client.ts";
 import { type Account, cannotDrop, dropPrivileges, lookupAccount } from "./adapters/privileges.ts";
 import { passedSocket, udpFamily } from "./adapters/listen_fds.ts";
@@ -406,6 +406,10 @@ async function main(): Promise<number> {
   ].filter(Boolean).map((x) => `${x}; `).join("");
   if (workers) workers.reportListening(); // the primary prints the one startup line
   else console.log(`emmer-node: serving ${root} (${access}) on ${hostPort(a.address, a.port)}; ${extras}Ctrl-C stops`);
+  if (verbose) {
+    const path = (await loadRuntime()).datagramPath;
+    console.log(`emmer-node: datagrams go out ${path ? `${path.path === "gso" ? "a window per send" : "one per send"} (${path.detail})` : "one per send"}`);
+  }
   await new Promise<void>((done) => {
     let stopping = false;
     const stop = () => {

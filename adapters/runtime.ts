@@ -23,7 +23,8 @@ export function loadRuntime(): Promise<Runtime> {
     const name = runtimeName();
     if (name === "bun") return import("./bun.ts").then((m) => m.runtime);
     if (name === "deno" && typeof g.Deno!.listenDatagram === "function") return import("./deno.ts").then((m) => m.runtime);
-    return import("./node.ts").then((m) => m.runtime);
+    // Node: transfer sockets send windows by UDP GSO where the machine allows (node_windows.ts).
+    return Promise.all([import("./node.ts"), import("./node_windows.ts")]).then(([n, w]) => w.withWindows(n.runtime));
   })();
   return loaded;
 }

@@ -95,6 +95,21 @@ export class Gauge extends Metric {
   }
 }
 
+/** A counter kept elsewhere (an adapter's tally), read when the registry is rendered. */
+export class ReadCounter extends Metric {
+  readonly type = "counter";
+  #read: () => number;
+
+  constructor(name: string, help: string, read: () => number) {
+    super(name, help, []);
+    this.#read = read;
+  }
+
+  samples(): string {
+    return `${this.name} ${formatValue(this.#read())}\n`;
+  }
+}
+
 /** Observations counted into cumulative buckets, with their sum and count. */
 export class Histogram extends Metric {
   readonly type = "histogram";

@@ -40,6 +40,11 @@ export interface Runtime {
   bindFd?(fd: number, onMessage: MessageHandler): Promise<DatagramTransport>;
   /** Milliseconds, monotonic enough for timeouts. */
   now(): number;
+  /**
+   * Optional: how datagrams leave ("gso": a window per send call; "per-datagram"), and why:
+   * the CLI's --verbose shows it.
+   */
+  readonly datagramPath?: { path: string; detail: string };
   /** A one-shot timer: a driver keeps one, at its endpoint's next deadline. */
   after(ms: number, fn: () => void): { stop(): void };
 }

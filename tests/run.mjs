@@ -1,7 +1,8 @@
 // Runs every tests/**/*.test.ts file in its own process, on Node (through tsx),
 // Deno and Bun (both from the npm devDependencies), and ends with one line:
-// "N passed, N failed" over all three (the skipped count comes on the line
-// before it: a skipped test is neither).
+// "N passed, N failed" over all of them (the skipped count comes on the line
+// before it: a skipped test is neither). Node runs twice: with the batch datagram
+// path where the machine has one, and without it (node-plain).
 //   node tests/run.mjs [--runtimes node,deno,bun] [filter...]
 // Filters keep the files whose path contains one of them. A file that crashes
 // or exits non-zero without uvu's summary counts as one failure. Tooling checks
@@ -17,7 +18,8 @@ import { fileURLToPath } from "node:url";
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const args = process.argv.slice(2);
 const rtFlag = args.indexOf("--runtimes");
-const runtimes = rtFlag >= 0 ? args.splice(rtFlag, 2)[1].split(",") : ["node", "deno", "bun"];
+// node-plain: Node with the batch datagram path off (EMMER_NATIVE=off), the path of a machine without an FFI.
+const runtimes = rtFlag >= 0 ? args.splice(rtFlag, 2)[1].split(",") : ["node", "node-plain", "deno", "bun"];
 const filters = args;
 const TOOLING = ["typecheck.test.ts", "wasm_fresh.test.ts", "deno_tooling.test.ts", "consumers.test.ts", "readme.test.ts"];
 const NODE_ONLY = [...TOOLING, "scaleout.test.ts", "client_cli.test.ts"];
@@ -26,6 +28,7 @@ const nodeOnly = (file) => NODE_ONLY.some((x) => file.endsWith(x)) || relative(r
 const bin = (name) => join(root, "node_modules", ".bin", name);
 const COMMANDS = {
   node: [process.execPath, join(root, "node_modules", "tsx", "dist", "cli.mjs")],
+  "node-plain": [process.execPath, join(root, "node_modules", "tsx", "dist", "cli.mjs")],
   deno: [bin("deno"), "run", "-A"],
   bun: [bin("bun"), "run"],
 };
@@ -43,9 +46,13 @@ function find(dir) {
 // Filters match the path inside the repository: a checkout folder named like a filter must not match every file.
 const files = find(join(root, "tests")).filter((f) => filters.length === 0 || filters.some((x) => relative(root, f).includes(x)));
 
-function run(cmd, file) {
+const ENV = { "node-plain": { ...process.env, EMMER_NATIVE: "off" } };
+// About the sources or the package, not the datagram path: once is enough.
+const onceOnly = (file) => TOOLING.some((x) => file.endsWith(x)) || file.endsWith("scaleout.test.ts") || relative(root, file).startsWith(join("tests", "boot", ""));
+
+function run(cmd, file, env = process.env) {
   return new Promise((resolve) => {
-    const child = spawn(cmd[0], [...cmd.slice(1), file], { cwd: root, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(cmd[0], [...cmd.slice(1), file], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     child.stdout.on("data", (d) => {
       out += d;
@@ -72,10 +79,10 @@ for (const rt of runtimes) {
     continue;
   }
   for (const file of files) {
-    if (rt !== "node" && nodeOnly(file)) continue;
+    if (rt === "node-plain" ? onceOnly(file) : rt !== "node" && nodeOnly(file)) continue;
     const name = relative(root, file);
     console.log(`\n# [${rt}] ${name}`);
-    const { code, out } = await run(cmd, file);
+    const { code, out } = await run(cmd, file, ENV[rt]);
     // deno-lint-ignore no-control-regex -- ANSI colour codes begin with ESC
     const plain = out.replace(/\x1b\[[0-9;]*m/g, "");
     const total = Number(/Total:\s+(\d+)/.exec(plain)?.[1] ?? NaN);

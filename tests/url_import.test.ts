@@ -21,7 +21,7 @@ function serveRepo(): Promise<{ server: Server; port: number; requests: string[]
     const path = normalize(decodeURIComponent(new URL(req.url!, "http://x").pathname));
     requests.push(path);
     // Only the module tree a user would import: mod.ts, version.ts, core/, drivers/, adapters/.
-    if (!/^\/(mod\.ts|version\.ts|core\/[\w.]+\.ts|drivers\/[\w.]+\.ts|adapters\/[\w.]+\.ts)$/.test(path)) {
+    if (!/^\/(mod\.ts|version\.ts|core\/[\w.]+\.ts|drivers\/[\w.]+\.ts|adapters\/(native\/)?[\w.]+\.ts)$/.test(path)) {
       res.writeHead(404).end();
       return;
     }

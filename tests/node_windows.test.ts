@@ -1,0 +1,56 @@
+// Windows as one UDP GSO send each (adapters/node_windows.ts), over real loopback sockets: the
+// client gets the same bytes whichever path the server's datagrams take, and the path in use is
+// the one the machine allows (node-plain in tests/run.mjs turns it off: EMMER_NATIVE=off).
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import process from "node:process";
+import { Emmer, TftpClient } from "../mod.ts";
+import { loadRuntime, runtimeName } from "../adapters/runtime.ts";
+import { windowStats } from "../adapters/node_windows.ts";
+import { bytesOf } from "./support/session_driver.ts";
+
+const plain = process.env.EMMER_NATIVE === "off";
+const onNode = runtimeName() === "node";
+
+test("the datagram path is the one this machine and run allow", async () => {
+  const path = (await loadRuntime()).datagramPath;
+  if (!onNode) {
+    assert.is(path, undefined, "only Node's adapter has a batch path so far");
+    return;
+  }
+  assert.ok(path, "Node's runtime says how datagrams leave");
+  if (plain) assert.equal([path!.path, path!.detail], ["per-datagram", "disabled: EMMER_NATIVE=off"]);
+  // Node with koffi on Linux x86_64 (CI installs it): windows must go out by GSO.
+  else if (process.env.CI === "true" || path!.path === "gso") assert.is(path!.path, "gso", path!.detail);
+});
+
+// [blksize, windowsize, size]: windows that fill the ring, a last short block, a ring that wraps
+const cases: [number, number, number][] = [
+  [1468, 16, 3_000_000],
+  [512, 64, 1_000_003],
+  [8, 4, 65535 * 8 + 1],
+  [65464, 2, 400_000],
+];
+for (const [blksize, windowsize, size] of cases) {
+  test(`a read at blksize ${blksize}, windowsize ${windowsize}, ${size} bytes: the same bytes on either path`, async () => {
+    const body = bytesOf(size, blksize);
+    const app = new Emmer({ hostname: "127.0.0.1", port: 0, maxWindowsize: 64 });
+    app.read("f", () => body);
+    await app.listen();
+    const before = windowStats.gsoDatagrams;
+    try {
+      const client = new TftpClient("127.0.0.1", app.address!.port, { timeoutMs: 1000 });
+      const { data } = await client.get("f", { blksize, windowsize });
+      assert.is(data.length, size);
+      assert.ok(data.every((b, i) => b === body[i]), "bytes differ");
+      const path = (await loadRuntime()).datagramPath;
+      const viaGso = windowStats.gsoDatagrams - before;
+      if (path?.path === "gso") assert.ok(viaGso > 0, "no window went out by GSO");
+      else assert.is(viaGso, 0, "GSO sends on the per-datagram path");
+    } finally {
+      await app.close();
+    }
+  });
+}
+
+test.run();
