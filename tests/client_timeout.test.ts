@@ -1,63 +1,55 @@
 // TftpClient's clock: ClientOptions timeoutMs and retries, and the timeout
 // transfer option (RFC 2349), against a server on the fake network that never
-// answers (or answers only the OACK). Every datagram the client sends is stamped
-// with the fake clock's time, so the schedule is checked to the millisecond.
+// answers (or answers only the OACK). The schedule is checked to the millisecond:
+// nothing goes out 1 ms before each expected time, exactly one datagram at it.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { TftpClient, type TransferOptions } from "../mod.ts";
 import { decode, encodeOack } from "../core/codec.ts";
 import type { Options, Packet } from "../core/packet.ts";
-import type { DatagramTransport, MessageHandler } from "../core/transport.ts";
 import { FakeNet } from "./support/fake_runtime.ts";
 
-/** A FakeNet that notes the time of every datagram sent to the server's address. */
-class StampedNet extends FakeNet {
-  sent: { at: number; port: number; packet: Packet }[] = [];
-  override async bind(hostname: string, port: number, onMessage: MessageHandler): Promise<DatagramTransport> {
-    const t = await super.bind(hostname, port, onMessage);
-    const send = t.send.bind(t);
-    return {
-      ...t,
-      address: t.address,
-      port: t.port,
-      send: (data, toPort, toAddress, done) => {
-        if (toAddress === "127.0.0.1") this.sent.push({ at: this.time, port: toPort, packet: decode(data.slice()) as Packet });
-        send(data, toPort, toAddress, done);
-      },
-      close: () => t.close(),
-    };
-  }
+/** A server at 127.0.0.1:69 that hears nothing (its datagrams stay queued) and a transfer port to answer from. */
+async function silentServer(clientOptions: { timeoutMs?: number; retries?: number }) {
+  const net = new FakeNet();
+  await net.bind("127.0.0.1", 69, () => {});
+  const tid = await net.bind("127.0.0.1", 0, () => {});
+  const client = new TftpClient("127.0.0.1", 69, { runtime: net, ...clientOptions });
+  /** Takes the queued datagrams bound for `port`, decoded, with the port they came from. */
+  const sentTo = (port: number) => {
+    const mine = net.queue.filter((d) => d.to.address === "127.0.0.1" && d.to.port === port);
+    net.queue.splice(0, net.queue.length, ...net.queue.filter((d) => !mine.includes(d)));
+    return mine.map((d) => ({ packet: decode(d.data) as Packet, from: d.from.port }));
+  };
+  return { net, tid, client, sentTo };
+}
+
+/** Follows `p`: "pending", "ok", or "code: message" of its rejection. */
+function track(p: Promise<unknown>): { result: string } {
+  const t = { result: "pending" };
+  p.then(() => (t.result = "ok"), (e) => (t.result = `${e.code}: ${e.message}`));
+  return t;
 }
 
 /**
- * Starts `call` against 127.0.0.1:69 where nothing answers but, if `oack` is given, one OACK
- * to the request from a transfer port; then lets 60 s of fake time pass.
- * Returns what the client sent (times in ms) and how the call ended, and when.
+ * Moves the clock to each of `times` (ms, rising) and checks that `sent()` is empty 1 ms
+ * before each and holds one datagram at it; returns those datagrams.
  */
-async function silentServer(clientOptions: { timeoutMs?: number; retries?: number }, call: (c: TftpClient) => Promise<unknown>, oack?: Options) {
-  const net = new StampedNet();
-  let from = 0;
-  await net.bind("127.0.0.1", 69, (_d, _a, port) => (from = port));
-  const tid = await net.bind("127.0.0.1", 0, () => {});
-  const client = new TftpClient("127.0.0.1", 69, { runtime: net, ...clientOptions });
-  const end = { result: "pending", at: -1 };
-  call(client).then(
-    () => Object.assign(end, { result: "ok", at: net.time }),
-    (e) => Object.assign(end, { result: `${e.code}: ${e.message}`, at: net.time }),
-  );
-  await net.deliver();
-  if (oack) {
-    tid.send(encodeOack(oack), from, "0.0.0.0", () => {});
-    await net.deliver();
+async function expectAt(net: FakeNet, times: number[], sent: () => { packet: Packet }[]): Promise<Packet[]> {
+  const out: Packet[] = [];
+  for (const t of times) {
+    if (t > net.time) {
+      await net.advance(t - 1 - net.time);
+      assert.equal(sent(), [], `sent before ${t} ms (at ${net.time} ms)`);
+      await net.advance(1);
+    }
+    const now = sent();
+    assert.is(now.length, 1, `datagrams sent at ${t} ms`);
+    out.push(now[0].packet);
   }
-  await net.advance(60_000);
-  await net.deliver();
-  const toListener = net.sent.filter((s) => s.port === 69);
-  const toTransfer = net.sent.filter((s) => s.port === tid.port);
-  return { net, end, toListener, toTransfer };
+  return out;
 }
 
-const times = (sent: { at: number }[]) => sent.map((s) => s.at);
 const schedule = (every: number, count: number) => Array.from({ length: count }, (_, i) => i * every);
 
 for (const [what, options, every, retries] of [
@@ -68,12 +60,18 @@ for (const [what, options, every, retries] of [
 ] as const) {
   for (const kind of ["get", "put"] as const) {
     test(`${kind}, ${what}: the request is resent every ${every} ms, ${retries} times, then given up ${every} ms after the last`, async () => {
-      const call = (c: TftpClient) => (kind === "get" ? c.get("f") : c.put("f", new Uint8Array(100)));
-      const { end, toListener, toTransfer } = await silentServer(options, call);
-      assert.equal(times(toListener), schedule(every, retries + 1), "when the request went out");
-      assert.ok(toListener.every((s) => s.packet.op === (kind === "get" ? 1 : 2)), "only the request, each time");
-      assert.equal(toTransfer, []);
-      assert.equal([end.result, end.at], ["0: no answer from the server", (retries + 1) * every]);
+      const { net, client, sentTo } = await silentServer(options);
+      const end = track(kind === "get" ? client.get("f") : client.put("f", new Uint8Array(100)));
+      await net.deliver(() => false); // lets the client bind and send; delivers nothing
+      const requests = await expectAt(net, schedule(every, retries + 1), () => sentTo(69));
+      assert.equal(requests.map((p) => p.op), Array(retries + 1).fill(kind === "get" ? 1 : 2), "only the request, each time");
+      const giveUp = (retries + 1) * every;
+      await net.advance(giveUp - 1 - net.time);
+      assert.is(end.result, "pending", `given up before ${giveUp} ms`);
+      await net.advance(1);
+      assert.is(end.result, "0: no answer from the server");
+      await net.advance(10 * every);
+      assert.equal(net.queue, [], "something was sent after giving up");
     });
   }
 }
@@ -85,17 +83,22 @@ for (const [what, asked, oack, every] of [
   ["not granted (the OACK answers only blksize)", { timeout: 3, blksize: 1024 }, { blksize: "1024" }, 700],
 ] as [string, TransferOptions, Options, number][]) {
   for (const kind of ["get", "put"] as const) {
-    test(`${kind} with the timeout option ${what}: the ${kind === "get" ? "ACK 0" : "DATA 1"} is resent every ${every} ms, 3 times, then ERROR 0`, async () => {
-      const call = (c: TftpClient) => (kind === "get" ? c.get("f", asked) : c.put("f", new Uint8Array(2000), asked));
-      const { end, toListener, toTransfer } = await silentServer({ timeoutMs: 700, retries: 3 }, call, oack);
-      assert.equal(toListener.map((s) => [s.at, s.packet.op, (s.packet as { options: Options }).options.timeout]), [[0, kind === "get" ? 1 : 2, "3"]], "the request, with timeout 3, once");
-      const resent = toTransfer.slice(0, -1);
+    const repeated = kind === "get" ? "ACK 0" : "DATA 1";
+    test(`${kind} with the timeout option ${what}: the ${repeated} is resent every ${every} ms, 3 times, then ERROR 0`, async () => {
+      const { net, tid, client, sentTo } = await silentServer({ timeoutMs: 700, retries: 3 });
+      const end = track(kind === "get" ? client.get("f", asked) : client.put("f", new Uint8Array(2000), asked));
+      await net.deliver(() => false); // lets the client bind and send; delivers nothing
+      const [request] = sentTo(69);
+      assert.equal([request.packet.op, (request.packet as { options: Options }).options.timeout], [kind === "get" ? 1 : 2, "3"], "the request asks timeout 3");
+      tid.send(encodeOack(oack), request.from, "0.0.0.0", () => {});
+      await net.deliver((d) => d.from.port === tid.port);
+      const resent = await expectAt(net, schedule(every, 4), () => sentTo(tid.port));
       const want = kind === "get" ? [4, 0] : [3, 1];
-      assert.equal(resent.map((s) => [s.packet.op, (s.packet as { block: number }).block]), [want, want, want, want]);
-      assert.equal(times(resent), schedule(every, 4), "when it went out");
-      const last = toTransfer[toTransfer.length - 1];
-      assert.equal([last.at, last.packet.op, (last.packet as { message: string }).message], [4 * every, 5, "timed out"]);
-      assert.equal([end.result, end.at], ["0: timed out", 4 * every]);
+      assert.equal(resent.map((p) => [p.op, (p as { block: number }).block]), [want, want, want, want], `the ${repeated}, each time`);
+      const [error] = await expectAt(net, [4 * every], () => sentTo(tid.port));
+      assert.equal([error.op, (error as { message: string }).message], [5, "timed out"]);
+      assert.is(end.result, "0: timed out");
+      assert.equal(sentTo(69), [], "the request was resent after the OACK");
     });
   }
 }
