@@ -12,6 +12,7 @@ import { loadRuntime, runtimeName } from "../adapters/runtime.ts";
 import type { DatagramTransport } from "../core/transport.ts";
 import { rawExchange, within } from "./support/raw.ts";
 import { get, hasPeer } from "./support/peers.ts";
+import { testNeeding } from "./support/needs.ts";
 import { bytesOf } from "./support/session_driver.ts";
 import { buildCli, command, repo } from "./support/cli_command.ts";
 
@@ -172,11 +173,7 @@ for (const flag of ["--version", "-V"]) {
   });
 }
 
-test("with no flags it serves the current folder read-only on 127.0.0.1:3942 (in a network namespace of its own), logs each transfer, stops on Ctrl-C", async () => {
-  if (!netnsWorks || !hasPeer("curl")) {
-    assert.ok(process.env.CI !== "true", "this test needs unshare, nsenter and curl");
-    return;
-  }
+testNeeding("with no flags it serves the current folder read-only on 127.0.0.1:3942 (in a network namespace of its own), logs each transfer, stops on Ctrl-C", { "unshare and nsenter": netnsWorks, curl: hasPeer("curl") }, async () => {
   const dir = await mkdtemp(join(tmpdir(), "emmer-cli-"));
   try {
     await writeFile(join(dir, "boot.bin"), bytesOf(300_000, 4));
@@ -249,11 +246,7 @@ test("-a :: (dual-stack): an IPv4 client is served and logged as plain IPv4", as
   }
 });
 
-test("--port 69 without CAP_NET_BIND_SERVICE: exit 1 with what to do (setcap, a port >= 1024)", () => {
-  if (!netnsWorks) {
-    assert.ok(process.env.CI !== "true", "this test needs unshare and setpriv");
-    return;
-  }
+testNeeding("--port 69 without CAP_NET_BIND_SERVICE: exit 1 with what to do (setcap, a port >= 1024)", { "unshare and setpriv": netnsWorks }, () => {
   // In a namespace of its own, the capability taken out of the bounding set: the bind meets EACCES.
   const r = runToEnd(["--port", "69"], netns("setpriv --bounding-set=-net_bind_service --inh-caps=-net_bind_service"));
   assert.is(r.status, 1, r.stdout + r.stderr);
@@ -428,11 +421,7 @@ test("--windows-names and --map-file: a WDS tree served under the names its clie
   }
 });
 
-test("--client and --mtu reach a real client: curl asking blksize 1468 gets what the range or the MTU allows", async () => {
-  if (!hasPeer("curl")) {
-    assert.ok(process.env.CI !== "true", "this test needs curl");
-    return;
-  }
+testNeeding("--client and --mtu reach a real client: curl asking blksize 1468 gets what the range or the MTU allows", { curl: hasPeer("curl") }, async () => {
   const dir = await mkdtemp(join(tmpdir(), "emmer-cli-"));
   try {
     await writeFile(join(dir, "f.bin"), bytesOf(20_000, 6));

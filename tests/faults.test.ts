@@ -13,6 +13,7 @@ import { startProxy } from "./support/lossy_proxy.ts";
 import { int, pick, rng } from "./support/random_packets.ts";
 import { bytesOf } from "./support/session_driver.ts";
 import { get, hasPeer } from "./support/peers.ts";
+import { testNeeding } from "./support/needs.ts";
 
 const SEED = Number(process.env.EMMER_FAULT_SEED ?? 20261124);
 const TRANSFERS = Number(process.env.EMMER_FAULT_TRANSFERS ?? 200);
@@ -83,11 +84,7 @@ test(`${TRANSFERS} reads and writes through 10% loss, 5% duplication, 5% reorder
 // when the client's ACK 0 is lost: so the negotiation (OACK, ACK 0) is spared; the data is not.
 const negotiation = (d: Uint8Array) => d[1] === 6 || (d[1] === 4 && d[2] === 0 && d[3] === 0);
 
-test("atftp with windowsize 16 through the same faults (negotiation spared): complete and identical", async () => {
-  if (!hasPeer("atftp")) {
-    assert.ok(process.env.CI !== "true", "atftp is not installed");
-    return;
-  }
+testNeeding("atftp with windowsize 16 through the same faults (negotiation spared): complete and identical", { atftp: hasPeer("atftp") }, async () => {
   const dir = await mkdtemp(join(tmpdir(), "emmer-faults-"));
   // atftp recovers from a lost ACK only on its own timeout: both sides use 1 s (the timeout option),
   // and the server's retries outlast atftp's.

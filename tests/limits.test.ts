@@ -67,7 +67,7 @@ test("requests per address: beyond the rate, silence (a boot ROM retries on sile
   const later = await fakePeer(net, "127.0.0.2");
   later.send(encodeRequest(1, "later", "octet", {}), 69);
   await net.deliver();
-  assert.is(op(later.take()[0].data), 3, "still refused a second later");
+  assert.is(op(later.take()[0].data), 3, "a request a second later was not served: the address's bucket did not refill at 5 per second");
 });
 
 test("a flood of dropped requests is reported at most once a second, with a count, and nothing is lost from the count", async () => {

@@ -284,24 +284,34 @@ test("uploads: the handler gets the stream; accept sees the announced size; verd
 test("at maxSessions, a new request is dropped unanswered (reported to the operator) and the client's retransmission is served once a session frees", async () => {
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
+  let slowRuns!: () => void;
+  const slowRunning = new Promise<void>((r) => (slowRuns = r));
+  let reported!: () => void;
+  const dropReported = new Promise<void>((r) => (reported = r));
   const events: { filename: string; dropped?: number; error?: { message: string } }[] = [];
   const { app, client } = await server((app) => {
     app.read("slow", async () => {
+      slowRuns();
       await gate;
       return "done";
     });
     app.read("fast", () => "fast");
-  }, { maxSessions: 1, onTransfer: (e) => events.push(e) });
+  }, { maxSessions: 1, onTransfer: (e) => (events.push(e), e.dropped !== undefined && reported()) });
+  const runtime = await loadRuntime();
   try {
+    // Both are awaited below; caught now so that a failed check before then does not leave them unhandled.
     const slow = client.get("slow");
-    await new Promise((r) => setTimeout(r, 50)); // let the first request reach its handler
+    slow.catch(() => {});
+    await within(runtime, slowRunning, 2000, "the first request reaching its handler");
     const fast = client.get("fast"); // its first request meets a full server; it retransmits at 500 ms
-    await new Promise((r) => setTimeout(r, 50));
+    fast.catch(() => {});
+    await within(runtime, dropReported, 2000, "the dropped request's report");
     assert.equal(events.map((e) => [e.filename, e.error?.message, e.dropped]), [["fast", "server busy", 1]]);
     release();
     assert.is(text.decode((await slow).data), "done");
     assert.is(text.decode((await fast).data), "fast");
   } finally {
+    release();
     await app.close();
   }
 });

@@ -11,19 +11,14 @@ import { join } from "node:path";
 import { loadRuntime, runtimeName } from "../adapters/runtime.ts";
 import { rawExchange, within } from "./support/raw.ts";
 import { hasPeer, run } from "./support/peers.ts";
+import { testNeeding } from "./support/needs.ts";
 import { bytesOf } from "./support/session_driver.ts";
 import { buildCli, command } from "./support/cli_command.ts";
 
-const CI = process.env.CI === "true";
-
 test.before(() => assert.ok(buildCli(), "the CLI bundle was not built"));
 
-/** A peer the test needs: missing, the test is skipped locally and fails in CI. */
-function need(tool: string, present: boolean): boolean {
-  if (!present && CI) throw new Error(`${tool} is not installed (CI must install it)`);
-  if (!present) console.log(`  skipped: ${tool} is not installed`);
-  return present;
-}
+const curl = { curl: hasPeer("curl") };
+const socketActivate = { "systemd-socket-activate": spawnSync("systemd-socket-activate", ["--version"], { timeout: 5000 }).status === 0 };
 
 interface Server {
   child: ChildProcess;
@@ -107,8 +102,7 @@ function sample(text: string, series: string): number | undefined {
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
 }
 
-test("--metrics: a curl scrape counts a download, a not-found refusal, an upload and a timeout; --log-format json logs each", async () => {
-  if (!need("curl", hasPeer("curl"))) return;
+testNeeding("--metrics: a curl scrape counts a download, a not-found refusal, an upload and a timeout; --log-format json logs each", curl, async () => {
   const dir = await mkdtemp(join(tmpdir(), "emmer-ops-"));
   const file = bytesOf(3000);
   await writeFile(join(dir, "f.bin"), file);
@@ -189,8 +183,7 @@ test("--metrics: a curl scrape counts a download, a not-found refusal, an upload
   }
 });
 
-test("Ctrl-C while an acknowledged upload dallies: its line says ok, once, and the server exits at once", async () => {
-  if (!need("curl", hasPeer("curl"))) return;
+testNeeding("Ctrl-C while an acknowledged upload dallies: its line says ok, once, and the server exits at once", curl, async () => {
   const dir = await mkdtemp(join(tmpdir(), "emmer-ops-"));
   await writeFile(join(dir, "local.bin"), bytesOf(700));
   // A 5 s timeout: the dally (3 timeouts) would hold the server for 15 s.
@@ -247,9 +240,7 @@ test("--metrics on a port that is taken: exit 1 before serving", async () => {
   }
 });
 
-test("socket activation: under systemd-socket-activate the passed socket is served (curl downloads); Deno says it cannot", async () => {
-  if (!need("systemd-socket-activate", spawnSync("systemd-socket-activate", ["--version"]).status === 0)) return;
-  if (!need("curl", hasPeer("curl"))) return;
+testNeeding("socket activation: under systemd-socket-activate the passed socket is served (curl downloads); Deno says it cannot", { ...socketActivate, ...curl }, async () => {
   const dir = await mkdtemp(join(tmpdir(), "emmer-ops-"));
   const file = bytesOf(5000);
   await writeFile(join(dir, "boot.bin"), file);
@@ -274,9 +265,10 @@ test("socket activation: under systemd-socket-activate the passed socket is serv
   }
 });
 
-test("a descriptor that is not a UDP socket (ListenStream=): exit 2 with what to fix", async () => {
-  if (!need("systemd-socket-activate", spawnSync("systemd-socket-activate", ["--version"]).status === 0)) return;
-  if (runtimeName() === "deno") return; // Deno stops earlier: it takes no descriptor at all (previous test)
+const notUdp = "a descriptor that is not a UDP socket (ListenStream=): exit 2 with what to fix";
+// Deno stops earlier: it takes no descriptor at all (the previous test checks that it says so).
+if (runtimeName() === "deno") test.skip(notUdp);
+else testNeeding(notUdp, socketActivate, async () => {
   const { s, port } = await activate(["--port", "1"], []);
   try {
     // A TCP connection activates the server.
@@ -318,9 +310,7 @@ function ids(pid: number): { uid: string; groups: string } {
 
 const isRoot = process.getuid?.() === 0;
 
-test("--user nobody: bound as root, then serves as nobody (uid and groups), downloads still work", async () => {
-  if (!need("root (to change user)", isRoot)) return;
-  if (!need("curl", hasPeer("curl"))) return;
+testNeeding("--user nobody: bound as root, then serves as nobody (uid and groups), downloads still work", { "root (to change user)": isRoot, ...curl }, async () => {
   const dir = await mkdtemp(join(tmpdir(), "emmer-ops-"));
   await chmod(dir, 0o755); // readable by nobody
   await writeFile(join(dir, "f.bin"), bytesOf(2000), { mode: 0o644 });
@@ -343,8 +333,7 @@ test("--user nobody: bound as root, then serves as nobody (uid and groups), down
   }
 });
 
-test("--user without supplementary groups to drop works on every runtime (Deno too)", async () => {
-  if (!need("root (to change user)", isRoot)) return;
+testNeeding("--user without supplementary groups to drop works on every runtime (Deno too)", { "root (to change user)": isRoot }, async () => {
   const s = launch(serverArgv(["--root", tmpdir(), "--port", "0", "--user", "nobody:nogroup"], ["setpriv", "--clear-groups"]));
   try {
     await s.waitFor(/as user nobody;/);

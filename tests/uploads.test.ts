@@ -85,8 +85,13 @@ test("close() during an upload lets it finish: the client gets its last ACK and 
   try {
     const client = new TftpClient("127.0.0.1", app.address!.port, { timeoutMs: 300, retries: 3 });
     const body = bytesOf(3_000_000, 5);
-    const upload = client.put("during-close.bin", body, { blksize: 512 });
-    await new Promise((r) => setTimeout(r, 100)); // well into the transfer
+    // close() comes once the server has acknowledged a first megabyte: well into the transfer.
+    let acked = 0;
+    let intoIt!: () => void;
+    const wellInto = new Promise<void>((r) => (intoIt = r));
+    const upload = client.put("during-close.bin", body, { blksize: 512, onProgress: (bytes) => ((acked = bytes), bytes >= 1_000_000 && intoIt()) });
+    await Promise.race([wellInto, upload]);
+    assert.ok(acked < body.length, "the upload had ended before close()");
     await Promise.all([upload, app.close()]);
     assert.equal(new Uint8Array(await readFile(join(root, "during-close.bin"))), body);
   } finally {

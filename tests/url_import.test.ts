@@ -11,6 +11,7 @@ import { tmpdir } from "node:os";
 import { dirname, join, normalize } from "node:path";
 import { fileURLToPath } from "node:url";
 import { get, hasPeer } from "./support/peers.ts";
+import { testNeeding } from "./support/needs.ts";
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), "..");
 const deno = join(repo, "node_modules", ".bin", "deno");
@@ -48,8 +49,7 @@ function waitForLine(child: ChildProcess, re: RegExp, log: { out: string }): Pro
 }
 
 for (const flags of [["-A"], ["-A", "--unstable-net"]]) {
-  test(`deno run ${flags.join(" ")}: a script outside the repository imports mod.ts from a URL and serves a route`, async () => {
-    assert.ok(hasPeer("curl") || process.env.CI !== "true", "curl is needed");
+  testNeeding(`deno run ${flags.join(" ")}: a script outside the repository imports mod.ts from a URL and serves a route`, { curl: hasPeer("curl") }, async () => {
     const { server, port, requests } = await serveRepo();
     const dir = await mkdtemp(join(tmpdir(), "emmer-url-"));
     let child: ChildProcess | null = null;
@@ -72,7 +72,6 @@ console.log("listening on", app.address!.port);
       const m = await waitForLine(child, /listening on (\d+)/, log);
       assert.ok(requests.includes("/mod.ts"));
       assert.ok(requests.some((r) => r.startsWith("/core/")), "core/ came over HTTP too");
-      if (!hasPeer("curl")) return;
       const local = join(dir, "got.txt");
       const r = await get("curl", { host: "127.0.0.1", port: Number(m[1]), remote: "greeting/deno", local, timeoutMs: 15_000 });
       assert.is(r.code, 0, r.stderr);
