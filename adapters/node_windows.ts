@@ -66,19 +66,44 @@ async function bindWindows(native: BatchDatagrams, hostname: string, port: numbe
   socket.on("error", () => {}); // as adapters/node.ts: ICMP reports are not fatal
   socket.on("message", (msg, rinfo) => onMessage(msg, unmapIPv4(rinfo.address), rinfo.port));
   let closed = false;
-  const sendOne = (data: Uint8Array, port: number, address: string, done: () => void) => {
+  // Datagrams handed to node:dgram and not yet out. A send through libc goes out at once, and
+  // would overtake them: while any wait, every send takes node:dgram's queue (order matters:
+  // a receiver ACKs a block that arrives early as a gap).
+  let queued = 0;
+  const viaDgram = (data: Uint8Array, port: number, address: string, done: () => void) => {
     if (closed) return done();
     windowStats.singleDatagrams++;
-    try {
-      socket.send(data, port, ipv6 && !address.includes(":") ? `::ffff:${address}` : address, done);
-    } catch {
+    queued++;
+    const sent = () => {
+      queued--;
       done();
+    };
+    try {
+      socket.send(data, port, ipv6 && !address.includes(":") ? `::ffff:${address}` : address, sent);
+    } catch {
+      sent();
     }
+  };
+  /** Consecutive datagrams of one size (the last may be shorter) as GSO sends; the rest by node:dgram. */
+  const sendRun = (window: Uint8Array, size: number, port: number, address: string, done: () => void) => {
+    if (queued > 0 || closed) {
+      for (let at = 0; at < window.length; at += size) viaDgram(window.subarray(at, Math.min(window.length, at + size)), port, address, done);
+      return;
+    }
+    const r = sendWindow(native, made.fd, window, size, address, port, (d) => viaDgram(d, port, address, done));
+    if (r.gso > 0) {
+      windowStats.gsoSends++;
+      windowStats.gsoDatagrams += r.gso;
+    }
+    // The kernel has copied what went out through libc: those bytes are free at once.
+    for (let k = 0; k < r.gso; k++) done();
   };
   return {
     address: made.address,
     port: made.port,
-    send: sendOne,
+    send(data, port, address, done) {
+      sendRun(data, data.length, port, address, done);
+    },
     sendMany(datagrams, port, address, done) {
       let i = 0;
       while (i < datagrams.length) {
@@ -95,18 +120,7 @@ async function bindWindows(native: BatchDatagrams, hostname: string, port: numbe
           j++;
           if (d.length < size) break;
         }
-        if (j - i < 2 || closed) {
-          for (let k = i; k < j; k++) sendOne(datagrams[k], port, address, done);
-        } else {
-          const window = new Uint8Array(first.buffer, first.byteOffset, end - first.byteOffset);
-          const r = sendWindow(native, made.fd, window, size, address, port, (d) => sendOne(d, port, address, done));
-          if (r.gso > 0) {
-            windowStats.gsoSends++;
-            windowStats.gsoDatagrams += r.gso;
-          }
-          // The kernel has copied what a GSO send took: those bytes are free at once.
-          for (let k = 0; k < r.gso; k++) done();
-        }
+        sendRun(new Uint8Array(first.buffer, first.byteOffset, end - first.byteOffset), size, port, address, done);
         i = j;
       }
     },

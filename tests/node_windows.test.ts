@@ -8,6 +8,8 @@ import { Emmer, TftpClient } from "../mod.ts";
 import { loadRuntime, runtimeName } from "../adapters/runtime.ts";
 import { windowStats } from "../adapters/node_windows.ts";
 import { bytesOf } from "./support/session_driver.ts";
+import { within } from "./support/raw.ts";
+import { decode, encodeAck, encodeRequest } from "../core/codec.ts";
 
 const plain = process.env.EMMER_NATIVE === "off";
 const onNode = runtimeName() === "node";
@@ -48,6 +50,45 @@ for (const [blksize, windowsize, size] of cases) {
       if (path?.path === "gso") assert.ok(viaGso > 0, "no window went out by GSO");
       else assert.is(viaGso, 0, "GSO sends on the per-datagram path");
     } finally {
+      await app.close();
+    }
+  });
+}
+
+// A window's blocks must reach the client in order whatever path each takes: a ring's wrap
+// splits a window, and a datagram sent by node:dgram must not be overtaken by a GSO send after it.
+// Loopback keeps the order the sender made, so any block out of order here is the server's doing.
+for (const windowsize of [3, 4, 16]) {
+  test(`windowsize ${windowsize}: every DATA arrives in order (ring wraps included)`, async () => {
+    const size = 700_001;
+    const app = new Emmer({ hostname: "127.0.0.1", port: 0 });
+    app.read("f", () => bytesOf(size, 5));
+    await app.listen();
+    const rt = await loadRuntime();
+    const order: number[] = [];
+    let done!: () => void;
+    const finished = new Promise<void>((r) => (done = r));
+    let serverPort = 0;
+    const sock = await rt.bind("127.0.0.1", 0, (data, _a, port) => {
+      const p = decode(data);
+      serverPort = port;
+      if (p.op === 6) return sock.send(encodeAck(0), port, "127.0.0.1", () => {});
+      if (p.op !== 3) return;
+      order.push(p.block);
+      const last = p.payload.length < 512;
+      if (last || p.block % windowsize === 0) sock.send(encodeAck(p.block), port, "127.0.0.1", () => {});
+      if (last) done();
+    });
+    try {
+      sock.send(encodeRequest(1, "f", "octet", { windowsize: String(windowsize) }), app.address!.port, "127.0.0.1", () => {});
+      await within(rt, finished, 20_000, "last block");
+      const blocks = Math.floor(size / 512) + 1;
+      const outOfOrder = order.findIndex((b, i) => b !== i + 1);
+      assert.is(outOfOrder, -1, `block ${order[outOfOrder]} came where ${outOfOrder + 1} was due`);
+      assert.is(order.length, blocks);
+      assert.ok(serverPort !== app.address!.port);
+    } finally {
+      sock.close();
       await app.close();
     }
   });
