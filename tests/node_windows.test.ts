@@ -10,6 +10,11 @@ import { windowStats } from "../adapters/node_windows.ts";
 import { bytesOf } from "./support/session_driver.ts";
 import { within } from "./support/raw.ts";
 import { decode, encodeAck, encodeRequest } from "../core/codec.ts";
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { buildCli, command } from "./support/cli_command.ts";
 
 const plain = process.env.EMMER_NATIVE === "off";
 const onNode = runtimeName() === "node";
@@ -93,5 +98,31 @@ for (const windowsize of [3, 4, 16]) {
     }
   });
 }
+
+test("emmer-node --verbose says how datagrams go out", async () => {
+  assert.ok(buildCli(), "the CLI bundle is missing");
+  const dir = mkdtempSync(join(tmpdir(), "emmer-path-"));
+  const child = spawn(process.execPath, [...command, "--verbose", "--host", "127.0.0.1", "--port", "0", dir], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  const line = new Promise<string>((resolve, reject) => {
+    child.stdout!.on("data", (d) => {
+      out += d;
+      const m = /datagrams go out [^\n]*/.exec(out);
+      if (m) resolve(m[0]);
+    });
+    child.on("exit", (code) => reject(new Error(`exited ${code} before the line: ${out}`)));
+  });
+  try {
+    const rt = await loadRuntime();
+    const got = await within(rt, line, 20_000, "datagram path line");
+    const path = (await loadRuntime()).datagramPath;
+    if (!onNode) assert.match(got, /one per send/);
+    else if (plain) assert.is(got, "datagrams go out one per send (disabled: EMMER_NATIVE=off)");
+    else assert.is(got, path!.path === "gso" ? `datagrams go out a window per send (${path!.detail})` : `datagrams go out one per send (${path!.detail})`);
+  } finally {
+    child.kill("SIGTERM");
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
 
 test.run();
