@@ -22,7 +22,8 @@ import { endEvent, type FailureReason, reasonOf, refusalEvent, refusedEvent, sta
 import { transitions } from "./machine.ts";
 import { negotiate, type NegotiationLimits, type Negotiated } from "./options.ts";
 import { checkLimits, type OptionLimits } from "./policy.ts";
-import { rewriteName, type RewriteRule } from "./remap.ts";
+import { rewriteName } from "./remap.ts";
+import type { ResolvedSettings } from "./settings.ts";
 import { ErrorCode, Opcode, type RequestPacket } from "./packet.ts";
 import { RateLimiter } from "./rate_limit.ts";
 import { ReceiveSession, ringPlan, SendSession, State } from "./session.ts";
@@ -48,20 +49,12 @@ export const MAX_SIBLINGS = 4;
 /** Dropped requests are reported at most this often (see TransferEvent.dropped). */
 export const DROP_REPORT_MS = 1000;
 
-export interface EndpointSettings {
-  timeoutMs: number;
-  retries: number;
-  maxBlksize: number;
-  maxWindowsize: number;
-  maxSessions: number;
-  maxRequestsPerSecond: number;
-  handlerTimeoutMs: number;
-  maxUploadSize: number;
-  singlePort: boolean;
-  drainTimeoutMs: number;
-  /** Rules applied to each requested name before routing (core/remap.ts). */
-  rewrite?: readonly RewriteRule[];
-}
+/** What the endpoint decides by (core/settings.ts checks them). */
+export type EndpointSettings = Pick<
+  ResolvedSettings,
+  | "timeoutMs" | "retries" | "maxBlksize" | "maxWindowsize" | "maxSessions" | "maxRequestsPerSecond"
+  | "handlerTimeoutMs" | "maxUploadSize" | "singlePort" | "drainTimeoutMs" | "rewrite"
+>;
 
 /** Socket 0 is the listening one; any other is the socket of the transfer with that id. */
 export type SocketId = number;

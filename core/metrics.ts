@@ -82,7 +82,7 @@ export class Counter extends Metric {
 
 /** A value read when the registry is rendered (live sessions, memory). */
 export class Gauge extends Metric {
-  readonly type = "gauge";
+  readonly type: string = "gauge";
   #read: () => number;
 
   constructor(name: string, help: string, read: () => number) {
@@ -96,18 +96,8 @@ export class Gauge extends Metric {
 }
 
 /** A counter kept elsewhere (an adapter's tally), read when the registry is rendered. */
-export class ReadCounter extends Metric {
-  readonly type = "counter";
-  #read: () => number;
-
-  constructor(name: string, help: string, read: () => number) {
-    super(name, help, []);
-    this.#read = read;
-  }
-
-  samples(): string {
-    return `${this.name} ${formatValue(this.#read())}\n`;
-  }
+export class ReadCounter extends Gauge {
+  override readonly type: string = "counter";
 }
 
 /** Observations counted into cumulative buckets, with their sum and count. */

@@ -3,6 +3,7 @@
  */
 import type { Mode, Options } from "./packet.ts";
 import type { ReadBody } from "./body.ts";
+import type { PolicyContext } from "./policy.ts";
 
 /** What a handler knows about a request. */
 export interface RequestContext {
@@ -48,15 +49,5 @@ export interface WriteRoute {
   handle: (ctx: UploadContext) => unknown | Promise<unknown>;
 }
 
-/** A request, as the endpoint hands it to be routed. */
-export interface RequestInfo {
-  kind: "read" | "write";
-  address: string;
-  port: number;
-  /** After the rewrite rules. */
-  filename: string;
-  /** As the client sent it. */
-  requested: string;
-  mode: Mode;
-  options: Options;
-}
+/** A request, as the endpoint hands it to be routed: what the optionLimits hook sees too. */
+export type RequestInfo = PolicyContext;

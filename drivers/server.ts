@@ -275,8 +275,7 @@ export class ServerDriver {
   async #limits(info: RequestInfo): Promise<OptionLimits | undefined | void> {
     const hook = this.#s.optionLimits;
     if (hook === undefined) return undefined;
-    const { kind, address, port, filename, requested, mode, options } = info;
-    return await hook({ kind, address, port, filename, requested, mode, options });
+    return await hook({ ...info });
   }
 
   async #read(id: number, info: RequestInfo, now: () => number): Promise<void> {
