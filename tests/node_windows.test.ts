@@ -102,7 +102,7 @@ for (const windowsize of [3, 4, 16]) {
 test("emmer-node --verbose says how datagrams go out", async () => {
   assert.ok(buildCli(), "the CLI bundle is missing");
   const dir = mkdtempSync(join(tmpdir(), "emmer-path-"));
-  const child = spawn(process.execPath, [...command, "--verbose", "--host", "127.0.0.1", "--port", "0", dir], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [...command, "--verbose", "--host", "127.0.0.1", "--port", "0", "--root", dir], { stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   const line = new Promise<string>((resolve, reject) => {
     child.stdout!.on("data", (d) => {

@@ -47,8 +47,11 @@ function find(dir) {
 const files = find(join(root, "tests")).filter((f) => filters.length === 0 || filters.some((x) => relative(root, f).includes(x)));
 
 const ENV = { "node-plain": { ...process.env, EMMER_NATIVE: "off" } };
-// About the sources or the package, not the datagram path: once is enough.
-const onceOnly = (file) => TOOLING.some((x) => file.endsWith(x)) || file.endsWith("scaleout.test.ts") || relative(root, file).startsWith(join("tests", "boot", ""));
+// Not run again without the batch path: checks of the sources or the package, whose result does not
+// depend on it; and the batch path's own tests (native_datagrams), which need it on.
+const onceOnly = (file) =>
+  TOOLING.some((x) => file.endsWith(x)) || file.endsWith("scaleout.test.ts") || file.endsWith("native_datagrams.test.ts") ||
+  relative(root, file).startsWith(join("tests", "boot", ""));
 
 function run(cmd, file, env = process.env) {
   return new Promise((resolve) => {
