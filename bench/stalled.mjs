@@ -1,6 +1,6 @@
 // Memory per stalled session: 10,000 read requests from 10,000 source ports,
 // then silence; the server's resident memory before and after, per session.
-//   node bench/stalled.mjs [--sessions N]
+//   node bench/stalled.mjs [--sessions N] [--single-port]
 // Emmer only: tftpd-hpa and atftpd fork or thread per transfer (10,000
 // processes or threads), which this machine should not be asked for.
 import dgram from "node:dgram";
@@ -11,6 +11,8 @@ import { rssMiB, startServers } from "./servers.mjs";
 
 const i = process.argv.indexOf("--sessions");
 const SESSIONS = i > 0 ? Number(process.argv[i + 1]) : 10_000;
+// Every transfer on the listening socket: no socket (and no receive buffer) per session.
+const SINGLE = process.argv.includes("--single-port");
 const dir = mkdtempSync(join(tmpdir(), "emmer-stalled-"));
 const root = join(dir, "root");
 mkdirSync(root);
@@ -20,7 +22,7 @@ writeFileSync(join(root, "kernel.img"), Buffer.alloc(4 * 1024 * 1024, 7));
 // Deno also runs with a young generation capped at 4 MiB per semi-space: by default V8 grows it
 // to about 50 MiB during the burst of new sessions and keeps it while the server idles.
 const servers = (await startServers(root, {
-  extra: ["--timeout", "30", "--max-sessions", "100000", "--max-requests-per-second", "1000000"],
+  extra: ["--timeout", "30", "--max-sessions", "100000", "--max-requests-per-second", "1000000", ...(SINGLE ? ["--single-port"] : [])],
   emmerOnly: true,
   denoV8Flags: "--max-semi-space-size=4",
 }));
@@ -55,7 +57,7 @@ for (const s of servers) {
   console.log(`${s.name}: ${before.toFixed(1)} -> ${after.toFixed(1)} MiB, ${answered} sessions answered with DATA 1; errors ${JSON.stringify([...errors])}`);
 }
 rmSync(dir, { recursive: true, force: true });
-console.log(`\n${SESSIONS} stalled sessions (RRQ, then silence)\n`);
+console.log(`\n${SESSIONS} stalled sessions (RRQ, then silence)${SINGLE ? ", single-port mode" : ""}\n`);
 console.log("| server | sessions answered | RSS before (MiB) | RSS with the sessions (MiB) | bytes per session |");
 console.log("|---|---:|---:|---:|---:|");
 for (const r of rows) console.log(`| ${r.name} | ${r.answered} | ${r.before.toFixed(1)} | ${r.after.toFixed(1)} | ${Math.round(r.perSession)} |`);
