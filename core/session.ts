@@ -21,7 +21,7 @@
 import { encodeAck, encodeError, memory, TRASH, wasm } from "./codec.ts";
 import type { FillTarget } from "./body.ts";
 import { transitions } from "./machine.ts";
-import { ErrorCode, type Packet } from "./packet.ts";
+import { ErrorCode, Opcode, type Packet } from "./packet.ts";
 
 export const State = {
   NEGOTIATING: "negotiating",
@@ -183,7 +183,7 @@ abstract class Session {
 
   /** Common handling of what is not this side's business; returns true if handled. */
   protected receiveOther(packet: Packet): void {
-    if (packet.op === 5) this.peerFailed(packet.code, packet.message); // never answered, never retransmitted
+    if (packet.op === Opcode.ERROR) this.peerFailed(packet.code, packet.message); // never answered, never retransmitted
     else this.abort(ErrorCode.ILLEGAL_OPERATION, "illegal TFTP operation");
   }
 
@@ -589,8 +589,8 @@ export class SendSession extends Session {
 
   receive(packet: Packet, now: number): void {
     if (this.finished) return;
-    if (packet.op === 6) return; // a duplicate of the OACK that started a client's upload
-    if (packet.op !== 4) return this.receiveOther(packet);
+    if (packet.op === Opcode.OACK) return; // a duplicate of the OACK that started a client's upload
+    if (packet.op !== Opcode.ACK) return this.receiveOther(packet);
     if (this.state === State.NEGOTIATING) {
       if (packet.block !== 0) return; // not an answer to the OACK
       if (this.retries === 0) this.#sample(now - this.#outAt);
@@ -712,12 +712,12 @@ export class ReceiveSession extends Session {
 
   receive(packet: Packet, now: number): void {
     if (this.finished) return;
-    if (packet.op === 6) {
+    if (packet.op === Opcode.OACK) {
       // A client's download: the server repeats its OACK because our ACK 0 was lost. Late copies are ignored.
       if (this.expected === 1 && this.settings.oack === null) this.out.push(encodeAck(0));
       return;
     }
-    if (packet.op !== 3) return this.receiveOther(packet);
+    if (packet.op !== Opcode.DATA) return this.receiveOther(packet);
     const wireLast = this.lastAck & 0xffff;
     if (this.state === State.DALLYING) {
       // The last block again: our last ACK was lost. ACK it again and dally on, a bounded number of times.
