@@ -7,3 +7,8 @@
 export function unmapIPv4(address: string): string {
   return address.startsWith("::ffff:") && address.indexOf(".", 7) > 0 ? address.slice(7) : address;
 }
+
+/** The address a send takes: an IPv6 socket reaches an IPv4 peer (handed on unmapped) only by its mapped address. */
+export function mapIPv4(address: string, ipv6Socket: boolean): string {
+  return ipv6Socket && !address.includes(":") ? `::ffff:${address}` : address;
+}

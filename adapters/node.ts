@@ -4,7 +4,7 @@
 import dgram from "node:dgram";
 import type { DatagramTransport, MessageHandler, Runtime } from "../core/transport.ts";
 import { standardTimers } from "./timers.ts";
-import { unmapIPv4 } from "./ipv4_mapped.ts";
+import { mapIPv4, unmapIPv4 } from "./ipv4_mapped.ts";
 import { udpFamily } from "./listen_fds.ts";
 
 /** Room for a window of large blocks in flight, and for a boot storm's requests. */
@@ -68,8 +68,7 @@ function open(ipv6: boolean, how: dgram.BindOptions, onMessage: MessageHandler):
         send(data, port, address, done) {
           if (closed) return done();
           try {
-            // An IPv6 socket reaches an IPv4 peer (handed on unmapped) only by its mapped address.
-            socket.send(data, port, ipv6 && !address.includes(":") ? `::ffff:${address}` : address, done);
+            socket.send(data, port, mapIPv4(address, ipv6), done);
           } catch {
             done(); // e.g. a malformed address: the transfer's retries handle it
           }

@@ -10,22 +10,14 @@
  * and the peer sees the same datagrams in the same order.
  */
 import type { DatagramTransport, MessageHandler, Runtime } from "../core/transport.ts";
-import { unmapIPv4 } from "./ipv4_mapped.ts";
+import { mapIPv4, unmapIPv4 } from "./ipv4_mapped.ts";
 import type { BatchDatagrams } from "./native/datagrams.ts";
 import type { Detection } from "./native/detect.ts";
 import { adoptSocket } from "./native/handoff.ts";
 import { sendWindow } from "./native/window.ts";
 
-/** How datagrams leave this runtime: shown by `--verbose` and in the metrics. */
-export interface DatagramPath {
-  /** "gso": a window per send call; "per-datagram": a send call each. */
-  path: "gso" | "per-datagram";
-  /** The FFI behind it, or why there is none. */
-  detail: string;
-}
-
-/** Counts of datagrams by the path they took (the metrics show them). */
-export const windowStats = { gsoSends: 0, gsoDatagrams: 0, singleDatagrams: 0 };
+/** GSO sends and the datagrams they carried (the metrics show them). */
+export const windowStats = { gsoSends: 0, gsoDatagrams: 0 };
 
 /**
  * `base` with transfer sockets that send windows by GSO, when this machine allows it;
@@ -72,14 +64,13 @@ async function bindWindows(native: BatchDatagrams, hostname: string, port: numbe
   let queued = 0;
   const viaDgram = (data: Uint8Array, port: number, address: string, done: () => void) => {
     if (closed) return done();
-    windowStats.singleDatagrams++;
     queued++;
     const sent = () => {
       queued--;
       done();
     };
     try {
-      socket.send(data, port, ipv6 && !address.includes(":") ? `::ffff:${address}` : address, sent);
+      socket.send(data, port, mapIPv4(address, ipv6), sent);
     } catch {
       sent();
     }

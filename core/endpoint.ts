@@ -73,8 +73,6 @@ export interface Batch {
 export type EndpointEvent =
   /** Route it, then answer with `limits`, and `acceptRead`/`acceptWrite` or `refuse`. */
   | { type: "request"; id: number; request: RequestInfo }
-  /** The request ran past its deadline and was refused: an answer that still comes is to be closed. */
-  | { type: "expired"; id: number }
   /** Bind a socket for the transfer (largest datagram it must take whole), then `opened` or `openFailed`. */
   | { type: "open"; transfer: number; maxDatagram: number; label: string }
   | { type: "close"; socket: SocketId }
@@ -457,8 +455,8 @@ export class ServerEndpoint implements TransferOwner {
   #expire(p: Pending, _now: number): void {
     if (p.stage === Stage.DONE) return;
     // As of the deadline (the handler took that long), however late the wake-up.
+    // An answer that still comes finds the request gone: acceptRead returns null, and the caller closes the body.
     this.#refuseRequest(p, ErrorCode.NOT_DEFINED, "handler timed out", p.deadline);
-    this.#events.push({ type: "expired", id: p.id });
   }
 
   #refuseRequest(p: Pending, code: number, message: string, now: number): void {

@@ -166,43 +166,37 @@ export function named<E extends { filename: string; requested?: string }>(event:
 
 const handlerTime = (d: { handlerMs?: number }) => (d.handlerMs === undefined ? {} : { handlerMs: d.handlerMs });
 
-export function startEvent(t: Transfer, d: TransferDetails): TransferStart {
-  const n = d.negotiated;
-  return named({
+/** What a transfer's start and end events both say. */
+function about(t: Transfer, d: TransferDetails): Omit<TransferStart, "granted"> {
+  return named<Omit<TransferStart, "granted">>({
     kind: t.kind,
     address: t.address,
     port: t.port,
     filename: d.info.filename,
     mode: d.request.mode,
     asked: d.request.options,
-    granted: n.reply,
-    blksize: n.blksize,
-    windowsize: n.windowsize,
+    blksize: d.negotiated.blksize,
+    windowsize: d.negotiated.windowsize,
     ...handlerTime(d),
   }, d.info);
 }
 
+export function startEvent(t: Transfer, d: TransferDetails): TransferStart {
+  return { ...about(t, d), granted: d.negotiated.reply };
+}
+
 export function endEvent(t: Transfer, d: TransferDetails, now: number): TransferEvent {
-  const n = d.negotiated;
   const s = t.session;
-  const event: TransferEvent = named({
-    kind: t.kind,
-    address: t.address,
-    port: t.port,
-    filename: d.info.filename,
-    mode: d.request.mode,
-    asked: d.request.options,
+  const event: TransferEvent = {
+    ...about(t, d),
     bytes: s.bytes,
     blocks: s instanceof SendSession ? s.acked : s.expected - 1,
     durationMs: now - t.startedAt,
     retransmits: s.retransmits,
-    blksize: n.blksize,
-    windowsize: n.windowsize,
-    minBurst: s instanceof SendSession ? s.minBurst : n.windowsize,
-    options: n.reply,
+    minBurst: s instanceof SendSession ? s.minBurst : d.negotiated.windowsize,
+    options: d.negotiated.reply,
     outcome: s.state === State.DONE || s.state === State.DALLYING ? "ok" : "failed",
-    ...handlerTime(d),
-  }, d.info);
+  };
   if (s.failure) event.error = { ...s.failure };
   return event;
 }

@@ -138,7 +138,7 @@ export class ClientExchange implements TransferOwner, Timed {
   receive(data: Uint8Array, address: string, port: number, now: number): void {
     if (this.phase === Phase.TRANSFERRING) {
       this.#transfer!.receive(data, address, port, now);
-      return this.#afterTransfer(now);
+      return this.#afterTransfer();
     }
     if (this.phase !== Phase.REQUESTING) return;
     if (address !== this.#init.host && canonicalIp(address) !== this.#canonical) return; // a stranger, not the server we asked
@@ -164,7 +164,7 @@ export class ClientExchange implements TransferOwner, Timed {
     }
     if (this.#transfer === null) return;
     this.#transfer.handleTimer(now);
-    this.#afterTransfer(now);
+    this.#afterTransfer();
   }
 
   /** Ends the transfer from this side (the caller's sink failed), telling the server. */
@@ -173,24 +173,24 @@ export class ClientExchange implements TransferOwner, Timed {
     if (t === null) return this.#fail(new TftpError(code, message, { cause }));
     this.#cause = cause;
     t.act(() => t.session.abort(code, message), now);
-    this.#afterTransfer(now);
+    this.#afterTransfer();
   }
   #cause: unknown = undefined;
 
   filled(n: number, now: number): void {
     this.#transfer?.filled(n, now);
-    this.#afterTransfer(now);
+    this.#afterTransfer();
   }
 
   fillFailed(cause: unknown, now: number): void {
     this.#cause ??= cause;
     this.#transfer?.fillFailed("error reading the file", now);
-    this.#afterTransfer(now);
+    this.#afterTransfer();
   }
 
   sent(n: number, now: number): void {
     this.#transfer?.sent(n, now);
-    this.#afterTransfer(now);
+    this.#afterTransfer();
   }
 
   #sendRequest(now: number): void {
@@ -285,7 +285,7 @@ export class ClientExchange implements TransferOwner, Timed {
       t.open(now, false); // no options: what came is DATA 1, answered as such
       t.receive(data, address, port, now);
     }
-    this.#afterTransfer(now);
+    this.#afterTransfer();
   }
 
   /**
@@ -299,10 +299,10 @@ export class ClientExchange implements TransferOwner, Timed {
     this.#complete = false;
     t.act((n) => (t.session as ReceiveSession).finish(true, n), now);
     if (this.phase === Phase.TRANSFERRING && !t.session.finished) this.outcome = this.#checkSize() ?? { ok: true, oack: this.oack };
-    this.#afterTransfer(now);
+    this.#afterTransfer();
   }
 
-  #afterTransfer(_now: number): void {
+  #afterTransfer(): void {
     const t = this.#transfer;
     if (t === null) return;
     const s = t.session;

@@ -1,6 +1,6 @@
 /**
  * Transition tables. Each state machine in core/ lists, in one place, which
- * state may follow which; `transition` refuses any other move with a throw, so
+ * state may follow which; the checker `transitions` makes refuses any other move with a throw, so
  * a call in the wrong state is a loud bug rather than a silent no-op.
  */
 

@@ -148,10 +148,6 @@ export class Transfer implements Timed {
     return this.phase === Phase.RUNNING ? Math.min(this.session.wakeAt, this.#verdictAt) : Infinity;
   }
 
-  get inflight(): number {
-    return this.#inflight;
-  }
-
   /**
    * The socket is there: the first packet goes out. `start` false: the session does not
    * open, because the peer already has (a client's download that got DATA 1 for its request).

@@ -41,8 +41,8 @@ export interface Runtime {
   /** Milliseconds, monotonic enough for timeouts. */
   now(): number;
   /**
-   * Optional: how datagrams leave ("gso": a window per send call; "per-datagram"), and why:
-   * the CLI's --verbose shows it.
+   * Optional: how datagrams leave ("gso": a window per send call; "per-datagram": a call each), and
+   * why (the FFI behind it, or why there is none): the CLI's --verbose shows it.
    */
   readonly datagramPath?: { path: string; detail: string };
   /** A one-shot timer: a driver keeps one, at its endpoint's next deadline. */

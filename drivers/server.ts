@@ -211,8 +211,6 @@ export class ServerDriver {
         return this.#call("onTransfer", () => this.#s.onTransfer?.(e.event));
       case "problem":
         return this.#s.onError(e.error, e.context);
-      case "expired":
-        return; // the request's promise sees the endpoint refuse its answer, and closes it
       case "drained":
         if (this.#handlers.size === 0) return this.#ep.settled(this.#rt.now());
         void Promise.allSettled([...this.#handlers]).then(() => {
