@@ -23,8 +23,10 @@ export function loadRuntime(): Promise<Runtime> {
     const name = runtimeName();
     if (name === "bun") return import("./bun.ts").then((m) => m.runtime);
     if (name === "deno" && typeof g.Deno!.listenDatagram === "function") return import("./deno.ts").then((m) => m.runtime);
-    // Node: transfer sockets send windows by UDP GSO where the machine allows (node_windows.ts).
-    return Promise.all([import("./node.ts"), import("./node_windows.ts")]).then(([n, w]) => w.withWindows(n.runtime));
+    // Node: sockets of its own where the machine allows (native_udp.ts); else windows by UDP GSO
+    // on node:dgram's sockets (node_windows.ts); else node:dgram alone.
+    return Promise.all([import("./node.ts"), import("./node_windows.ts"), import("./native_udp.ts"), import("./node_workers.ts")])
+      .then(([n, w, u, c]) => u.withNativeSockets(n.runtime, c.isWorker, w.withWindows));
   })();
   return loaded;
 }

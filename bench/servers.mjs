@@ -53,13 +53,17 @@ export const clientArgs = {
  * `extra`: flags for Emmer (e.g. --write, --max-sessions). `write`: peers accept uploads too.
  * `workers`: also run Emmer on Node with `--workers N` (processes sharing the port), as its own row.
  * `denoV8Flags`: also run Emmer on Deno with these V8 flags (e.g. a smaller young generation), as its own row.
+ * `singlePort`: also run Emmer on Node with --single-port (every transfer on the listening socket), as its own row.
  */
-export function candidates(root, { extra = [], write = false, workers = 0, denoV8Flags = "" } = {}) {
+export function candidates(root, { extra = [], write = false, workers = 0, denoV8Flags = "", singlePort = false } = {}) {
   const emmerFlags = (p) => ["--root", root, "--port", p, ...extra];
   const node = (p) => [join(repo, "dist", "emmer-node.js"), ...emmerFlags(p)];
   const deno = (...before) => (p) => ["run", "-A", ...before, "--config", join(repo, "deno.json"), join(repo, "serve.ts"), ...emmerFlags(p)];
   return [
     { name: "emmer/node", emmer: true, cmd: process.execPath, args: node },
+    // The same server without the FFI path (node:dgram per datagram): what the batch calls are worth.
+    { name: "emmer/node plain", emmer: true, cmd: process.execPath, args: node, env: { EMMER_NATIVE: "off" }, optional: true },
+    ...(singlePort ? [{ name: "emmer/node --single-port", emmer: true, cmd: process.execPath, args: (p) => [...node(p), "--single-port"] }] : []),
     ...(workers > 1 ? [{ name: `emmer/node --workers ${workers}`, emmer: true, cmd: process.execPath, args: (p) => [...node(p), "--workers", String(workers)] }] : []),
     { name: "emmer/deno", emmer: true, cmd: bin("deno"), args: deno() },
     ...(denoV8Flags ? [{ name: `emmer/deno --v8-flags=${denoV8Flags}`, emmer: true, cmd: bin("deno"), args: deno(`--v8-flags=${denoV8Flags}`) }] : []),
@@ -88,23 +92,25 @@ export function candidates(root, { extra = [], write = false, workers = 0, denoV
   ];
 }
 
-let nextPort = 16900;
+// BENCH_PORT_BASE moves the servers' ports (two benches at once on one machine).
+let nextPort = Number(process.env.BENCH_PORT_BASE ?? 16900);
 
 /** Starts every available server (`emmerOnly`: Emmer's only); returns them with their ports, after giving them time to bind. */
 export async function startServers(root, options = {}) {
   if (!existsSync(join(repo, "dist", "emmer-node.js"))) spawnSync(process.execPath, [join(repo, "scripts", "build-cli.mjs")], { stdio: "inherit" });
   const servers = [];
-  // BENCH_SERVERS=emmer/node,tftpd-hpa narrows a run to those servers (for quick comparisons while working).
+  // BENCH_SERVERS=emmer/node,tftpd-hpa narrows a run to those servers (for quick comparisons while working);
+  // optional rows ("emmer/node plain") run only when named there.
   const wanted = process.env.BENCH_SERVERS?.split(",");
   for (const c of candidates(root, options)) {
-    if (wanted && !wanted.includes(c.name)) continue;
+    if (wanted ? !wanted.includes(c.name) : c.optional) continue;
     if (options.emmerOnly && !c.emmer) continue;
     if (!existsSync(c.cmd) || (c.requires && !existsSync(c.requires))) {
       console.log(`${c.name}: missing (${c.hint ?? c.cmd})`);
       continue;
     }
     const port = String(++nextPort);
-    const child = spawn(c.cmd, c.args(port), { cwd: repo, stdio: ["ignore", "ignore", "ignore"] });
+    const child = spawn(c.cmd, c.args(port), { cwd: repo, stdio: ["ignore", "ignore", "ignore"], env: { ...process.env, ...c.env } });
     servers.push({ ...c, port, child });
   }
   await new Promise((r) => setTimeout(r, 2500));

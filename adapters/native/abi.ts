@@ -17,6 +17,7 @@ export const SOL_UDP = 17;
 export const UDP_SEGMENT = 103;
 export const MSG_DONTWAIT = 0x40;
 export const POLLIN = 1;
+export const POLLOUT = 4;
 
 /** Most messages one sendmmsg/recvmmsg call takes (UIO_MAXIOV). */
 export const MAX_MMSG = 1024;

@@ -50,6 +50,11 @@ export interface ReceiveResult {
 /** Room the kernel may use for queued datagrams; it caps these at net.core.{r,w}mem_max. */
 const SOCKET_BUFFER = 4 * 1024 * 1024;
 
+/** Datagrams one sendmmsg call is offered (more take more calls). */
+const SEND_SLOTS = 64;
+const SEND_IOVS = SEND_SLOTS * MMSGHDR_SIZE;
+const SEND_NAMES = SEND_IOVS + SEND_SLOTS * IOVEC_SIZE;
+
 const viewOf = (bytes: Uint8Array) => new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 
 /** Memory recvmmsg fills: `capacity` slots of `slotSize` bytes, each with the sender's address. */
@@ -66,6 +71,9 @@ export class ReceiveBatch {
   /** @internal */
   readonly names: Uint8Array;
   private readonly iovecs: Uint8Array;
+  private readonly namesView: DataView;
+  /** @internal */
+  readonly headerView: DataView;
   private linked = false;
 
   constructor(capacity: number, slotSize = 65536) {
@@ -79,6 +87,8 @@ export class ReceiveBatch {
     this.headers = new Uint8Array(capacity * MMSGHDR_SIZE);
     this.iovecs = new Uint8Array(capacity * IOVEC_SIZE);
     this.names = new Uint8Array(capacity * SOCKADDR_SLOT);
+    this.namesView = viewOf(this.names);
+    this.headerView = viewOf(this.headers);
   }
 
   /** The i-th datagram received: a view, valid until the next recvmmsg into this batch. */
@@ -88,13 +98,13 @@ export class ReceiveBatch {
 
   /** Who sent the i-th datagram (IPv4-mapped senders as plain IPv4). */
   peer(i: number): { address: string; port: number } {
-    return readSockaddr(viewOf(this.names), i * SOCKADDR_SLOT);
+    return readSockaddr(this.namesView, i * SOCKADDR_SLOT);
   }
 
   /** @internal the pointers inside the headers; the arrays never move, so once is enough */
   link(libc: Libc): void {
     if (this.linked) return;
-    const h = viewOf(this.headers), iov = viewOf(this.iovecs);
+    const h = this.headerView, iov = viewOf(this.iovecs);
     const data = libc.address(this.data), iovs = libc.address(this.iovecs), names = libc.address(this.names);
     for (let i = 0; i < this.capacity; i++) {
       iov.setBigUint64(i * IOVEC_SIZE, data + BigInt(i * this.slotSize), true);
@@ -103,6 +113,7 @@ export class ReceiveBatch {
       h.setBigUint64(o + MSG_NAME, names + BigInt(i * SOCKADDR_SLOT), true);
       h.setBigUint64(o + MSG_IOV, iovs + BigInt(i * IOVEC_SIZE), true);
       h.setBigUint64(o + MSG_IOVLEN, 1n, true);
+      h.setUint32(o + MSG_NAMELEN, SOCKADDR_SLOT, true);
     }
     this.linked = true;
   }
@@ -117,7 +128,9 @@ export class BatchDatagrams {
   private readonly gsoIov = MSGHDR_SIZE;
   private readonly gsoName = MSGHDR_SIZE + IOVEC_SIZE;
   private readonly gsoControl = MSGHDR_SIZE + IOVEC_SIZE + SOCKADDR_SLOT + 4; // 8-aligned
-  private mmsg = new Uint8Array(0);
+  // SEND_SLOTS mmsghdrs, then their iovecs, then their sockaddrs: linked once, reused by every sendmmsg.
+  private readonly mmsg = new Uint8Array(SEND_NAMES + SEND_SLOTS * SOCKADDR_SLOT);
+  private readonly mmsgView = viewOf(this.mmsg);
   /** Most segments one GSO send took on this kernel, learnt from EINVAL (UDP_MAX_SEGMENTS: 64, or 128 since Linux 6.9). */
   maxSegments = 128;
 
@@ -133,10 +146,19 @@ export class BatchDatagrams {
     g.setBigUint64(this.gsoControl, BigInt(CMSG_SEGMENT_LEN), true);
     g.setInt32(this.gsoControl + 8, SOL_UDP, true);
     g.setInt32(this.gsoControl + 12, UDP_SEGMENT, true);
+    const m = this.mmsgView, mBase = libc.address(this.mmsg);
+    for (let i = 0; i < SEND_SLOTS; i++) {
+      const o = i * MMSGHDR_SIZE;
+      m.setBigUint64(o + MSG_NAME, mBase + BigInt(SEND_NAMES + i * SOCKADDR_SLOT), true);
+      m.setBigUint64(o + MSG_IOV, mBase + BigInt(SEND_IOVS + i * IOVEC_SIZE), true);
+      m.setBigUint64(o + MSG_IOVLEN, 1n, true);
+    }
   }
 
   private fail(call: string): never {
-    throw new Error(`${call}: ${errnoName(this.libc.errno())}`);
+    const code = errnoName(this.libc.errno());
+    // `code` as node:dgram's errors carry it (the CLI tells EACCES on a low port apart by it).
+    throw Object.assign(new Error(`${call}: ${code}`), { code });
   }
 
   /**
@@ -254,43 +276,42 @@ export class BatchDatagrams {
   }
 
   /**
-   * Several datagrams, each to its own destination, in as few sendmmsg calls as the
-   * kernel allows (it may take fewer than offered: the rest go in the next call).
-   * Throws before sending anything when a destination is not an IP literal or port.
+   * Datagrams `from` to `to` - 1 of `datagrams`, each to its own destination, in as few
+   * sendmmsg calls as the kernel allows (it may take fewer than offered: the rest go in the
+   * next call). A destination that is no IP literal or port stops it there with EINVAL, as
+   * the kernel does for one it refuses (port 0).
    */
-  sendmmsg(fd: number, datagrams: readonly Outgoing[]): SendResult {
-    const n = datagrams.length;
-    if (n === 0) return { sent: 0, errno: 0 };
+  sendmmsg(fd: number, datagrams: readonly Outgoing[], from = 0, to = datagrams.length): SendResult {
+    if (to <= from) return { sent: 0, errno: 0 };
     const family = this.familyOf(fd);
-    const need = n * (MMSGHDR_SIZE + IOVEC_SIZE + SOCKADDR_SLOT);
-    if (this.mmsg.length < need) this.mmsg = new Uint8Array(Math.max(need, 2 * this.mmsg.length));
-    const mem = this.mmsg, v = viewOf(mem);
-    const base = this.libc.address(mem);
-    const iovAt = n * MMSGHDR_SIZE, nameAt = iovAt + n * IOVEC_SIZE;
-    for (let i = 0; i < n; i++) {
-      const d = datagrams[i];
-      const o = i * MMSGHDR_SIZE, iov = iovAt + i * IOVEC_SIZE, name = nameAt + i * SOCKADDR_SLOT;
-      const nameLength = writeSockaddr(v, name, family, d.address, d.port);
-      v.setBigUint64(iov, d.data.length > 0 ? this.libc.address(d.data) : 0n, true);
-      v.setBigUint64(iov + 8, BigInt(d.data.length), true);
-      v.setBigUint64(o + MSG_NAME, base + BigInt(name), true);
-      v.setUint32(o + MSG_NAMELEN, nameLength, true);
-      v.setBigUint64(o + MSG_IOV, base + BigInt(iov), true);
-      v.setBigUint64(o + MSG_IOVLEN, 1n, true);
-      v.setBigUint64(o + MSG_CONTROL, 0n, true);
-      v.setBigUint64(o + MSG_CONTROLLEN, 0n, true);
-      v.setInt32(o + MSG_FLAGS, 0, true);
-    }
+    const v = this.mmsgView;
     let sent = 0;
-    while (sent < n) {
-      const count = Math.min(n - sent, MAX_MMSG);
-      const r = this.libc.sendmmsg(fd, mem.subarray(sent * MMSGHDR_SIZE), count, MSG_DONTWAIT);
+    for (let at = from; at < to;) {
+      let count = Math.min(to - at, SEND_SLOTS);
+      // Only what differs per datagram: the pointers between the structs were set once.
+      for (let i = 0; i < count; i++) {
+        const d = datagrams[at + i];
+        const o = i * MMSGHDR_SIZE, iov = SEND_IOVS + i * IOVEC_SIZE;
+        let nameLength: number;
+        try {
+          nameLength = writeSockaddr(v, SEND_NAMES + i * SOCKADDR_SLOT, family, d.address, d.port);
+        } catch {
+          if (i === 0) return { sent, errno: EINVAL };
+          count = i; // those before it go now; the next call stops at it
+          break;
+        }
+        v.setUint32(o + MSG_NAMELEN, nameLength, true);
+        v.setBigUint64(iov, d.data.length > 0 ? this.libc.address(d.data) : 0n, true);
+        v.setBigUint64(iov + 8, BigInt(d.data.length), true);
+      }
+      const r = this.libc.sendmmsg(fd, this.mmsg, count, MSG_DONTWAIT);
       if (r < 0) {
         const errno = this.libc.errno();
         if (errno === EINTR) continue;
         return { sent, errno };
       }
       sent += r;
+      at += r;
     }
     return { sent, errno: 0 };
   }
@@ -298,18 +319,18 @@ export class BatchDatagrams {
   /** What is queued on `fd`, up to the batch's capacity, without waiting. */
   recvmmsg(fd: number, batch: ReceiveBatch): ReceiveResult {
     batch.link(this.libc);
-    const h = viewOf(batch.headers);
-    for (let i = 0; i < batch.capacity; i++) {
-      h.setUint32(i * MMSGHDR_SIZE + MSG_NAMELEN, SOCKADDR_SLOT, true);
-      h.setInt32(i * MMSGHDR_SIZE + MSG_FLAGS, 0, true);
-    }
+    const h = batch.headerView;
     let r: number;
     do r = this.libc.recvmmsg(fd, batch.headers, batch.capacity, MSG_DONTWAIT);
     while (r < 0 && this.libc.errno() === EINTR);
     if (r < 0) return { received: 0, errno: this.libc.errno() };
     for (let i = 0; i < r; i++) {
-      batch.lengths[i] = h.getUint32(i * MMSGHDR_SIZE + MMSG_LEN, true);
-      batch.truncated[i] = h.getInt32(i * MMSGHDR_SIZE + MSG_FLAGS, true) & MSG_TRUNC ? 1 : 0;
+      const o = i * MMSGHDR_SIZE;
+      batch.lengths[i] = h.getUint32(o + MMSG_LEN, true);
+      batch.truncated[i] = h.getInt32(o + MSG_FLAGS, true) & MSG_TRUNC ? 1 : 0;
+      // The kernel wrote these of the slots it filled only: ready for the next call.
+      h.setUint32(o + MSG_NAMELEN, SOCKADDR_SLOT, true);
+      h.setInt32(o + MSG_FLAGS, 0, true);
     }
     return { received: r, errno: 0 };
   }

@@ -3,7 +3,7 @@
  * detect.ts asks before calling. Readability: a poll() run on Deno's blocking
  * thread pool (a "nonblocking" symbol), so the event loop never waits on it.
  */
-import { POLLFD_SIZE, POLLIN } from "./abi.ts";
+import { POLLFD_SIZE, POLLIN, POLLOUT } from "./abi.ts";
 import type { Libc } from "./libc.ts";
 
 type Pointer = object | null;
@@ -46,7 +46,7 @@ export function denoLibc(): Libc {
     recvmmsg: (fd, vec, n, flags) => s.recvmmsg(fd, vec, n, flags, null) as number,
     poll: (fds, n, timeout) => s.poll(fds, n, timeout) as number,
     close: (fd) => s.close(fd) as number,
-    watch(fd, onReadable) {
+    watch(fd, onReady) {
       let stopped = false;
       const pollfd = new Uint8Array(POLLFD_SIZE);
       const view = new DataView(pollfd.buffer);
@@ -58,13 +58,16 @@ export function denoLibc(): Libc {
         (s.pollOffThread(pollfd, 1, WATCH_SLICE_MS) as Promise<number>).then((ready) => {
           if (stopped) return;
           // The callback drains the socket, so the next poll() parks again instead of spinning.
-          if (ready > 0 && view.getInt16(6, true) & POLLIN) onReadable();
+          const revents = view.getInt16(6, true);
+          if (ready > 0 && revents & (POLLIN | POLLOUT)) onReady((revents & POLLIN) !== 0, (revents & POLLOUT) !== 0);
           next();
         }, () => !stopped && setTimeout(next, WATCH_SLICE_MS));
       };
       next();
-      return () => {
-        stopped = true;
+      return {
+        // Takes effect at the next poll(), within WATCH_SLICE_MS.
+        writable: (on) => view.setInt16(4, on ? POLLIN | POLLOUT : POLLIN, true),
+        stop: () => void (stopped = true),
       };
     },
   };

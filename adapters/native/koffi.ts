@@ -6,13 +6,21 @@
 import { createRequire } from "node:module";
 import type { Libc } from "./libc.ts";
 
+interface PollEvents {
+  readable: boolean;
+  writable: boolean;
+}
+
 interface Koffi {
   load(path: string): { func(signature: string): (...args: unknown[]) => number };
   address(value: unknown): bigint;
   errno(): number;
   node: {
     // koffi 3.3's index.d.ts omits the status argument its C++ passes first (src/koffi/src/uv.cc).
-    poll(fd: number, opts: { readable: boolean }, callback: (status: number, ev: { readable: boolean }) => void): { stop(): void; close(): void };
+    poll(fd: number, opts: PollEvents, callback: (status: number, ev: PollEvents) => void): {
+      start(opts: PollEvents, callback: (status: number, ev: PollEvents) => void): void;
+      close(): void;
+    };
   };
 }
 
@@ -43,11 +51,16 @@ export function koffiLibc(): Libc {
     recvmmsg: (fd, vec, n, flags) => recvmmsg(fd, vec, n, flags, null),
     poll: (fds, n, timeout) => poll(fds, n, timeout),
     close: (fd) => close(fd),
-    watch(fd, onReadable) {
-      const handle = koffi.node.poll(fd, { readable: true }, (status, ev) => {
-        if (status === 0 && ev.readable) onReadable();
-      });
-      return () => handle.close();
+    watch(fd, onReady) {
+      const callback = (status: number, ev: PollEvents) => {
+        if (status === 0) onReady(ev.readable, ev.writable);
+      };
+      // One libuv poll handle per descriptor (a second on the same one fails): restarted with other events.
+      const handle = koffi.node.poll(fd, { readable: true, writable: false }, callback);
+      return {
+        writable: (on) => handle.start({ readable: true, writable: on }, callback),
+        stop: () => handle.close(),
+      };
     },
   };
 }

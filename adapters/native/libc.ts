@@ -25,9 +25,15 @@ export interface Libc {
   poll(pollfds: Uint8Array, count: number, timeoutMs: number): number;
   close(fd: number): number;
   /**
-   * Calls `onReadable` each time `fd` has datagrams queued, until the returned stop():
-   * how a socket that no runtime socket object owns is read without polling in a loop.
-   * Absent where the FFI has no way to wait off the main thread.
+   * Calls `onReady` each time `fd` has datagrams queued (and, while asked for, room to send),
+   * until stop(): how a socket that no runtime socket object owns is read without polling
+   * in a loop. Absent where the FFI has no way to wait off the main thread.
    */
-  watch?(fd: number, onReadable: () => void): () => void;
+  watch?(fd: number, onReady: (readable: boolean, writable: boolean) => void): Watch;
+}
+
+export interface Watch {
+  /** Report writability too (a send met EAGAIN), or no longer. */
+  writable(on: boolean): void;
+  stop(): void;
 }

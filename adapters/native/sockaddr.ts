@@ -4,7 +4,6 @@
  * configuration), so there is no name resolution; anything else is a clear error.
  */
 import { AF_INET, AF_INET6, SOCKADDR_IN6_LEN, SOCKADDR_IN_LEN } from "./abi.ts";
-import { unmapIPv4 } from "../ipv4_mapped.ts";
 
 function parseIPv4(text: string): number[] | null {
   const parts = text.split(".");
@@ -65,23 +64,41 @@ function scopeOf(text: string): number {
  */
 export function writeSockaddr(view: DataView, offset: number, family: 4 | 6, address: string, port: number): number {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`port ${port} is not a UDP port (0-65535)`);
+  const memo = encoded[family];
+  let bytes = memo.get(address);
+  if (bytes === undefined) {
+    bytes = encode(family, address);
+    if (memo.size >= MEMO_MAX) memo.clear();
+    memo.set(address, bytes);
+  }
+  for (let i = 0; i < bytes.length; i++) view.setUint8(offset + i, bytes[i]);
+  view.setUint16(offset + 2, port, false);
+  return bytes.length;
+}
+
+// Peers repeat (every datagram of a transfer goes to one), and parsing a literal costs more
+// than the send it addresses: each family keeps the bytes of the literals it has seen.
+const MEMO_MAX = 4096;
+const encoded = { 4: new Map<string, Uint8Array>(), 6: new Map<string, Uint8Array>() };
+
+/** The sockaddr of `address` with port 0; throws for what is no literal of the family. */
+function encode(family: 4 | 6, address: string): Uint8Array {
   const v4 = parseIPv4(address);
   if (family === 4) {
     if (!v4) throw new Error(`"${address}" is not an IPv4 literal (this socket is IPv4)`);
-    view.setUint16(offset, AF_INET, true);
-    view.setUint16(offset + 2, port, false);
-    for (let i = 0; i < 4; i++) view.setUint8(offset + 4 + i, v4[i]);
-    for (let i = 8; i < SOCKADDR_IN_LEN; i++) view.setUint8(offset + i, 0);
-    return SOCKADDR_IN_LEN;
+    const out = new Uint8Array(SOCKADDR_IN_LEN);
+    new DataView(out.buffer).setUint16(0, AF_INET, true);
+    out.set(v4, 4);
+    return out;
   }
   const v6 = v4 ? parseIPv6(`::ffff:${address}`) : parseIPv6(address);
   if (!v6) throw new Error(`"${address}" is not an IP literal`);
-  view.setUint16(offset, AF_INET6, true);
-  view.setUint16(offset + 2, port, false);
-  view.setUint32(offset + 4, 0, true); // flow info
-  for (let i = 0; i < 16; i++) view.setUint8(offset + 8 + i, v6[i]);
-  view.setUint32(offset + 24, v4 ? 0 : scopeOf(address), true);
-  return SOCKADDR_IN6_LEN;
+  const out = new Uint8Array(SOCKADDR_IN6_LEN);
+  const v = new DataView(out.buffer);
+  v.setUint16(0, AF_INET6, true);
+  out.set(v6, 8); // after the port and the flow info (0)
+  v.setUint32(24, v4 ? 0 : scopeOf(address), true);
+  return out;
 }
 
 /** RFC 5952 text: lower case, no leading zeros, the longest run of two or more zero groups as "::". */
@@ -105,18 +122,29 @@ function formatIPv6(bytes: Uint8Array): string {
 export function readSockaddr(view: DataView, offset: number): { address: string; port: number } {
   const family = view.getUint16(offset, true);
   const port = view.getUint16(offset + 2, false);
-  if (family === AF_INET) {
-    const b = (i: number) => view.getUint8(offset + 4 + i);
-    return { address: `${b(0)}.${b(1)}.${b(2)}.${b(3)}`, port };
-  }
+  if (family === AF_INET) return { address: ipv4Text(view.getUint32(offset + 4, false)), port };
   if (family === AF_INET6) {
     const bytes = new Uint8Array(view.buffer, view.byteOffset + offset + 8, 16);
     const mapped = bytes.subarray(0, 10).every((x) => x === 0) && bytes[10] === 0xff && bytes[11] === 0xff;
-    const text = mapped ? `::ffff:${bytes[12]}.${bytes[13]}.${bytes[14]}.${bytes[15]}` : formatIPv6(bytes);
+    // IPv4 peers of a dual-stack socket come back as plain IPv4, as the adapters hand them on.
+    if (mapped) return { address: ipv4Text(view.getUint32(offset + 20, false)), port };
     const scope = view.getUint32(offset + 24, true);
-    return { address: unmapIPv4(text) + (scope && !mapped ? `%${scope}` : ""), port };
+    return { address: formatIPv6(bytes) + (scope ? `%${scope}` : ""), port };
   }
   return { address: "", port: 0 };
+}
+
+// One string per IPv4 peer, not one per datagram received from it.
+const texts = new Map<number, string>();
+
+function ipv4Text(value: number): string {
+  let text = texts.get(value);
+  if (text === undefined) {
+    text = `${value >>> 24}.${(value >>> 16) & 255}.${(value >>> 8) & 255}.${value & 255}`;
+    if (texts.size >= MEMO_MAX) texts.clear();
+    texts.set(value, text);
+  }
+  return text;
 }
 
 /** 4 for an IPv4 literal, 6 for IPv6, null for anything else. */

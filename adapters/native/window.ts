@@ -34,3 +34,33 @@ export function sendWindow(
   }
   return { gso, single, errno };
 }
+
+/**
+ * Splits datagrams bound for one peer into runs a GSO send can take: datagrams of one
+ * size, each right after the other in one buffer (a window's ring slots); the last of a
+ * run may be shorter (the file's last block), and a ring's wrap ends a run. Calls `run`
+ * with each, in order, as one view and its segment size.
+ */
+export function eachRun(datagrams: readonly Uint8Array[], run: (bytes: Uint8Array, segment: number, count: number) => void): void {
+  let i = 0;
+  while (i < datagrams.length) {
+    const first = datagrams[i];
+    const size = first.length;
+    if (size === 0) {
+      run(first, 0, 1); // nothing to segment
+      i++;
+      continue;
+    }
+    let end = first.byteOffset + size;
+    let j = i + 1;
+    while (j < datagrams.length) {
+      const d = datagrams[j];
+      if (d.buffer !== first.buffer || d.byteOffset !== end || d.length > size) break;
+      end += d.length;
+      j++;
+      if (d.length < size) break;
+    }
+    run(new Uint8Array(first.buffer, first.byteOffset, end - first.byteOffset), size, j - i);
+    i = j;
+  }
+}
