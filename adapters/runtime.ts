@@ -21,10 +21,11 @@ let loaded: Promise<Runtime> | null = null;
 export function loadRuntime(): Promise<Runtime> {
   loaded ??= (() => {
     const name = runtimeName();
-    if (name === "bun") return import("./bun.ts").then((m) => m.runtime);
+    // Bun: transfer sockets made through libc, read by Bun.udpSocket, send windows by UDP GSO (gso_windows.ts).
+    if (name === "bun") return Promise.all([import("./bun.ts"), import("./gso_windows.ts")]).then(([b, w]) => w.withWindows(b.runtime, b.adopt));
     if (name === "deno" && typeof g.Deno!.listenDatagram === "function") return import("./deno.ts").then((m) => m.runtime);
-    // Node: transfer sockets send windows by UDP GSO where the machine allows (node_windows.ts).
-    return Promise.all([import("./node.ts"), import("./node_windows.ts")]).then(([n, w]) => w.withWindows(n.runtime));
+    // Node: transfer sockets send windows by UDP GSO where the machine allows (gso_windows.ts).
+    return Promise.all([import("./node.ts"), import("./gso_windows.ts")]).then(([n, w]) => w.withWindows(n.runtime));
   })();
   return loaded;
 }
