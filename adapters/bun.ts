@@ -57,6 +57,7 @@ export async function adopt(made: UdpSocket, onMessage: MessageHandler): Promise
   }
   const ipv6 = made.family === 6;
   return {
+    direct: true, // Bun copies into the kernel at once, or keeps the datagram in its backlog
     send: (data, port, address, done) => t.send(data, port, mapIPv4(address, ipv6), done),
     waiting: t.waiting,
     close: t.close,

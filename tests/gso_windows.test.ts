@@ -39,7 +39,7 @@ test("the datagram path is the one this machine and run allow", async () => {
  * allowance says (then EAGAIN), and the carrier holds what it is given until flush(), as Bun's
  * backlog waits for `drain` and node:dgram for its loop turn. The wire is the order the peer sees.
  */
-function scripted(allowances: number[]) {
+function scripted(allowances: number[], { direct = false } = {}) {
   const wire: number[] = [];
   const blockOf = (d: Uint8Array) => (d[2] << 8) | d[3];
   const held: { data: Uint8Array; done: () => void }[] = [];
@@ -51,14 +51,19 @@ function scripted(allowances: number[]) {
       return { sent, errno: sent < total ? EAGAIN : 0 };
     },
   };
+  // A direct carrier (Bun.udpSocket) puts a datagram in the kernel at once while it holds none.
   const carrier: Carrier = {
-    send: (data, _port, _address, done) => void held.push({ data, done }),
+    direct,
+    send: (data, _port, _address, done) => {
+      held.push({ data, done });
+      if (direct && held.length === 1) flush();
+    },
     waiting: () => held.length,
     close: () => {},
   };
-  const flush = (n = held.length) => {
+  function flush(n = held.length) {
     for (const h of held.splice(0, n)) wire.push(blockOf(h.data)), h.done();
-  };
+  }
   return { wire, native, carrier, flush };
 }
 
@@ -97,6 +102,23 @@ test("a GSO send the kernel cuts short: the rest, and every send after it, queue
   assert.equal(wire.slice(17), [18, 19, 20, 21]);
   assert.is(windowStats.gsoDatagrams - gsoBefore, 9);
   assert.is(done, 21);
+});
+
+test("a direct carrier takes lone datagrams (lock-step), windows still go by GSO", () => {
+  const { wire, native, carrier } = scripted([], { direct: true });
+  const t = windowTransport(native, { fd: 3, family: 4, address: "127.0.0.1", port: 1 }, carrier);
+  let done = 0;
+  const count = () => done++;
+  const gsoBefore = windowStats.gsoDatagrams;
+  t.send(ringWindow(1, 1, 516, 1, 0)[0], 69, "127.0.0.1", count);
+  assert.equal(wire, [1]);
+  assert.is(windowStats.gsoDatagrams - gsoBefore, 0, "a lone datagram took the carrier");
+  t.sendMany!(ringWindow(2, 4, 516, 8, 0), 69, "127.0.0.1", count);
+  // Blocks 6-8 in a ring of 4 slots from slot 2: a run of 2, the wrap, then one alone.
+  t.sendMany!(ringWindow(6, 3, 516, 4, 2), 69, "127.0.0.1", count);
+  assert.equal(wire, [1, 2, 3, 4, 5, 6, 7, 8]);
+  assert.is(windowStats.gsoDatagrams - gsoBefore, 6, "runs of 4 and 2 by GSO");
+  assert.is(done, 8);
 });
 
 // [blksize, windowsize, size]: windows that fill the ring, a last short block, a ring that wraps
