@@ -3,8 +3,11 @@
  */
 import type { DatagramTransport, MessageHandler, Runtime } from "../core/transport.ts";
 import { standardTimers } from "./timers.ts";
-import { unmapIPv4 } from "./ipv4_mapped.ts";
-// Bun.udpSocket takes no file descriptor; Bun's node:dgram does (socket activation).
+import { mapIPv4, unmapIPv4 } from "./ipv4_mapped.ts";
+import type { Carrier } from "./gso_windows.ts";
+import type { UdpSocket } from "./native/datagrams.ts";
+// Socket activation through Bun's node:dgram, whose bind({ fd }) is documented; Bun.udpSocket's
+// `fd` (what that uses inside) is not, so only the GSO path relies on it, after trying it (adopt()).
 import { bindFd } from "./node.ts";
 
 interface BunUdpSocket {
@@ -18,8 +21,10 @@ interface BunUdpSocket {
 }
 declare const Bun: {
   udpSocket(options: {
-    hostname: string;
-    port: number;
+    hostname?: string;
+    port?: number;
+    /** A socket bound already (how Bun's own node:dgram takes bind({ fd })); not in Bun's typings. */
+    fd?: number;
     binaryType: "uint8array";
     socket: {
       data(socket: BunUdpSocket, data: Uint8Array, port: number, address: string): void;
@@ -36,13 +41,35 @@ interface Pending {
   done: () => void;
 }
 
-export async function bind(hostname: string, port: number, onMessage: MessageHandler): Promise<DatagramTransport> {
+export function bind(hostname: string, port: number, onMessage: MessageHandler): Promise<DatagramTransport> {
+  return open({ hostname, port }, onMessage);
+}
+
+/**
+ * A Carrier (gso_windows.ts) of a socket made through libc: Bun.udpSocket reads it, as fast as
+ * one it made itself. Rejects when Bun made a socket of its own instead (an option it ignored).
+ */
+export async function adopt(made: UdpSocket, onMessage: MessageHandler): Promise<Carrier> {
+  const t = await open({ fd: made.fd }, onMessage);
+  if (t.port !== made.port) {
+    t.close();
+    throw new Error(`Bun.udpSocket({ fd }) bound port ${t.port}, not the descriptor's ${made.port}`);
+  }
+  const ipv6 = made.family === 6;
+  return {
+    direct: true, // Bun copies into the kernel at once, or keeps the datagram in its backlog
+    send: (data, port, address, done) => t.send(data, port, mapIPv4(address, ipv6), done),
+    waiting: t.waiting,
+    close: t.close,
+  };
+}
+
+async function open(how: { hostname: string; port: number } | { fd: number }, onMessage: MessageHandler) {
   // Datagrams the kernel could not take yet, in order; sent again on `drain`.
   const backlog: Pending[] = [];
   let closed = false;
   const socket = await Bun.udpSocket({
-    hostname,
-    port,
+    ...how,
     binaryType: "uint8array",
     socket: {
       data: (_s, data, fromPort, address) => onMessage(data, unmapIPv4(address), fromPort),
@@ -63,7 +90,8 @@ export async function bind(hostname: string, port: number, onMessage: MessageHan
       backlog.shift()!.done();
     }
   }
-  const transport: DatagramTransport = {
+  const transport: DatagramTransport & { waiting(): number } = {
+    waiting: () => backlog.length,
     address: socket.address.address,
     port: socket.port,
     send(data, toPort, address, done) {

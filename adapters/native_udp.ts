@@ -18,7 +18,7 @@ import type { Detection } from "./native/detect.ts";
 import type { Watch } from "./native/libc.ts";
 import { literalFamily } from "./native/sockaddr.ts";
 import { eachRun } from "./native/window.ts";
-import { windowStats } from "./node_windows.ts";
+import { windowStats } from "./gso_windows.ts";
 
 /** Datagrams one recvmmsg takes; a wake-up takes at most ROUNDS batches, then lets other sockets have theirs. */
 const BATCH = 64;

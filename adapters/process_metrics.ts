@@ -4,13 +4,13 @@
  */
 import process from "node:process";
 import { Gauge, ReadCounter, type Registry } from "../core/metrics.ts";
-import { windowStats } from "./node_windows.ts";
+import { windowStats } from "./gso_windows.ts";
 
 export function addProcessMetrics(registry: Registry): void {
   registry.add(new Gauge("process_resident_memory_bytes", "Resident set size of the process.", () => process.memoryUsage().rss));
   registry.add(new Gauge("emmer_js_heap_used_bytes", "JavaScript heap in use.", () => process.memoryUsage().heapUsed));
   registry.add(new Gauge("emmer_external_memory_bytes", "Memory outside the JavaScript heap held by JavaScript objects (buffers, WebAssembly).", () => process.memoryUsage().external));
-  // How datagrams left (adapters/node_windows.ts): on Node with an FFI, windows go out as one GSO send each.
+  // How datagrams left (adapters/gso_windows.ts): on Node and Bun with an FFI, windows go out as one GSO send each.
   registry.add(new ReadCounter("emmer_gso_sends_total", "UDP GSO sends, each carrying several datagrams of a window.", () => windowStats.gsoSends));
   registry.add(new ReadCounter("emmer_gso_datagrams_total", "Datagrams sent inside UDP GSO sends.", () => windowStats.gsoDatagrams));
 }

@@ -21,11 +21,12 @@ let loaded: Promise<Runtime> | null = null;
 export function loadRuntime(): Promise<Runtime> {
   loaded ??= (() => {
     const name = runtimeName();
-    if (name === "bun") return import("./bun.ts").then((m) => m.runtime);
+    // Bun: transfer sockets made through libc, read by Bun.udpSocket, send windows by UDP GSO (gso_windows.ts).
+    if (name === "bun") return Promise.all([import("./bun.ts"), import("./gso_windows.ts")]).then(([b, w]) => w.withWindows(b.runtime, b.adopt));
     if (name === "deno" && typeof g.Deno!.listenDatagram === "function") return import("./deno.ts").then((m) => m.runtime);
     // Node: sockets of its own where the machine allows (native_udp.ts); else windows by UDP GSO
-    // on node:dgram's sockets (node_windows.ts); else node:dgram alone.
-    return Promise.all([import("./node.ts"), import("./node_windows.ts"), import("./native_udp.ts"), import("./node_workers.ts")])
+    // on node:dgram's sockets (gso_windows.ts); else node:dgram alone.
+    return Promise.all([import("./node.ts"), import("./gso_windows.ts"), import("./native_udp.ts"), import("./node_workers.ts")])
       .then(([n, w, u, c]) => u.withNativeSockets(n.runtime, c.isWorker, w.withWindows));
   })();
   return loaded;

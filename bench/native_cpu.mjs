@@ -7,7 +7,7 @@
 // (the machine's CPU from /proc/stat minus the client's), other processes on
 // the machine do not count as the server's; the client's softirq work on
 // loopback counts as the client's, for every server alike.
-//   node bench/native_cpu.mjs [--size-mib 8] [--runs 3] [--pin]
+//   node bench/native_cpu.mjs [--size-mib 8] [--runs 3] [--pin] [--only lock-step]
 // --pin puts the servers (their threads and future children) and the clients
 // on CPU 0 (taskset): loopback delivery then runs in the sending task, not
 // sometimes on the other CPU or in ksoftirqd, so less of it moves between a
@@ -26,6 +26,8 @@ const RUNS = flag("--runs", 3);
 const BLKSIZE = 1468;
 const BLOCKS = Math.ceil(SIZE / BLKSIZE);
 const PIN = process.argv.includes("--pin");
+// --only lock-step (or "windowsize 64", ...): only the scenarios whose name contains it.
+const ONLY = flag("--only", "");
 const pinned = (argv) => (PIN ? ["taskset", "-c", "0", ...argv] : argv);
 
 if (!has("perf")) {
@@ -71,8 +73,9 @@ const scenarios = [
     args: (p) => pinned(["atftp", ...clientArgs.atftpGet(p, out, w)]),
     base: "atftpd",
   })),
-];
+].filter((sc) => sc.name.includes(ONLY));
 
+// Emmer on Bun with and without its GSO path: BENCH_SERVERS=emmer/bun,emmer/bun-plain,tftpd-hpa,atftpd.
 process.env.BENCH_SERVERS ??= "emmer/node,tftpd-hpa,atftpd";
 const servers = await startServers(root);
 if (PIN) for (const s of servers) spawnSync("taskset", ["-a", "-p", "-c", "0", String(s.child.pid)], { stdio: "ignore" });

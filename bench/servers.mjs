@@ -58,16 +58,19 @@ export const clientArgs = {
 export function candidates(root, { extra = [], write = false, workers = 0, denoV8Flags = "", singlePort = false } = {}) {
   const emmerFlags = (p) => ["--root", root, "--port", p, ...extra];
   const node = (p) => [join(repo, "dist", "emmer-node.js"), ...emmerFlags(p)];
+  const bun = (p) => ["run", join(repo, "serve.ts"), ...emmerFlags(p)];
   const deno = (...before) => (p) => ["run", "-A", ...before, "--config", join(repo, "deno.json"), join(repo, "serve.ts"), ...emmerFlags(p)];
   return [
     { name: "emmer/node", emmer: true, cmd: process.execPath, args: node },
     // The same server without the FFI path (node:dgram per datagram): what the batch calls are worth.
-    { name: "emmer/node plain", emmer: true, cmd: process.execPath, args: node, env: { EMMER_NATIVE: "off" }, optional: true },
+    { name: "emmer/node-plain", emmer: true, cmd: process.execPath, args: node, env: { EMMER_NATIVE: "off" }, onRequest: true },
     ...(singlePort ? [{ name: "emmer/node --single-port", emmer: true, cmd: process.execPath, args: (p) => [...node(p), "--single-port"] }] : []),
     ...(workers > 1 ? [{ name: `emmer/node --workers ${workers}`, emmer: true, cmd: process.execPath, args: (p) => [...node(p), "--workers", String(workers)] }] : []),
     { name: "emmer/deno", emmer: true, cmd: bin("deno"), args: deno() },
     ...(denoV8Flags ? [{ name: `emmer/deno --v8-flags=${denoV8Flags}`, emmer: true, cmd: bin("deno"), args: deno(`--v8-flags=${denoV8Flags}`) }] : []),
-    { name: "emmer/bun", emmer: true, cmd: bin("bun"), args: (p) => ["run", join(repo, "serve.ts"), ...emmerFlags(p)] },
+    { name: "emmer/bun", emmer: true, cmd: bin("bun"), args: bun },
+    // Only when named in BENCH_SERVERS: Bun without its GSO path, the path of a machine without an FFI.
+    { name: "emmer/bun-plain", emmer: true, cmd: bin("bun"), args: bun, env: { EMMER_NATIVE: "off" }, onRequest: true },
     {
       name: "tftpd-hpa",
       cmd: "/usr/sbin/in.tftpd",
@@ -100,17 +103,18 @@ export async function startServers(root, options = {}) {
   if (!existsSync(join(repo, "dist", "emmer-node.js"))) spawnSync(process.execPath, [join(repo, "scripts", "build-cli.mjs")], { stdio: "inherit" });
   const servers = [];
   // BENCH_SERVERS=emmer/node,tftpd-hpa narrows a run to those servers (for quick comparisons while working);
-  // optional rows ("emmer/node plain") run only when named there.
+  // rows marked onRequest ("emmer/node-plain") run only when named there.
   const wanted = process.env.BENCH_SERVERS?.split(",");
   for (const c of candidates(root, options)) {
-    if (wanted ? !wanted.includes(c.name) : c.optional) continue;
+    if (wanted ? !wanted.includes(c.name) : c.onRequest) continue;
     if (options.emmerOnly && !c.emmer) continue;
     if (!existsSync(c.cmd) || (c.requires && !existsSync(c.requires))) {
       console.log(`${c.name}: missing (${c.hint ?? c.cmd})`);
       continue;
     }
     const port = String(++nextPort);
-    const child = spawn(c.cmd, c.args(port), { cwd: repo, stdio: ["ignore", "ignore", "ignore"], env: { ...process.env, ...c.env } });
+    const env = c.env ? { ...process.env, ...c.env } : process.env;
+    const child = spawn(c.cmd, c.args(port), { cwd: repo, env, stdio: ["ignore", "ignore", "ignore"] });
     servers.push({ ...c, port, child });
   }
   await new Promise((r) => setTimeout(r, 2500));

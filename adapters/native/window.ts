@@ -17,7 +17,7 @@ export interface WindowResult {
 }
 
 export function sendWindow(
-  native: BatchDatagrams | null,
+  native: Pick<BatchDatagrams, "sendSegmented"> | null,
   fd: number,
   window: Uint8Array,
   segmentSize: number,
