@@ -1,0 +1,219 @@
+// Sockets of Emmer's own (adapters/native_udp.ts) against a scripted kernel: what a wake-up
+// drains, when its answers leave and in how many calls, what waits for writability and in
+// which order, what a refusal or a close does to the senders' callbacks. The loopback suite
+// runs the same sockets for real on Node (tests/run.mjs: node; node-plain runs without them).
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { nativeSockets } from "../adapters/native_udp.ts";
+import { type BatchDatagrams, EAGAIN, EINVAL, type Outgoing, type ReceiveBatch } from "../adapters/native/datagrams.ts";
+import { writeSockaddr } from "../adapters/native/sockaddr.ts";
+import type { DatagramTransport, Runtime } from "../core/transport.ts";
+
+interface Sent {
+  call: "sendmmsg" | "gso";
+  datagrams: number[][];
+  to: string[];
+}
+
+/**
+ * A kernel with a send buffer of `room` datagrams (Infinity: no limit); `refuse` names
+ * destinations ("address:port") it refuses with EINVAL, as it does port 0.
+ */
+function kernel({ room = Infinity, refuse = [] as string[] } = {}) {
+  const inbox: { data: number[]; address: string; port: number }[] = [];
+  const sent: Sent[] = [];
+  let onReady: ((readable: boolean, writable: boolean) => void) | null = null;
+  const state = { room, writable: false, stopped: false, closed: [] as number[] };
+  const take = (n: number) => {
+    const k = Math.min(n, state.room);
+    state.room -= k;
+    return k;
+  };
+  const native = {
+    libc: {
+      watch(_fd: number, ready: (readable: boolean, writable: boolean) => void) {
+        onReady = ready;
+        return { writable: (on: boolean) => void (state.writable = on), stop: () => void (state.stopped = true) };
+      },
+    },
+    openUdp: (address: string, port: number) => ({ fd: 7, family: 4 as const, address, port: port || 4000 }),
+    close: (fd: number) => void state.closed.push(fd),
+    recvmmsg(_fd: number, batch: ReceiveBatch) {
+      let n = 0;
+      while (n < batch.capacity && inbox.length > 0) {
+        const d = inbox.shift()!;
+        batch.data.set(d.data, n * batch.slotSize);
+        batch.lengths[n] = d.data.length;
+        writeSockaddr(new DataView(batch.names.buffer), n * 28, 4, d.address, d.port);
+        n++;
+      }
+      return n > 0 ? { received: n, errno: 0 } : { received: 0, errno: EAGAIN };
+    },
+    sendmmsg(_fd: number, list: readonly Outgoing[], from = 0, to = list.length) {
+      let stop = to;
+      const bad = list.slice(from, to).findIndex((d) => refuse.includes(`${d.address}:${d.port}`));
+      if (bad >= 0) stop = from + bad;
+      const k = take(stop - from);
+      if (k > 0) sent.push({ call: "sendmmsg", datagrams: list.slice(from, from + k).map((d) => [...d.data]), to: list.slice(from, from + k).map((d) => `${d.address}:${d.port}`) });
+      if (k < stop - from) return { sent: k, errno: EAGAIN };
+      return { sent: k, errno: stop < to ? EINVAL : 0 };
+    },
+    sendSegmented(_fd: number, buffer: Uint8Array, segment: number, address: string, port: number) {
+      const segments = Math.ceil(buffer.length / segment);
+      const k = take(segments);
+      const datagrams: number[][] = [];
+      for (let i = 0; i < k; i++) datagrams.push([...buffer.subarray(i * segment, (i + 1) * segment)]);
+      if (k > 0) sent.push({ call: "gso", datagrams, to: datagrams.map(() => `${address}:${port}`) });
+      return { sent: k, errno: k < segments ? EAGAIN : 0 };
+    },
+  };
+  return {
+    native: native as unknown as BatchDatagrams,
+    inbox,
+    sent,
+    state,
+    /** The poll handle reports: readable, writable, or both. */
+    wake: (readable: boolean, writable = false) => onReady!(readable, writable),
+  };
+}
+
+const noBase = { bind: () => Promise.reject(new Error("the runtime's socket was used")) } as unknown as Runtime;
+
+async function socket(k: ReturnType<typeof kernel>, onMessage: (t: DatagramTransport, data: Uint8Array, address: string, port: number) => void = () => {}) {
+  let t!: DatagramTransport;
+  t = await nativeSockets(noBase, k.native, false)("127.0.0.1", 0, (d, a, p) => onMessage(t, d, a, p), 516);
+  return t;
+}
+
+/** A counter of done() calls. */
+function dones() {
+  const c = { n: 0, done: () => void c.n++ };
+  return c;
+}
+
+test("a wake-up drains every queued datagram, and the answers leave together in one sendmmsg, in order", async () => {
+  const k = kernel();
+  const c = dones();
+  const seen: string[] = [];
+  await socket(k, (t, data, address, port) => {
+    seen.push(`${address}:${port}:${data[0]}`);
+    t.send(new Uint8Array([data[0] + 100]), port, address, c.done);
+    assert.is(k.sent.length, 0, "an answer left before the wake-up's datagrams were all handled");
+  });
+  k.inbox.push({ data: [1], address: "127.0.0.1", port: 5001 }, { data: [2], address: "127.0.0.2", port: 5002 }, { data: [3], address: "127.0.0.1", port: 5003 });
+  k.wake(true);
+  assert.equal(seen, ["127.0.0.1:5001:1", "127.0.0.2:5002:2", "127.0.0.1:5003:3"]);
+  assert.equal(k.sent, [{ call: "sendmmsg", datagrams: [[101], [102], [103]], to: ["127.0.0.1:5001", "127.0.0.2:5002", "127.0.0.1:5003"] }]);
+  assert.is(c.n, 3);
+});
+
+test("more than a batch queued: the wake-up takes several recvmmsg rounds", async () => {
+  const k = kernel();
+  let handled = 0;
+  await socket(k, () => void handled++);
+  for (let i = 0; i < 150; i++) k.inbox.push({ data: [i & 255], address: "127.0.0.1", port: 6000 + i });
+  k.wake(true);
+  assert.is(handled, 150);
+});
+
+test("a send outside a wake-up (a timer's retransmission) leaves at once", async () => {
+  const k = kernel();
+  const t = await socket(k);
+  const c = dones();
+  t.send(new Uint8Array([9]), 69, "127.0.0.1", c.done);
+  assert.equal(k.sent, [{ call: "sendmmsg", datagrams: [[9]], to: ["127.0.0.1:69"] }]);
+  assert.is(c.n, 1);
+});
+
+test("EAGAIN: what the kernel did not take, and every send after it, waits for writability, then leaves in order", async () => {
+  const k = kernel({ room: 1 });
+  const t = await socket(k);
+  const c = dones();
+  for (const x of [1, 2, 3]) t.send(new Uint8Array([x]), 69, "127.0.0.1", c.done);
+  assert.equal(k.sent.map((s) => s.datagrams), [[[1]]]);
+  assert.is(c.n, 1, "done only for what the kernel took");
+  assert.ok(k.state.writable, "writability was not asked for");
+  t.send(new Uint8Array([4]), 69, "127.0.0.1", c.done);
+  assert.is(k.sent.length, 1, "a later send overtook the waiting ones");
+  k.state.room = Infinity;
+  k.wake(false, true);
+  assert.equal(k.sent.map((s) => s.datagrams), [[[1]], [[2], [3], [4]]]);
+  assert.is(c.n, 4);
+  assert.not.ok(k.state.writable, "still asking for writability with nothing to send");
+});
+
+test("a window is one GSO send; cut short by EAGAIN, its rest goes first once writable, then the sends after it", async () => {
+  const k = kernel({ room: 2 });
+  const t = await socket(k);
+  const c = dones();
+  const ring = new Uint8Array([1, 1, 2, 2, 3, 3, 4]); // four datagrams of 2 bytes, the last one short
+  const window = [ring.subarray(0, 2), ring.subarray(2, 4), ring.subarray(4, 6), ring.subarray(6, 7)];
+  t.sendMany!(window, 69, "127.0.0.1", c.done);
+  t.send(new Uint8Array([9]), 69, "127.0.0.1", c.done);
+  assert.equal(k.sent, [{ call: "gso", datagrams: [[1, 1], [2, 2]], to: ["127.0.0.1:69", "127.0.0.1:69"] }]);
+  assert.is(c.n, 2);
+  k.state.room = Infinity;
+  k.wake(false, true);
+  assert.equal(k.sent.slice(1).map((s) => [s.call, s.datagrams]), [["gso", [[3, 3], [4]]], ["sendmmsg", [[9]]]]);
+  assert.is(c.n, 5);
+});
+
+test("a window split by its ring's wrap goes as two runs, in order", async () => {
+  const k = kernel();
+  const t = await socket(k);
+  const end = new Uint8Array([1, 1, 2, 2]), start = new Uint8Array([3, 3, 4, 4]);
+  t.sendMany!([end.subarray(0, 2), end.subarray(2, 4), start.subarray(0, 2), start.subarray(2, 4)], 69, "127.0.0.1", () => {});
+  assert.equal(k.sent.map((s) => [s.call, s.datagrams]), [["gso", [[1, 1], [2, 2]]], ["gso", [[3, 3], [4, 4]]]]);
+});
+
+test("a destination the kernel refuses: that datagram is lost (its done runs), the rest go on", async () => {
+  const k = kernel({ refuse: ["127.0.0.1:0"] });
+  const t = await socket(k);
+  const c = dones();
+  t.send(new Uint8Array([1]), 0, "127.0.0.1", c.done);
+  t.send(new Uint8Array([2]), 69, "127.0.0.1", c.done);
+  assert.equal(k.sent.map((s) => s.datagrams), [[[2]]]);
+  assert.is(c.n, 2);
+});
+
+test("close: the watch stops, the descriptor closes, sends the kernel never took are done, later sends too", async () => {
+  const k = kernel({ room: 0 });
+  const t = await socket(k);
+  const c = dones();
+  t.send(new Uint8Array([1]), 69, "127.0.0.1", c.done);
+  const ring = new Uint8Array(6);
+  t.sendMany!([ring.subarray(0, 2), ring.subarray(2, 4), ring.subarray(4, 6)], 69, "127.0.0.1", c.done);
+  assert.is(c.n, 0);
+  t.close();
+  assert.ok(k.state.stopped);
+  assert.equal(k.state.closed, [7]);
+  assert.is(c.n, 4, "every datagram's done, once");
+  t.send(new Uint8Array([2]), 69, "127.0.0.1", c.done);
+  assert.is(c.n, 5);
+  k.wake(true, true); // a report already on its way: ignored
+  assert.is(k.sent.length, 0);
+});
+
+test("a socket closed while its wake-up is handled takes no more of the batch", async () => {
+  const k = kernel();
+  let handled = 0;
+  await socket(k, (t) => {
+    handled++;
+    t.close();
+  });
+  k.inbox.push({ data: [1], address: "127.0.0.1", port: 1 }, { data: [2], address: "127.0.0.1", port: 2 });
+  k.wake(true);
+  assert.is(handled, 1);
+});
+
+test("names that are no IP literal, and a shared listening socket, stay the runtime's", async () => {
+  const k = kernel();
+  const used: string[] = [];
+  const base = { bind: (h: string, p: number) => (used.push(`${h}:${p}`), Promise.resolve({} as DatagramTransport)) } as unknown as Runtime;
+  await nativeSockets(base, k.native, false)("localhost", 0, () => {}, 516);
+  await nativeSockets(base, k.native, true)("127.0.0.1", 69, () => {});
+  await nativeSockets(base, k.native, true)("127.0.0.1", 0, () => {}, 516);
+  assert.equal(used, ["localhost:0", "127.0.0.1:69"]);
+});
+
+test.run();
