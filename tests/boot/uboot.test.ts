@@ -11,13 +11,16 @@ import { bootUboot } from "./support/scenarios.ts";
 
 const NEEDS = ["root", "iproute2", "qemu-arm", "u-boot"] as const;
 
-bootTest("U-Boot tftpboot (e1000) at blksize 1468, lock-step: crc32 matches", NEEDS, async () => {
-  const run = await bootUboot("emmer-node", { blksize: 1468, windowsize: 1, size: 4 * 2 ** 20 + 321 });
-  assertBooted(run);
-  const [t] = assertServed(run, "file.bin");
-  assert.is(t.oack?.blksize, "1468", t.line);
-  assert.is(t.oack?.windowsize, undefined, `U-Boot asks for no window with tftpwindowsize 1: ${t.line}`);
-});
+// Also in single-port mode (every answer from port 69), which U-Boot must take as the server's TID.
+for (const server of ["emmer-node", "emmer-node --single-port"] as const) {
+  bootTest(`U-Boot tftpboot (e1000) at blksize 1468, lock-step, from ${server}: crc32 matches`, NEEDS, async () => {
+    const run = await bootUboot(server, { blksize: 1468, windowsize: 1, size: 4 * 2 ** 20 + 321 });
+    assertBooted(run);
+    const [t] = assertServed(run, "file.bin");
+    assert.is(t.oack?.blksize, "1468", t.line);
+    assert.is(t.oack?.windowsize, undefined, `U-Boot asks for no window with tftpwindowsize 1: ${t.line}`);
+  });
+}
 
 bootTest("U-Boot tftpboot (e1000) at blksize 1468 with tftpwindowsize 8: completes, crc32 matches", NEEDS, async () => {
   const run = await bootUboot("emmer-node", { blksize: 1468, windowsize: 8, size: 4 * 2 ** 20 + 321, tftpTimeoutMs: 60_000 });

@@ -7,7 +7,8 @@ import { startEmmer } from "./emmer.ts";
 import type { Netns } from "./netns.ts";
 import { startChild } from "./process.ts";
 
-export type ServerName = "emmer-node" | "tftpd-hpa";
+/** "emmer-node --single-port": every packet of every transfer to and from the listening port. */
+export type ServerName = "emmer-node" | "emmer-node --single-port" | "tftpd-hpa";
 export const TFTPD_HPA = "/usr/sbin/in.tftpd";
 
 export interface Server {
@@ -30,8 +31,8 @@ async function listening(ns: Netns, host: string, port: number, ms: number): Pro
 
 /** Starts `name` serving `root` read-only on host:port inside `ns`. */
 export async function startServer(name: ServerName, ns: Netns, root: string, host: string, port: number): Promise<Server> {
-  if (name === "emmer-node") {
-    const s = await startEmmer(ns, root, host, port);
+  if (name !== "tftpd-hpa") {
+    const s = await startEmmer(ns, root, host, port, name === "emmer-node --single-port" ? ["--single-port"] : []);
     return { name, log: s.log, stop: s.stop };
   }
   // -L: stay in the foreground; -s: serve (and chroot into) root. It drops to "nobody": root must be world-readable.
