@@ -63,10 +63,14 @@ export async function withNativeSockets(base: Runtime, shareListening: boolean, 
 export function nativeSockets(base: Runtime, native: BatchDatagrams, shareListening: boolean): Runtime["bind"] {
   // One receive batch for all sockets: a wake-up's datagrams are handled before the next wake-up.
   let batch: ReceiveBatch | null = null;
-  return async (hostname, port, onMessage, maxDatagram) => {
+  return (hostname, port, onMessage, maxDatagram) => {
     if ((shareListening && maxDatagram === undefined) || literalFamily(hostname) === null) return base.bind(hostname, port, onMessage, maxDatagram);
     batch ??= new ReceiveBatch(BATCH, 65536); // pages are touched only as large datagrams arrive
-    return new NativeUdp(native, native.openUdp(hostname, port), onMessage, batch);
+    try {
+      return Promise.resolve(new NativeUdp(native, native.openUdp(hostname, port), onMessage, batch));
+    } catch (error) {
+      return Promise.reject(error); // as a refused bind: EADDRINUSE, EACCES ...
+    }
   };
 }
 
