@@ -2,24 +2,35 @@
  * libc through Deno.dlopen: needs the ffi permission (--allow-ffi or -A);
  * detect.ts asks before calling. Readiness: one epoll instance for the process
  * (epoll.ts), whose epoll_wait runs on Deno's blocking thread pool (a
- * "nonblocking" symbol), so the event loop never waits on it.
+ * "nonblocking" symbol), so the event loop never waits on it. `descriptors`
+ * finds the descriptor of a socket Deno.listenDatagram made (deno_fd.ts).
  */
+import { DescriptorFinder } from "./deno_fd.ts";
 import { EpollLoop } from "./epoll.ts";
 import type { Libc } from "./libc.ts";
+
+export interface DenoLibc extends Libc {
+  readonly descriptors: DescriptorFinder;
+}
 
 type Pointer = object | null;
 interface DenoFfi {
   dlopen(path: string, symbols: Record<string, unknown>): { symbols: Record<string, (...args: unknown[]) => unknown> };
   UnsafePointer: { of(value: Uint8Array): Pointer; value(p: Pointer): bigint | number };
   UnsafePointerView: new (p: Pointer) => { getInt32(offset?: number): number };
+  readDirSync(path: string): Iterable<{ name: string }>;
 }
 
-export function denoLibc(): Libc {
+const EFD_CLOEXEC = 0o2000000;
+
+export function denoLibc(): DenoLibc {
   const D = (globalThis as unknown as { Deno: DenoFfi }).Deno;
   const { symbols: s } = D.dlopen("libc.so.6", {
     socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
     bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
     getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+    getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
+    dup: { parameters: ["i32"], result: "i32" },
     setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
     sendmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
     sendmmsg: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
@@ -39,7 +50,24 @@ export function denoLibc(): Libc {
   const errno = () => errnoView.getInt32(0);
   // Made at the first watch: a process that only probes never starts a wait.
   let loop: EpollLoop | null = null;
+  let anchor = -1;
+  const descriptors = new DescriptorFinder({
+    dup: (fd) => s.dup(fd) as number,
+    close: (fd) => s.close(fd) as number,
+    getsockname: (fd, sa, len) => s.getsockname(fd, sa, len) as number,
+    getsockopt: (fd, level, name, value, len) => s.getsockopt(fd, level, name, value, len) as number,
+    // An eventfd nobody writes: one descriptor, kept, for dup() to copy.
+    anchor: () => (anchor >= 0 ? anchor : (anchor = s.eventfd(0, EFD_CLOEXEC) as number)),
+    listOpen: () => {
+      try {
+        return [...D.readDirSync("/proc/self/fd")].map((e) => Number(e.name)).filter(Number.isInteger);
+      } catch {
+        return []; // no /proc, or no read permission
+      }
+    },
+  });
   return {
+    descriptors,
     ffi: "Deno.dlopen",
     address: (bytes) => BigInt(D.UnsafePointer.value(D.UnsafePointer.of(bytes))),
     errno,
