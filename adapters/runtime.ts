@@ -23,7 +23,8 @@ export function loadRuntime(): Promise<Runtime> {
     const name = runtimeName();
     // Bun: transfer sockets made through libc, read by Bun.udpSocket, send windows by UDP GSO (gso_windows.ts).
     if (name === "bun") return Promise.all([import("./bun.ts"), import("./gso_windows.ts")]).then(([b, w]) => w.withWindows(b.runtime, b.adopt));
-    if (name === "deno" && typeof g.Deno!.listenDatagram === "function") return import("./deno.ts").then((m) => m.runtime);
+    // Deno: Deno.listenDatagram's sockets, their windows sent by UDP GSO where the FFI allows (deno.ts).
+    if (name === "deno" && typeof g.Deno!.listenDatagram === "function") return import("./deno.ts").then((m) => m.withWindows());
     // Node: sockets of its own where the machine allows (native_udp.ts); else windows by UDP GSO
     // on node:dgram's sockets (gso_windows.ts); else node:dgram alone.
     return Promise.all([import("./node.ts"), import("./gso_windows.ts"), import("./native_udp.ts"), import("./node_workers.ts")])

@@ -67,6 +67,8 @@ export function candidates(root, { extra = [], write = false, workers = 0, denoV
     ...(singlePort ? [{ name: "emmer/node --single-port", emmer: true, cmd: process.execPath, args: (p) => [...node(p), "--single-port"] }] : []),
     ...(workers > 1 ? [{ name: `emmer/node --workers ${workers}`, emmer: true, cmd: process.execPath, args: (p) => [...node(p), "--workers", String(workers)] }] : []),
     { name: "emmer/deno", emmer: true, cmd: bin("deno"), args: deno() },
+    // Only when named in BENCH_SERVERS: Deno without its batch path (Deno.listenDatagram per datagram).
+    { name: "emmer/deno-plain", emmer: true, cmd: bin("deno"), args: deno(), env: { EMMER_NATIVE: "off" }, onRequest: true },
     ...(denoV8Flags ? [{ name: `emmer/deno --v8-flags=${denoV8Flags}`, emmer: true, cmd: bin("deno"), args: deno(`--v8-flags=${denoV8Flags}`) }] : []),
     { name: "emmer/bun", emmer: true, cmd: bin("bun"), args: bun },
     // Only when named in BENCH_SERVERS: Bun without its GSO path, the path of a machine without an FFI.

@@ -1,8 +1,9 @@
 // Runs every tests/**/*.test.ts file in its own process, on Node (through tsx),
 // Deno and Bun (both from the npm devDependencies), and ends with one line:
 // "N passed, N failed" over all of them (the skipped count comes on the line
-// before it: a skipped test is neither). Node and Bun run twice: with the batch
-// datagram path where the machine has one, and without it (node-plain, bun-plain).
+// before it: a skipped test is neither). Each runtime runs twice: with the batch
+// datagram path where the machine has one, and without it (node-plain, deno-plain,
+// bun-plain).
 //   node tests/run.mjs [--runtimes node,deno,bun] [filter...]
 // Filters keep the files whose path contains one of them. A file that crashes
 // or exits non-zero without uvu's summary counts as one failure. Tooling checks
@@ -18,8 +19,8 @@ import { fileURLToPath } from "node:url";
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const args = process.argv.slice(2);
 const rtFlag = args.indexOf("--runtimes");
-// node-plain, bun-plain: the batch datagram path off (EMMER_NATIVE=off), the path of a machine without an FFI.
-const runtimes = rtFlag >= 0 ? args.splice(rtFlag, 2)[1].split(",") : ["node", "node-plain", "deno", "bun", "bun-plain"];
+// node-plain, deno-plain, bun-plain: the batch datagram path off (EMMER_NATIVE=off), the path of a machine without an FFI.
+const runtimes = rtFlag >= 0 ? args.splice(rtFlag, 2)[1].split(",") : ["node", "node-plain", "deno", "deno-plain", "bun", "bun-plain"];
 const filters = args;
 const TOOLING = ["typecheck.test.ts", "wasm_fresh.test.ts", "deno_tooling.test.ts", "consumers.test.ts", "readme.test.ts"];
 const NODE_ONLY = [...TOOLING, "scaleout.test.ts", "client_cli.test.ts"];
@@ -30,6 +31,7 @@ const COMMANDS = {
   node: [process.execPath, join(root, "node_modules", "tsx", "dist", "cli.mjs")],
   "node-plain": [process.execPath, join(root, "node_modules", "tsx", "dist", "cli.mjs")],
   deno: [bin("deno"), "run", "-A"],
+  "deno-plain": [bin("deno"), "run", "-A"],
   bun: [bin("bun"), "run"],
   "bun-plain": [bin("bun"), "run"],
 };
@@ -47,7 +49,7 @@ function find(dir) {
 // Filters match the path inside the repository: a checkout folder named like a filter must not match every file.
 const files = find(join(root, "tests")).filter((f) => filters.length === 0 || filters.some((x) => relative(root, f).includes(x)));
 
-const PLAIN = ["node-plain", "bun-plain"];
+const PLAIN = ["node-plain", "deno-plain", "bun-plain"];
 const ENV = Object.fromEntries(PLAIN.map((rt) => [rt, { ...process.env, EMMER_NATIVE: "off" }]));
 // Not run again without the batch path: checks of the sources or the package, whose result does not
 // depend on it; and the batch path's own tests (native_datagrams), which need it on.

@@ -1,42 +1,76 @@
 /**
  * libc through Deno.dlopen: needs the ffi permission (--allow-ffi or -A);
- * detect.ts asks before calling. Readability: a poll() run on Deno's blocking
- * thread pool (a "nonblocking" symbol), so the event loop never waits on it.
+ * detect.ts asks before calling. Readiness: one epoll instance for the process
+ * (epoll.ts), whose epoll_wait runs on Deno's blocking thread pool (a
+ * "nonblocking" symbol), so the event loop never waits on it. `descriptors`
+ * finds the descriptor of a socket Deno.listenDatagram made (deno_fd.ts).
  */
-import { POLLFD_SIZE, POLLIN, POLLOUT } from "./abi.ts";
+import { DescriptorFinder } from "./deno_fd.ts";
+import { EpollLoop } from "./epoll.ts";
 import type { Libc } from "./libc.ts";
+
+export interface DenoLibc extends Libc {
+  readonly descriptors: DescriptorFinder;
+}
 
 type Pointer = object | null;
 interface DenoFfi {
   dlopen(path: string, symbols: Record<string, unknown>): { symbols: Record<string, (...args: unknown[]) => unknown> };
   UnsafePointer: { of(value: Uint8Array): Pointer; value(p: Pointer): bigint | number };
   UnsafePointerView: new (p: Pointer) => { getInt32(offset?: number): number };
+  readDirSync(path: string): Iterable<{ name: string }>;
 }
 
-/** How long one wait for readability may park its thread: stop() takes effect within this. */
-const WATCH_SLICE_MS = 250;
+const EFD_CLOEXEC = 0o2000000;
 
-export function denoLibc(): Libc {
+export function denoLibc(): DenoLibc {
   const D = (globalThis as unknown as { Deno: DenoFfi }).Deno;
   const { symbols: s } = D.dlopen("libc.so.6", {
     socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
     bind: { parameters: ["i32", "buffer", "u32"], result: "i32" },
     getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+    getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
+    dup: { parameters: ["i32"], result: "i32" },
     setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
     sendmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
     sendmmsg: { parameters: ["i32", "buffer", "u32", "i32"], result: "i32" },
     recvmmsg: { parameters: ["i32", "buffer", "u32", "i32", "pointer"], result: "i32" },
     poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
-    pollOffThread: { name: "poll", parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
     close: { parameters: ["i32"], result: "i32" },
+    epoll_create1: { parameters: ["i32"], result: "i32" },
+    epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
+    epollWaitOffThread: { name: "epoll_wait", parameters: ["i32", "buffer", "i32", "i32"], result: "i32", nonblocking: true },
+    eventfd: { parameters: ["u32", "i32"], result: "i32" },
+    write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+    read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
     __errno_location: { parameters: [], result: "pointer" },
   });
   // errno is per thread and its place does not move: read it where the calls ran (the main thread).
   const errnoView = new D.UnsafePointerView(s.__errno_location() as Pointer);
+  const errno = () => errnoView.getInt32(0);
+  // Made at the first watch: a process that only probes never starts a wait.
+  let loop: EpollLoop | null = null;
+  let anchor = -1;
+  const descriptors = new DescriptorFinder({
+    dup: (fd) => s.dup(fd) as number,
+    close: (fd) => s.close(fd) as number,
+    getsockname: (fd, sa, len) => s.getsockname(fd, sa, len) as number,
+    getsockopt: (fd, level, name, value, len) => s.getsockopt(fd, level, name, value, len) as number,
+    // An eventfd nobody writes: one descriptor, kept, for dup() to copy.
+    anchor: () => (anchor >= 0 ? anchor : (anchor = s.eventfd(0, EFD_CLOEXEC) as number)),
+    listOpen: () => {
+      try {
+        return [...D.readDirSync("/proc/self/fd")].map((e) => Number(e.name)).filter(Number.isInteger);
+      } catch {
+        return []; // no /proc, or no read permission
+      }
+    },
+  });
   return {
+    descriptors,
     ffi: "Deno.dlopen",
     address: (bytes) => BigInt(D.UnsafePointer.value(D.UnsafePointer.of(bytes))),
-    errno: () => errnoView.getInt32(0),
+    errno,
     socket: (d, t, p) => s.socket(d, t, p) as number,
     bind: (fd, sa, len) => s.bind(fd, sa, len) as number,
     getsockname: (fd, sa, len) => s.getsockname(fd, sa, len) as number,
@@ -47,28 +81,16 @@ export function denoLibc(): Libc {
     poll: (fds, n, timeout) => s.poll(fds, n, timeout) as number,
     close: (fd) => s.close(fd) as number,
     watch(fd, onReady) {
-      let stopped = false;
-      const pollfd = new Uint8Array(POLLFD_SIZE);
-      const view = new DataView(pollfd.buffer);
-      view.setInt32(0, fd, true);
-      view.setInt16(4, POLLIN, true);
-      const next = (): void => {
-        if (stopped) return;
-        view.setInt16(6, 0, true);
-        (s.pollOffThread(pollfd, 1, WATCH_SLICE_MS) as Promise<number>).then((ready) => {
-          if (stopped) return;
-          // The callback drains the socket, so the next poll() parks again instead of spinning.
-          const revents = view.getInt16(6, true);
-          if (ready > 0 && revents & (POLLIN | POLLOUT)) onReady((revents & POLLIN) !== 0, (revents & POLLOUT) !== 0);
-          next();
-        }, () => !stopped && setTimeout(next, WATCH_SLICE_MS));
-      };
-      next();
-      return {
-        // Takes effect at the next poll(), within WATCH_SLICE_MS.
-        writable: (on) => view.setInt16(4, on ? POLLIN | POLLOUT : POLLIN, true),
-        stop: () => void (stopped = true),
-      };
+      loop ??= new EpollLoop({
+        epollCreate1: (flags) => s.epoll_create1(flags) as number,
+        epollCtl: (epfd, op, target, event) => s.epoll_ctl(epfd, op, target, event) as number,
+        epollWaitOffThread: (epfd, events, max, timeout) => s.epollWaitOffThread(epfd, events, max, timeout) as Promise<number>,
+        eventfd: (initval, flags) => s.eventfd(initval, flags) as number,
+        write: (target, bytes, length) => Number(s.write(target, bytes, BigInt(length))),
+        read: (target, bytes, length) => Number(s.read(target, bytes, BigInt(length))),
+        errno,
+      });
+      return loop.watch(fd, onReady);
     },
   };
 }
