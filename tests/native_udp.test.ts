@@ -80,8 +80,8 @@ function kernel({ room = Infinity, refuse = [] as string[] } = {}) {
 const noBase = { bind: () => Promise.reject(new Error("the runtime's socket was used")) } as unknown as Runtime;
 
 async function socket(k: ReturnType<typeof kernel>, onMessage: (t: DatagramTransport, data: Uint8Array, address: string, port: number) => void = () => {}) {
-  let t!: DatagramTransport;
-  t = await nativeSockets(noBase, k.native, false)("127.0.0.1", 0, (d, a, p) => onMessage(t, d, a, p), 516);
+  // The handler runs only on a wake-up, after the socket is made.
+  const t: DatagramTransport = await nativeSockets(noBase, k.native, false)("127.0.0.1", 0, (d, a, p) => onMessage(t, d, a, p), 516);
   return t;
 }
 
