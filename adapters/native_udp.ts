@@ -20,6 +20,9 @@ import { literalFamily } from "./native/sockaddr.ts";
 import { eachRun } from "./native/window.ts";
 import { windowStats } from "./gso_windows.ts";
 
+/** What the batch calls carried (the metrics show them): datagrams per call is the batching. */
+export const batchStats = { recvmmsgCalls: 0, recvmmsgDatagrams: 0, sendmmsgCalls: 0, sendmmsgDatagrams: 0 };
+
 /** Datagrams one recvmmsg takes; a wake-up takes at most ROUNDS batches, then lets other sockets have theirs. */
 const BATCH = 64;
 const ROUNDS = 4;
@@ -148,6 +151,7 @@ class NativeUdp implements DatagramTransport {
     try {
       for (let round = 0; round < ROUNDS && !this.#closed; round++) {
         const { received } = this.#native.recvmmsg(this.#fd, batch);
+        if (received > 0) (batchStats.recvmmsgCalls++, (batchStats.recvmmsgDatagrams += received));
         for (let i = 0; i < received && !this.#closed; i++) {
           const peer = batch.peer(i);
           this.#onMessage(batch.datagram(i), peer.address, peer.port);
@@ -191,6 +195,7 @@ class NativeUdp implements DatagramTransport {
     let end = this.#head + 1;
     while (end < q.length && q[end].segment === 0) end++;
     const r = this.#native.sendmmsg(this.#fd, q, this.#head, end);
+    if (r.sent > 0) (batchStats.sendmmsgCalls++, (batchStats.sendmmsgDatagrams += r.sent));
     for (let k = 0; k < r.sent; k++) q[this.#head++].done();
     if (r.errno === 0 || r.errno === EAGAIN) return r.errno;
     q[this.#head++].done(); // refused: lost, as on the wire

@@ -5,6 +5,7 @@
 import process from "node:process";
 import { Gauge, ReadCounter, type Registry } from "../core/metrics.ts";
 import { windowStats } from "./gso_windows.ts";
+import { batchStats } from "./native_udp.ts";
 
 export function addProcessMetrics(registry: Registry): void {
   registry.add(new Gauge("process_resident_memory_bytes", "Resident set size of the process.", () => process.memoryUsage().rss));
@@ -13,4 +14,9 @@ export function addProcessMetrics(registry: Registry): void {
   // How datagrams left (adapters/gso_windows.ts): on Node and Bun with an FFI, windows go out as one GSO send each.
   registry.add(new ReadCounter("emmer_gso_sends_total", "UDP GSO sends, each carrying several datagrams of a window.", () => windowStats.gsoSends));
   registry.add(new ReadCounter("emmer_gso_datagrams_total", "Datagrams sent inside UDP GSO sends.", () => windowStats.gsoDatagrams));
+  // Node with koffi (adapters/native_udp.ts): a wake-up drained by recvmmsg, its answers sent by one sendmmsg.
+  registry.add(new ReadCounter("emmer_recvmmsg_calls_total", "recvmmsg calls that received datagrams.", () => batchStats.recvmmsgCalls));
+  registry.add(new ReadCounter("emmer_recvmmsg_datagrams_total", "Datagrams received by recvmmsg.", () => batchStats.recvmmsgDatagrams));
+  registry.add(new ReadCounter("emmer_sendmmsg_calls_total", "sendmmsg calls that sent datagrams.", () => batchStats.sendmmsgCalls));
+  registry.add(new ReadCounter("emmer_sendmmsg_datagrams_total", "Datagrams sent by sendmmsg.", () => batchStats.sendmmsgDatagrams));
 }

@@ -4,7 +4,11 @@
 // runs the same sockets for real on Node (tests/run.mjs: node; node-plain runs without them).
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { nativeSockets } from "../adapters/native_udp.ts";
+import process from "node:process";
+import { batchStats, nativeSockets } from "../adapters/native_udp.ts";
+import { loadRuntime, runtimeName } from "../adapters/runtime.ts";
+import { Emmer, TftpClient } from "../mod.ts";
+import { bytesOf } from "./support/session_driver.ts";
 import { type BatchDatagrams, EAGAIN, EINVAL, type Outgoing, type ReceiveBatch } from "../adapters/native/datagrams.ts";
 import { writeSockaddr } from "../adapters/native/sockaddr.ts";
 import type { DatagramTransport, Runtime } from "../core/transport.ts";
@@ -214,6 +218,36 @@ test("names that are no IP literal, and a shared listening socket, stay the runt
   await nativeSockets(base, k.native, true)("127.0.0.1", 69, () => {});
   await nativeSockets(base, k.native, true)("127.0.0.1", 0, () => {}, 516);
   assert.equal(used, ["localhost:0", "127.0.0.1:69"]);
+});
+
+// The real thing on loopback: 30 clients in one burst against --single-port, where every transfer's
+// ACKs reach one socket. Each wake-up must drain several of them, and their answers leave together.
+test("single-port on Node's own sockets: a burst of clients is read and answered in batches, every byte intact", async () => {
+  const rt = await loadRuntime();
+  const own = runtimeName() === "node" && rt.datagramPath?.detail.includes("recvmmsg");
+  if (!own) {
+    // Other runtimes, and Node without koffi or with EMMER_NATIVE=off: no recvmmsg path to check.
+    if (runtimeName() === "node" && process.env.CI === "true" && process.env.EMMER_NATIVE !== "off") assert.unreachable(`CI's Node must have the batch path: ${rt.datagramPath?.detail}`);
+    return;
+  }
+  const body = bytesOf(40_000, 7);
+  const app = new Emmer({ hostname: "127.0.0.1", port: 0, singlePort: true, maxRequestsPerSecond: 1000 });
+  app.read("f", () => body);
+  await app.listen();
+  const before = { ...batchStats };
+  try {
+    const clients = Array.from({ length: 30 }, () => new TftpClient("127.0.0.1", app.address!.port, { timeoutMs: 2000 }).get("f"));
+    for (const { data } of await Promise.all(clients)) assert.equal(data, body);
+    const received = batchStats.recvmmsgDatagrams - before.recvmmsgDatagrams, calls = batchStats.recvmmsgCalls - before.recvmmsgCalls;
+    const sent = batchStats.sendmmsgDatagrams - before.sendmmsgDatagrams, sends = batchStats.sendmmsgCalls - before.sendmmsgCalls;
+    // 30 transfers of 79 blocks: every ACK came in by recvmmsg, every DATA went out by sendmmsg.
+    assert.ok(received >= 30 * 79, `received ${received}`);
+    assert.ok(sent >= 30 * 79, `sent ${sent}`);
+    assert.ok(received / calls > 1.5, `${received} datagrams in ${calls} recvmmsg calls: no batching`);
+    assert.ok(sent / sends > 1.5, `${sent} datagrams in ${sends} sendmmsg calls: no batching`);
+  } finally {
+    await app.close();
+  }
 });
 
 test.run();
