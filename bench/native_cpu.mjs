@@ -14,12 +14,12 @@
 // server's count and nobody's from run to run.
 // Lock-step: curl --tftp-blksize 1468. Windowed: atftp, blksize 1468,
 // windowsize 16 and 64 (tftpd-hpa has no windowsize: not in those rows).
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { alternating, clientArgs, fixture, flag, has, median, serversFor, startServers, stopServers } from "./servers.mjs";
+import { taskClock, taskClockDone } from "./task_clock.mjs";
 
 const SIZE = flag("--size-mib", 8) * 1024 * 1024;
 const RUNS = flag("--runs", 3);
@@ -37,26 +37,6 @@ if (!has("perf")) {
 
 const { dir, root, sha256: want, remove } = fixture("native-cpu", "file.bin", SIZE);
 const out = join(dir, "out.bin");
-const scratch = mkdtempSync(join(tmpdir(), "emmer-perfstat-"));
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** Milliseconds of task-clock `pid` and its children spent while `run` ran; NaN when perf failed. */
-async function taskClock(pid, run) {
-  const csv = join(scratch, `${pid}.csv`);
-  const perf = spawn("perf", ["stat", "-e", "task-clock", "-x", ",", "-o", csv, "-p", String(pid)], { stdio: "ignore" });
-  const exited = new Promise((r) => perf.on("exit", r));
-  await sleep(300); // attached before the client starts
-  const ok = run();
-  await sleep(300); // a forked child still finishing (tftpd-hpa) exits and is summed in
-  perf.kill("SIGINT");
-  const killer = setTimeout(() => perf.kill("SIGKILL"), 5000);
-  await exited;
-  clearTimeout(killer);
-  const line = existsSync(csv) ? readFileSync(csv, "utf8").split("\n").find((l) => l.includes("task-clock")) : undefined;
-  rmSync(csv, { force: true });
-  const ms = Number(line?.split(",")[0]);
-  return ok && Number.isFinite(ms) ? ms : NaN;
-}
 
 function download(cmd, args) {
   rmSync(out, { force: true });
@@ -94,7 +74,7 @@ for (const sc of scenarios) {
   }
   for (const { server: s } of alternating(targets, RUNS)) {
     const [cmd, ...args] = sc.args(s.port);
-    ms[s.name].push(await taskClock(s.child.pid, () => download(cmd, args)));
+    ms[s.name].push(await taskClock([s.child.pid], () => download(cmd, args)));
   }
   const perBlock = Object.fromEntries(targets.map((s) => [s.name, (median(ms[s.name]) * 1000) / BLOCKS]));
   for (const s of targets) {
@@ -103,7 +83,7 @@ for (const sc of scenarios) {
   }
 }
 stopServers(servers);
-rmSync(scratch, { recursive: true, force: true });
+taskClockDone();
 remove();
 
 const f = (v, d = 1) => (Number.isFinite(v) ? v.toFixed(d) : "failed");
