@@ -67,7 +67,9 @@ export function nativeSockets(base: Runtime, native: BatchDatagrams, shareListen
   // One receive batch for all sockets: a wake-up's datagrams are handled before the next wake-up.
   let batch: ReceiveBatch | null = null;
   return (hostname, port, onMessage, maxDatagram) => {
-    if ((shareListening && maxDatagram === undefined) || literalFamily(hostname) === null) return base.bind(hostname, port, onMessage, maxDatagram);
+    // An interface name as an IPv6 zone ("fe80::1%eth0") needs a lookup this module does not make.
+    const own = literalFamily(hostname) !== null && !/%.*\D/.test(hostname);
+    if ((shareListening && maxDatagram === undefined) || !own) return base.bind(hostname, port, onMessage, maxDatagram);
     batch ??= new ReceiveBatch(BATCH, 65536); // pages are touched only as large datagrams arrive
     try {
       return Promise.resolve(new NativeUdp(native, native.openUdp(hostname, port), onMessage, batch));

@@ -210,14 +210,16 @@ test("a socket closed while its wake-up is handled takes no more of the batch", 
   assert.is(handled, 1);
 });
 
-test("names that are no IP literal, and a shared listening socket, stay the runtime's", async () => {
+test("names that are no IP literal (or a zone by interface name), and a shared listening socket, stay the runtime's", async () => {
   const k = kernel();
   const used: string[] = [];
   const base = { bind: (h: string, p: number) => (used.push(`${h}:${p}`), Promise.resolve({} as DatagramTransport)) } as unknown as Runtime;
   await nativeSockets(base, k.native, false)("localhost", 0, () => {}, 516);
+  await nativeSockets(base, k.native, false)("fe80::1%eth0", 0, () => {}, 516);
+  await nativeSockets(base, k.native, false)("fe80::1%2", 0, () => {}, 516);
   await nativeSockets(base, k.native, true)("127.0.0.1", 69, () => {});
   await nativeSockets(base, k.native, true)("127.0.0.1", 0, () => {}, 516);
-  assert.equal(used, ["localhost:0", "127.0.0.1:69"]);
+  assert.equal(used, ["localhost:0", "fe80::1%eth0:0", "127.0.0.1:69"]);
 });
 
 // The real thing on loopback: 30 clients in one burst against --single-port, where every transfer's
