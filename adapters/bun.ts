@@ -34,11 +34,11 @@ declare const Bun: {
   }): Promise<BunUdpSocket>;
 };
 
+/** A copy of a datagram the kernel could not take yet. */
 interface Pending {
   data: Uint8Array;
   port: number;
   address: string;
-  done: () => void;
 }
 
 export function bind(hostname: string, port: number, onMessage: MessageHandler): Promise<DatagramTransport> {
@@ -87,7 +87,7 @@ async function open(how: { hostname: string; port: number } | { fd: number }, on
   function flush() {
     while (backlog.length > 0 && !closed) {
       if (!trySend(backlog[0])) return;
-      backlog.shift()!.done();
+      backlog.shift();
     }
   }
   const transport: DatagramTransport & { waiting(): number } = {
@@ -95,11 +95,12 @@ async function open(how: { hostname: string; port: number } | { fd: number }, on
     address: socket.address.address,
     port: socket.port,
     send(data, toPort, address, done) {
-      const p = { data, port: toPort, address, done };
+      const p = { data, port: toPort, address };
       if (closed) return queueMicrotask(done);
-      // Bun copies into the kernel at once; `done` still comes later, never inside send().
-      if (backlog.length === 0 && trySend(p)) queueMicrotask(done);
-      else backlog.push(p);
+      // Bun copies into the kernel at once; `done` still comes later, never inside send(). What
+      // waits is copied: the view is of WebAssembly memory, which a memory.grow would detach.
+      if (!(backlog.length === 0 && trySend(p))) backlog.push({ ...p, data: data.slice() });
+      queueMicrotask(done);
     },
     sendMany(datagrams, toPort, address, done) {
       if (closed || backlog.length > 0) {
@@ -114,13 +115,13 @@ async function open(how: { hostname: string; port: number } | { fd: number }, on
         sent = socket.sendMany(flat);
       } catch { /* dropped: TFTP retransmits */ }
       for (let i = 0; i < sent; i++) queueMicrotask(done);
-      for (let i = sent; i < datagrams.length; i++) backlog.push({ data: datagrams[i], port: toPort, address, done });
+      for (let i = sent; i < datagrams.length; i++) backlog.push({ data: datagrams[i].slice(), port: toPort, address }), queueMicrotask(done);
     },
     close() {
       if (closed) return;
       closed = true;
       socket.close();
-      for (const p of backlog.splice(0)) p.done();
+      backlog.length = 0; // copies, whose senders were told already
     },
   };
   return transport;

@@ -101,8 +101,8 @@ export const runtime: Runtime = { bind, ...standardTimers };
  * windowTransport), where the FFI, the kernel and the descriptor lookup allow; else
  * `runtime` as it is, saying why. Everything else (receiving, lone datagrams while a
  * send of Deno's is still pending, the listening socket) stays Deno's. Why not sockets
- * of our own read through one epoll on Deno's blocking pool (native_udp.ts with
- * native/epoll.ts): bench/native_cpu.mjs measured both (16 MiB, pinned, task-clock per
+ * of our own read through one epoll_wait on Deno's blocking pool (as native_udp.ts reads
+ * them on Node): bench/native_cpu.mjs measured both (16 MiB, pinned, task-clock per
  * block). Windows cost the same on either (2.6-2.8 µs at windowsize 16, 1.2-1.7 at
  * 64, against 6.5 and 5.4 per datagram), but the epoll path's thread hop per wake-up
  * made lock-step dearer (20.5 µs against 14); this path leaves it as it was (13.5).
@@ -128,6 +128,7 @@ export async function withWindows(): Promise<Runtime> {
     const fd = family === null ? -1 : libc.descriptors.find(family, conn.addr.hostname, conn.addr.port, expected);
     const t = open(conn, onMessage, maxDatagram);
     if (fd < 0) return { transport: t as DatagramTransport, found: false }; // one datagram at a time, as without the FFI
+    batch.remember(fd, family!);
     const carrier: Carrier = { send: t.send, waiting: t.waiting, close: t.close };
     return { transport: windowTransport(batch, { fd, family: family!, address: t.address, port: t.port }, carrier), found: true };
   };

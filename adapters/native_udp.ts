@@ -4,16 +4,19 @@
  * callback, a Buffer and an address object per datagram received and a send call
  * with a request object per datagram sent, these make a few system calls per wake-up:
  * - what is queued when the socket wakes is drained by recvmmsg, a batch per call;
- * - whatever is sent while those datagrams are handled (the answers to a batch of
- *   ACKs: in single-port mode, to as many clients) leaves in one sendmmsg at the end;
+ * - whatever is sent while several datagrams of one wake-up are handled (the answers
+ *   to a batch of ACKs: in single-port mode, to as many clients) leaves in one
+ *   sendmmsg once the last is handled;
  * - a window (datagrams of one size, one after the other in its ring) is one UDP GSO
- *   send.
- * A send the kernel cannot take yet (EAGAIN) waits, in order, for writability; one it
- * refuses (a destination it will not send to) is dropped as a lost datagram is: TFTP
- * retransmits. The peer sees the datagrams and their order that node:dgram would give it.
+ *   send; where the kernel refuses that (a segment over the path's MTU), one by one.
+ * Bytes that wait (for the end of a wake-up, or for writability after EAGAIN) are
+ * copied first: they are views of a ring in WebAssembly memory, and a memory.grow
+ * before they leave would detach them. A datagram the kernel refuses (a destination
+ * it will not send to) is dropped as a lost one is: TFTP retransmits. The peer sees
+ * the datagrams and their order that node:dgram would give it.
  */
 import type { DatagramTransport, MessageHandler, Runtime } from "../core/transport.ts";
-import { type BatchDatagrams, EAGAIN, ReceiveBatch, type UdpSocket } from "./native/datagrams.ts";
+import { type BatchDatagrams, EAGAIN, type Outgoing, ReceiveBatch, type UdpSocket } from "./native/datagrams.ts";
 import type { Detection } from "./native/detect.ts";
 import type { Watch } from "./native/libc.ts";
 import { literalFamily } from "./native/sockaddr.ts";
@@ -27,18 +30,16 @@ export const batchStats = { recvmmsgCalls: 0, recvmmsgDatagrams: 0, sendmmsgCall
 const BATCH = 64;
 const ROUNDS = 4;
 
-/** One datagram (segment 0), or a run of `segment`-byte datagrams that goes as one GSO send. */
-interface Pending {
-  data: Uint8Array;
+/** A copy of bytes the kernel has not taken yet: one datagram (segment 0), or a run of `segment`-byte ones for one GSO send. */
+interface Waiting extends Outgoing {
   segment: number;
-  address: string;
-  port: number;
-  done: () => void;
 }
+
+const EMPTY = new Uint8Array(0);
 
 /**
  * `base` with every socket made here, where this machine has the calls and an FFI that
- * waits for readability; else what `otherwise` makes of `base` (node_windows.ts: GSO
+ * waits for readability; else what `otherwise` makes of `base` (gso_windows.ts: GSO
  * sends on node:dgram's sockets, or node:dgram alone). The listening socket stays the
  * runtime's where node:cluster shares it with workers (`shareListening`) or it is passed
  * by descriptor (bindFd: socket activation).
@@ -87,16 +88,18 @@ class NativeUdp implements DatagramTransport {
   readonly #onMessage: MessageHandler;
   readonly #batch: ReceiveBatch;
   readonly #watch: Watch;
-  /** Sends not yet taken by the kernel, in order, from #head. */
-  #queue: Pending[] = [];
+  /** Copies the kernel has not taken yet, in order, from #head. */
+  #waiting: Waiting[] = [];
   #head = 0;
-  /** A wake-up's datagrams are being handled: sends wait for its end, to leave together. */
-  #handling = false;
+  /** Several datagrams of one wake-up are being handled: their answers wait for the last. */
+  #deferring = false;
   /** The kernel's send buffer was full: sends wait for writability. */
   #blocked = false;
-  /** In #flush: a send from a done() callback only queues (the loop takes it). */
-  #flushing = false;
+  /** The smallest segment size the kernel refused to cut by GSO here: runs of it go one by one. */
+  #gsoRefused = Infinity;
   #closed = false;
+  /** One datagram sent at once, without a new array per send. */
+  readonly #one: Outgoing[] = [{ data: EMPTY, address: "", port: 0 }];
 
   constructor(native: BatchDatagrams, socket: UdpSocket, onMessage: MessageHandler, batch: ReceiveBatch) {
     this.address = socket.address;
@@ -113,16 +116,15 @@ class NativeUdp implements DatagramTransport {
     }
   }
 
+  // The bytes are the kernel's or copied by the time these return: `done` runs at once.
   send(data: Uint8Array, port: number, address: string, done: () => void): void {
-    if (this.#closed) return done();
-    this.#queue.push({ data, segment: 0, address, port, done });
-    if (!this.#handling && !this.#blocked && !this.#flushing) this.#flush();
+    if (!this.#closed) this.#offer(data, 0, port, address);
+    done();
   }
 
   sendMany(datagrams: Uint8Array[], port: number, address: string, done: () => void): void {
-    if (this.#closed) return datagrams.forEach(() => done());
-    eachRun(datagrams, (data, segment, count) => this.#queue.push({ data, segment: count > 1 ? segment : 0, address, port, done }));
-    if (!this.#handling && !this.#blocked && !this.#flushing) this.#flush();
+    if (!this.#closed) eachRun(datagrams, (run, segment, count) => this.#offer(run, count > 1 ? segment : 0, port, address));
+    for (let i = 0; i < datagrams.length; i++) done();
   }
 
   close(): void {
@@ -131,10 +133,55 @@ class NativeUdp implements DatagramTransport {
     this.#watch.stop();
     this.#native.close(this.#fd);
     // What the kernel never took is lost, as node:dgram's queued sends are at close.
-    const left = this.#queue.slice(this.#head);
-    this.#queue = [];
+    this.#waiting = [];
     this.#head = 0;
-    for (const p of left) for (let k = 0; k < count(p); k++) p.done();
+  }
+
+  /** One datagram (segment 0) or a run, sent now or, behind what waits, copied to wait its turn. */
+  #offer(bytes: Uint8Array, segment: number, port: number, address: string): void {
+    if (this.#deferring || this.#blocked || this.#head < this.#waiting.length) {
+      this.#waiting.push({ data: bytes.slice(), segment, address, port });
+      return;
+    }
+    const w: Waiting = { data: bytes, segment, address, port };
+    if (this.#put(w) === EAGAIN) {
+      this.#waiting.push({ ...w, data: w.data.slice() });
+      this.#block();
+    }
+  }
+
+  /**
+   * Hands `w` to the kernel. 0: all of it went, or was refused (lost). EAGAIN: `w.data` is
+   * cut to what is left. A run the kernel will not cut by GSO goes one datagram at a time.
+   */
+  #put(w: Waiting): number {
+    if (w.segment > 0 && w.segment < this.#gsoRefused) {
+      const r = this.#native.sendSegmented(this.#fd, w.data, w.segment, w.address, w.port);
+      if (r.sent > 0) (windowStats.gsoSends++, (windowStats.gsoDatagrams += r.sent));
+      w.data = w.data.subarray(Math.min(w.data.length, r.sent * w.segment));
+      if (r.errno === 0 || w.data.length === 0) return 0;
+      if (r.errno === EAGAIN) return EAGAIN;
+      // EMSGSIZE (EINVAL before Linux 6.x): a segment over the path's MTU, which a plain send fragments.
+      this.#gsoRefused = w.segment;
+    }
+    while (w.data.length > 0) {
+      const size = w.segment > 0 ? Math.min(w.segment, w.data.length) : w.data.length;
+      const one = this.#one[0];
+      one.data = w.data.subarray(0, size);
+      one.address = w.address;
+      one.port = w.port;
+      const r = this.#native.sendmmsg(this.#fd, this.#one);
+      one.data = EMPTY;
+      if (r.errno === EAGAIN) return EAGAIN;
+      if (r.sent > 0) (batchStats.sendmmsgCalls++, batchStats.sendmmsgDatagrams++);
+      w.data = w.data.subarray(size); // sent, or refused: lost, as on the wire
+    }
+    return 0;
+  }
+
+  #block(): void {
+    this.#blocked = true;
+    this.#watch.writable(true);
   }
 
   #ready(readable: boolean, writable: boolean): void {
@@ -149,85 +196,49 @@ class NativeUdp implements DatagramTransport {
 
   #receive(): void {
     const batch = this.#batch;
-    this.#handling = true;
-    try {
-      for (let round = 0; round < ROUNDS && !this.#closed; round++) {
-        const { received } = this.#native.recvmmsg(this.#fd, batch);
-        if (received > 0) (batchStats.recvmmsgCalls++, (batchStats.recvmmsgDatagrams += received));
-        for (let i = 0; i < received && !this.#closed; i++) {
-          const peer = batch.peer(i);
+    for (let round = 0; round < ROUNDS && !this.#closed; round++) {
+      const { received } = this.#native.recvmmsg(this.#fd, batch);
+      if (received === 0) break;
+      batchStats.recvmmsgCalls++;
+      batchStats.recvmmsgDatagrams += received;
+      // One datagram: its answer goes at once, with no copy. Several: the answers leave together.
+      if (received > 1) this.#deferring = true;
+      for (let i = 0; i < received && !this.#closed; i++) {
+        const peer = batch.peer(i);
+        try {
           this.#onMessage(batch.datagram(i), peer.address, peer.port);
+        } catch (error) {
+          // As from a node:dgram 'message' listener: an uncaught exception; the other datagrams are still handled.
+          queueMicrotask(() => {
+            throw error;
+          });
         }
-        if (received < batch.capacity) break;
       }
-    } catch (error) {
-      // As from a node:dgram 'message' listener: an uncaught exception, after the sends go.
-      queueMicrotask(() => {
-        throw error;
-      });
-    } finally {
-      this.#handling = false;
+      if (received < batch.capacity) break;
     }
+    this.#deferring = false;
     if (!this.#blocked) this.#flush();
   }
 
-  /** Hands the kernel what is queued: runs of single datagrams by sendmmsg, windows by GSO. */
+  /** Hands the kernel the copies that wait: runs of single datagrams by sendmmsg, windows by GSO. */
   #flush(): void {
-    this.#flushing = true;
-    try {
-      while (this.#head < this.#queue.length && !this.#closed) {
-        const p = this.#queue[this.#head];
-        const r = p.segment > 0 ? this.#sendWindow(p) : this.#sendSingles();
-        if (r === EAGAIN) {
-          this.#blocked = true;
-          this.#watch.writable(true);
-          return;
-        }
+    const q = this.#waiting;
+    while (this.#head < q.length && !this.#closed) {
+      const w = q[this.#head];
+      if (w.segment > 0) {
+        if (this.#put(w) === EAGAIN) return this.#block();
+        this.#head++;
+        continue;
       }
-      this.#queue.length = 0;
-      this.#head = 0;
-    } finally {
-      this.#flushing = false;
+      let end = this.#head + 1;
+      while (end < q.length && q[end].segment === 0) end++;
+      const r = this.#native.sendmmsg(this.#fd, q, this.#head, end);
+      if (r.sent > 0) (batchStats.sendmmsgCalls++, (batchStats.sendmmsgDatagrams += r.sent));
+      this.#head += r.sent;
+      if (r.errno === EAGAIN) return this.#block();
+      if (r.errno !== 0) this.#head++; // refused: lost, as on the wire
     }
+    this.#waiting = [];
+    this.#head = 0;
   }
-
-  /** The singles from #head on, in sendmmsg calls; 0, or the errno that stopped them. */
-  #sendSingles(): number {
-    const q = this.#queue;
-    let end = this.#head + 1;
-    while (end < q.length && q[end].segment === 0) end++;
-    const r = this.#native.sendmmsg(this.#fd, q, this.#head, end);
-    if (r.sent > 0) (batchStats.sendmmsgCalls++, (batchStats.sendmmsgDatagrams += r.sent));
-    for (let k = 0; k < r.sent; k++) q[this.#head++].done();
-    if (r.errno === 0 || r.errno === EAGAIN) return r.errno;
-    q[this.#head++].done(); // refused: lost, as on the wire
-    return 0;
-  }
-
-  /** A window at #head as GSO sends; 0, or EAGAIN with what went out cut off its front. */
-  #sendWindow(p: Pending): number {
-    const r = this.#native.sendSegmented(this.#fd, p.data, p.segment, p.address, p.port);
-    if (r.sent > 0) {
-      windowStats.gsoSends++;
-      windowStats.gsoDatagrams += r.sent;
-    }
-    for (let k = 0; k < r.sent; k++) p.done();
-    let rest = p.data.subarray(Math.min(p.data.length, r.sent * p.segment));
-    if (r.errno === EAGAIN && rest.length > 0) {
-      p.data = rest;
-      return EAGAIN;
-    }
-    if (r.errno !== 0 && rest.length > 0) {
-      p.done(); // its first datagram was refused: lost, as on the wire; the rest go on
-      rest = rest.subarray(Math.min(rest.length, p.segment));
-    }
-    p.data = rest;
-    if (rest.length === 0) this.#head++;
-    return 0;
-  }
-}
-
-/** Datagrams a pending entry holds. */
-function count(p: Pending): number {
-  return p.segment > 0 ? Math.ceil(p.data.length / p.segment) : 1;
 }

@@ -14,6 +14,8 @@ export interface DatagramTransport {
   /**
    * Sends one datagram. `data` must stay untouched until `done` is called: the
    * adapter may hand the very bytes to the kernel later (Node and Deno do not copy).
+   * It is a view of WebAssembly memory, which a memory.grow detaches: an adapter that
+   * reads it after this call returns (a queue of its own) copies it first.
    * A send that fails is reported through `done` as well; TFTP recovers by retransmission.
    */
   send(data: Uint8Array, port: number, address: string, done: () => void): void;

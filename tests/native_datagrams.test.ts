@@ -389,10 +389,10 @@ ffiTest("hand-off: node:dgram reads a socket the module made (Deno refuses it), 
   }
 });
 
-ffiTest("watch: the module waits for readability itself (koffi, Deno), recvmmsg drains each wake-up", async (n) => {
+ffiTest("watch: the module waits for readability itself (koffi), recvmmsg drains each wake-up", async (n) => {
   if (!n.libc.watch) {
     assert.is(detection.watch.ok, false);
-    assert.is(runtimeName(), "bun", detection.watch.why);
+    assert.ok(runtimeName() !== "node", `Node has koffi's poll handle: ${detection.watch.why}`);
     return;
   }
   const s = n.openUdp("127.0.0.1", 0);

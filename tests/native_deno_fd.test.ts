@@ -93,7 +93,7 @@ test("on Deno: the descriptor found is the socket Deno.listenDatagram made", asy
     return;
   }
   const { descriptors } = native.libc as import("../adapters/native/deno_ffi.ts").DenoLibc;
-  type Conn = { addr: { hostname: string; port: number }; receive(): Promise<[Uint8Array, unknown]>; close(): void };
+  type Conn = { addr: { hostname: string; port: number }; receive(): Promise<[Uint8Array, { port: number }]>; close(): void };
   const D = (globalThis as unknown as { Deno: { listenDatagram(o: object): Conn } }).Deno;
   const conns: Conn[] = [];
   try {
@@ -107,8 +107,10 @@ test("on Deno: the descriptor found is the socket Deno.listenDatagram made", asy
       const got = conn.receive();
       const r = native.sendmmsg(fd, [{ data: new Uint8Array([conns.length]), address: conn.addr.hostname, port: conn.addr.port }]);
       assert.equal(r, { sent: 1, errno: 0 });
-      const [data] = await got;
+      const [data, from] = await got;
       assert.equal([...data], [conns.length]);
+      // Sent *from* that descriptor: its source port is Deno's socket's own (any socket could send *to* it).
+      assert.is(from.port, conn.addr.port);
     }
   } finally {
     for (const c of conns) c.close();

@@ -198,6 +198,14 @@ export class BatchDatagrams {
     this.libc.close(fd);
   }
 
+  /**
+   * The family of a socket this module did not open (Deno's, found by its descriptor): its
+   * number may have been another family's socket before, whose entry would still be here.
+   */
+  remember(fd: number, family: 4 | 6): void {
+    this.families.set(fd, family);
+  }
+
   private familyOf(fd: number): 4 | 6 {
     let family = this.families.get(fd);
     if (family === undefined) {
@@ -233,7 +241,12 @@ export class BatchDatagrams {
     if (!Number.isInteger(segmentSize) || segmentSize < 1 || segmentSize > 65535) throw new Error(`segment size ${segmentSize} is not 1-65535`);
     if (buffer.length === 0) return { sent: 0, errno: 0 };
     const g = this.gso;
-    const nameLength = writeSockaddr(g, this.gsoName, this.familyOf(fd), address, port);
+    let nameLength: number;
+    try {
+      nameLength = writeSockaddr(g, this.gsoName, this.familyOf(fd), address, port);
+    } catch {
+      return { sent: 0, errno: EINVAL }; // no literal of this socket's family: as the kernel refuses one
+    }
     g.setUint32(MSG_NAMELEN, nameLength, true);
     g.setBigUint64(this.gsoIov, this.libc.address(buffer), true);
     g.setBigUint64(this.gsoIov + 8, BigInt(buffer.length), true);

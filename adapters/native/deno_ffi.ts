@@ -1,12 +1,11 @@
 /**
  * libc through Deno.dlopen: needs the ffi permission (--allow-ffi or -A);
- * detect.ts asks before calling. Readiness: one epoll instance for the process
- * (epoll.ts), whose epoll_wait runs on Deno's blocking thread pool (a
- * "nonblocking" symbol), so the event loop never waits on it. `descriptors`
- * finds the descriptor of a socket Deno.listenDatagram made (deno_fd.ts).
+ * detect.ts asks before calling. No `watch`: Deno's own sockets are read by Deno
+ * (a wait of ours would run on its blocking thread pool, a thread hop per wake-up,
+ * which made lock-step dearer: adapters/deno.ts). `descriptors` finds the
+ * descriptor of a socket Deno.listenDatagram made (deno_fd.ts).
  */
 import { DescriptorFinder } from "./deno_fd.ts";
-import { EpollLoop } from "./epoll.ts";
 import type { Libc } from "./libc.ts";
 
 export interface DenoLibc extends Libc {
@@ -37,19 +36,12 @@ export function denoLibc(): DenoLibc {
     recvmmsg: { parameters: ["i32", "buffer", "u32", "i32", "pointer"], result: "i32" },
     poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
     close: { parameters: ["i32"], result: "i32" },
-    epoll_create1: { parameters: ["i32"], result: "i32" },
-    epoll_ctl: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
-    epollWaitOffThread: { name: "epoll_wait", parameters: ["i32", "buffer", "i32", "i32"], result: "i32", nonblocking: true },
     eventfd: { parameters: ["u32", "i32"], result: "i32" },
-    write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
-    read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
     __errno_location: { parameters: [], result: "pointer" },
   });
   // errno is per thread and its place does not move: read it where the calls ran (the main thread).
   const errnoView = new D.UnsafePointerView(s.__errno_location() as Pointer);
   const errno = () => errnoView.getInt32(0);
-  // Made at the first watch: a process that only probes never starts a wait.
-  let loop: EpollLoop | null = null;
   let anchor = -1;
   const descriptors = new DescriptorFinder({
     dup: (fd) => s.dup(fd) as number,
@@ -80,17 +72,5 @@ export function denoLibc(): DenoLibc {
     recvmmsg: (fd, vec, n, flags) => s.recvmmsg(fd, vec, n, flags, null) as number,
     poll: (fds, n, timeout) => s.poll(fds, n, timeout) as number,
     close: (fd) => s.close(fd) as number,
-    watch(fd, onReady) {
-      loop ??= new EpollLoop({
-        epollCreate1: (flags) => s.epoll_create1(flags) as number,
-        epollCtl: (epfd, op, target, event) => s.epoll_ctl(epfd, op, target, event) as number,
-        epollWaitOffThread: (epfd, events, max, timeout) => s.epollWaitOffThread(epfd, events, max, timeout) as Promise<number>,
-        eventfd: (initval, flags) => s.eventfd(initval, flags) as number,
-        write: (target, bytes, length) => Number(s.write(target, bytes, BigInt(length))),
-        read: (target, bytes, length) => Number(s.read(target, bytes, BigInt(length))),
-        errno,
-      });
-      return loop.watch(fd, onReady);
-    },
   };
 }

@@ -177,7 +177,7 @@ export async function loadNative(options: DetectOptions = {}): Promise<{ native:
     const why = `probe failed: ${message(error)}`;
     calls = { gso: no(why), sendmmsg: no(why), recvmmsg: no(why) };
   }
-  const watch = libc.watch ? yes(libc.ffi === "koffi" ? "koffi's libuv poll handle" : "one epoll_wait at a time on Deno's blocking thread pool") : no(`${libc.ffi} cannot wait off the main thread`);
+  const watch = libc.watch ? yes("koffi's libuv poll handle") : no(`${libc.ffi} has no wait for readability on the event loop`);
   const adopt = await probeAdopt(native).catch((error) => no(message(error)));
   const usable = calls.gso.ok || calls.sendmmsg.ok || calls.recvmmsg.ok;
   return {

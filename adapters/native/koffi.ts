@@ -53,7 +53,16 @@ export function koffiLibc(): Libc {
     close: (fd) => close(fd),
     watch(fd, onReady) {
       const callback = (status: number, ev: PollEvents) => {
-        if (status === 0) onReady(ev.readable, ev.writable);
+        if (status !== 0) return;
+        try {
+          onReady(ev.readable, ev.writable);
+        } catch (error) {
+          // Thrown into koffi, it would be swallowed and the handle would never call again (a readable
+          // socket nobody reads: a spinning process). Thrown from a microtask, it is Node's uncaught exception.
+          queueMicrotask(() => {
+            throw error;
+          });
+        }
       };
       // One libuv poll handle per descriptor (a second on the same one fails): restarted with other events.
       const handle = koffi.node.poll(fd, { readable: true, writable: false }, callback);

@@ -55,7 +55,7 @@ export function eachRun(datagrams: readonly Uint8Array[], run: (bytes: Uint8Arra
     let j = i + 1;
     while (j < datagrams.length) {
       const d = datagrams[j];
-      if (d.buffer !== first.buffer || d.byteOffset !== end || d.length > size) break;
+      if (d.buffer !== first.buffer || d.byteOffset !== end || d.length > size || d.length === 0) break;
       end += d.length;
       j++;
       if (d.length < size) break;
