@@ -50,6 +50,32 @@ export class TimerHeap<T extends Timed> {
     return out;
   }
 
+  /**
+   * Drops the entries nobody needs: those of items that want no wake-up any more
+   * (a request answered long before its deadline) and older copies of items
+   * rescheduled earlier. The owner calls it when the heap has grown well past its
+   * live items, so that an item that is over is not kept alive by its old entry.
+   */
+  prune(): void {
+    const at = this.#at;
+    const items = this.#items;
+    const keptAt: number[] = [];
+    const keptItems: T[] = [];
+    for (let i = 0; i < at.length; i++) {
+      const item = items[i];
+      if (at[i] !== item.scheduledAt) continue;
+      if (item.wakeAt === Infinity) {
+        item.scheduledAt = Infinity;
+        continue;
+      }
+      keptAt.push(at[i]);
+      keptItems.push(item);
+    }
+    this.#at = [];
+    this.#items = [];
+    for (let i = 0; i < keptAt.length; i++) this.#push(keptAt[i], keptItems[i]);
+  }
+
   #push(at: number, item: T): void {
     const a = this.#at;
     const items = this.#items;
