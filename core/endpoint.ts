@@ -454,8 +454,9 @@ export class ServerEndpoint implements TransferOwner {
     this.#pendingKeys.delete(p.key);
     // The request's heap entry stays until its deadline (the handler timeout), and would keep
     // what it holds alive as long: thousands of them, with stalled clients. Dropped in bulk.
-    // (Each live transfer and request has an entry: past half as many more, most are stale.)
-    if (this.#heap.size > 1.5 * (this.load + 2) + 64) this.#heap.prune();
+    // (Each live transfer and request has an entry: past a quarter more, the rest are stale.
+    // Pruning is linear in the entries, so it costs a few steps per request.)
+    if (this.#heap.size > 1.25 * (this.load + 2) + 64) this.#heap.prune();
   }
 
   #expire(p: Pending, _now: number): void {

@@ -71,9 +71,30 @@ export class TimerHeap<T extends Timed> {
       keptAt.push(at[i]);
       keptItems.push(item);
     }
-    this.#at = [];
-    this.#items = [];
-    for (let i = 0; i < keptAt.length; i++) this.#push(keptAt[i], keptItems[i]);
+    this.#at = keptAt;
+    this.#items = keptItems;
+    // Made a heap in place, bottom up: linear in the entries kept.
+    for (let i = (keptAt.length >> 1) - 1; i >= 0; i--) this.#siftDown(i);
+  }
+
+  /** Moves entry i down until neither child is earlier. */
+  #siftDown(i: number): void {
+    const a = this.#at;
+    const items = this.#items;
+    const n = a.length;
+    const at = a[i];
+    const item = items[i];
+    for (;;) {
+      let child = 2 * i + 1;
+      if (child >= n) break;
+      if (child + 1 < n && a[child + 1] < a[child]) child++;
+      if (a[child] >= at) break;
+      a[i] = a[child];
+      items[i] = items[child];
+      i = child;
+    }
+    a[i] = at;
+    items[i] = item;
   }
 
   #push(at: number, item: T): void {

@@ -46,4 +46,18 @@ test("prune drops the entries of items done with, and of items rescheduled earli
   assert.equal(heap.due(3000).map((i) => i.name), ["i0"]);
 });
 
+test("after prune, a thousand items at scattered times still come due in time order", () => {
+  const heap = new TimerHeap<Item>();
+  let seed = 7;
+  const rand = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+  const items = Array.from({ length: 1000 }, (_, i) => new Item(`i${i}`, Math.floor(rand() * 10_000)));
+  items.forEach((i) => heap.schedule(i));
+  for (const item of items) if (rand() < 0.4) item.wakeAt = Infinity;
+  heap.prune();
+  const live = items.filter((i) => i.wakeAt !== Infinity);
+  assert.is(heap.size, live.length);
+  const due = heap.due(10_000).map((i) => i.wakeAt);
+  assert.equal(due, live.map((i) => i.wakeAt).sort((a, b) => a - b));
+});
+
 test.run();
