@@ -275,6 +275,21 @@ function bindHint(error: unknown, port: number): string | null {
   ].join("\n");
 }
 
+/**
+ * On Node, V8 doubles its young generation (up to 2 x 16 MiB) whenever many new objects
+ * survive, as they do when thousands of requests arrive at once, and keeps it until the
+ * process has idled for some 10 s: with 10,000 stalled transfers, 28 MiB of the 111 resident
+ * (BENCHMARKS.md, "Stalled-session memory"). What survives in a server is its transfers, which
+ * the old generation holds anyway; its garbage, per datagram, dies young. The growth factor is
+ * read at each growth, so it can be set after start (V8's size limits cannot). Deno's V8 takes
+ * flags only on its command line (--v8-flags), and Bun's engine is not V8.
+ */
+async function keepYoungGenerationSmall(): Promise<void> {
+  if (runtimeName() !== "node") return;
+  const v8 = await import("node:v8");
+  v8.setFlagsFromString("--semi-space-growth-factor=1");
+}
+
 async function main(): Promise<number> {
   // A log pipe that closes (`emmer-node | head`, a logger that died) must not take the server
   // and its live transfers down with an EPIPE: the lines are lost, the transfers are not.
@@ -297,6 +312,7 @@ async function main(): Promise<number> {
     console.log(`emmer-node ${VERSION}`);
     return 0;
   }
+  await keepYoungGenerationSmall();
   const root = resolve(flags.root);
   const st = await stat(root).catch(() => null);
   if (!st?.isDirectory()) {

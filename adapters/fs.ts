@@ -121,11 +121,17 @@ class FileSource implements BlockSource {
     return reading;
   }
   async #fill(target: FillTarget): Promise<number> {
-    const left = this.size - this.#position;
-    const want = Math.min(left, target.count * (target.count > 0 ? target.view(0).length : 0));
-    const total = READV_OK ? await this.#readv(target, want) : await this.#readStaged(target, want);
-    this.#position += total;
-    return total;
+    try {
+      const left = this.size - this.#position;
+      const want = Math.min(left, target.count * (target.count > 0 ? target.view(0).length : 0));
+      const total = READV_OK ? await this.#readv(target, want) : await this.#readStaged(target, want);
+      this.#position += total;
+      return total;
+    } finally {
+      // Settled: nothing for close() to wait for, and no promise kept while the client stalls.
+      // (This runs after an await, so after fill() noted the promise.)
+      this.#reading = null;
+    }
   }
   async #readv(target: FillTarget, want: number): Promise<number> {
     let total = 0;

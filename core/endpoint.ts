@@ -26,7 +26,7 @@ import { rewriteName } from "./remap.ts";
 import type { ResolvedSettings } from "./settings.ts";
 import { ErrorCode, Opcode, type RequestPacket } from "./packet.ts";
 import { RateLimiter } from "./rate_limit.ts";
-import { ReceiveSession, ringPlan, SendSession, State } from "./session.ts";
+import { ReceiveSession, ringPlan, SendSession, type SessionSettings, State } from "./session.ts";
 import { TimerHeap, type Timed } from "./timer_heap.ts";
 import { Phase, Transfer, type TransferOwner, type UploadVerdict } from "./transfer.ts";
 
@@ -108,9 +108,9 @@ const life = transitions<Life>("endpoint", {
 
 const keyOf = (address: string, port: number) => `${address}|${port}`;
 
-/** Same operation, file, mode and options: a repeat of the request, not a new one. */
-function sameRequest(a: RequestPacket, b: RequestPacket): boolean {
-  if (a.op !== b.op || a.filename !== b.filename || a.mode !== b.mode) return false;
+/** Same operation, file, mode and options as the request a transfer answers: a repeat of it, not a new one. */
+function sameRequest(a: RequestPacket, b: RequestInfo): boolean {
+  if ((a.op === Opcode.RRQ) !== (b.kind === "read") || a.filename !== b.requested || a.mode !== b.mode) return false;
   const ka = Object.keys(a.options);
   return ka.length === Object.keys(b.options).length && ka.every((k) => a.options[k] === b.options[k]);
 }
@@ -146,6 +146,8 @@ export class ServerEndpoint implements TransferOwner {
   /** Requests dropped since the last report (see TransferEvent.dropped), and the latest of them. */
   #drops = new DropCounter(DROP_REPORT_MS);
   #drainAlarm = new Alarm();
+  /** Session settings shared by transfers without an OACK (see #sessionSettings). */
+  #plainSettings = new Map<string, SessionSettings>();
 
   constructor(settings: EndpointSettings) {
     this.#s = settings;
@@ -213,7 +215,7 @@ export class ServerEndpoint implements TransferOwner {
         if (req.op !== Opcode.RRQ && req.op !== Opcode.WRQ) return;
         // Unconfirmed: the client missed our first packet (resent at once, not at the next
         // timeout), or it wants something else now (the old transfer gives way without a word).
-        if (sameRequest(req, this.#details.get(t.id)!.request)) return this.#with(t, () => t.act((n) => t.session.resendNow(n), now));
+        if (sameRequest(req, this.#details.get(t.id)!.info)) return this.#with(t, () => t.act((n) => t.session.resendNow(n), now));
         this.#with(t, () => t.act(() => t.session.drop("replaced by the client's next request"), now));
       }
     }
@@ -290,7 +292,7 @@ export class ServerEndpoint implements TransferOwner {
     const ring = allocate(bytes);
     if (ring === 0) return this.#refuseRequest(p, ErrorCode.DISK_FULL, "server out of memory", now), null;
     const session = new SendSession(this.#sessionSettings(n), ring, slots, full);
-    const t = this.#launch(p, session, n, now, { ring: { ptr: ring, bytes }, capturesViews: body.capturesViews });
+    const t = this.#launch(p, session, n, now, { ring, capturesViews: body.capturesViews });
     if (t === null) release(ring);
     return t?.id ?? null;
   }
@@ -450,6 +452,11 @@ export class ServerEndpoint implements TransferOwner {
     p.stage = stage(p.stage, Stage.DONE);
     this.#pending.delete(p.id);
     this.#pendingKeys.delete(p.key);
+    // The request's heap entry stays until its deadline (the handler timeout), and would keep
+    // what it holds alive as long: thousands of them, with stalled clients. Dropped in bulk.
+    // (Each live transfer and request has an entry: past a quarter more, the rest are stale.
+    // Pruning is linear in the entries, so it costs a few steps per request.)
+    if (this.#heap.size > 1.25 * (this.load + 2) + 64) this.#heap.prune();
   }
 
   #expire(p: Pending, _now: number): void {
@@ -464,19 +471,23 @@ export class ServerEndpoint implements TransferOwner {
     this.#settle(p, now);
     const { address, port } = p.info;
     this.#refuse(address, port, code, message);
-    this.#report(refusedEvent(p.req, p.info, { code, message }, p.handlerMs));
+    this.#report(refusedEvent(p.info, { code, message }, p.handlerMs));
   }
 
-  #sessionSettings(n: Negotiated) {
-    return {
-      blksize: n.blksize,
-      windowsize: n.windowsize,
-      timeoutMs: n.timeoutMs,
-      retries: this.#s.retries,
-      oack: n.reply ? encodeOack(n.reply) : null,
-      backoff: true,
-      rollover: n.rollover,
-    };
+  #sessionSettings(n: Negotiated): SessionSettings {
+    if (n.reply) {
+      const oack = encodeOack(n.reply);
+      return { blksize: n.blksize, windowsize: n.windowsize, timeoutMs: n.timeoutMs, retries: this.#s.retries, oack, backoff: true, rollover: n.rollover };
+    }
+    // Without an OACK, sessions differ only by these: one object for all (sessions never change theirs).
+    const key = `${n.blksize}/${n.windowsize}/${n.timeoutMs}/${n.rollover}`;
+    let settings = this.#plainSettings.get(key);
+    if (settings === undefined) {
+      if (this.#plainSettings.size >= 64) this.#plainSettings.clear();
+      settings = { blksize: n.blksize, windowsize: n.windowsize, timeoutMs: n.timeoutMs, retries: this.#s.retries, oack: null, backoff: true, rollover: n.rollover };
+      this.#plainSettings.set(key, settings);
+    }
+    return settings;
   }
 
   /** How an accepted request becomes a transfer: its socket asked for (or the listening one), its table entries. */
@@ -485,11 +496,11 @@ export class ServerEndpoint implements TransferOwner {
     session: SendSession | ReceiveSession,
     negotiated: Negotiated,
     now: number,
-    parts: { ring?: { ptr: number; bytes: number }; capturesViews?: boolean; upload?: { stream: UploadStream; verdictMs: number } },
+    parts: { ring?: number; capturesViews?: boolean; upload?: { stream: UploadStream; verdictMs: number } },
   ): Transfer | null {
     if (this.#life !== Life.LISTENING) {
       this.#refuse(p.info.address, p.info.port, ErrorCode.NOT_DEFINED, "server shutting down");
-      this.#report(refusedEvent(p.req, p.info, { code: ErrorCode.NOT_DEFINED, message: "server shutting down" }));
+      this.#report(refusedEvent(p.info, { code: ErrorCode.NOT_DEFINED, message: "server shutting down" }));
       return null;
     }
     const { address, port } = p.info;
@@ -505,8 +516,9 @@ export class ServerEndpoint implements TransferOwner {
       ...parts,
     });
     const list = this.#byKey.get(p.key) ?? [];
-    this.#details.set(t.id, { negotiated, request: p.req, info: p.info, handlerMs: p.handlerMs, first: list.length === 0 });
-    this.#byKey.set(p.key, [...list, t]);
+    this.#details.set(t.id, { granted: negotiated.reply, info: p.info, handlerMs: p.handlerMs, first: list.length === 0 });
+    // A literal of one: a spread would reserve room for 16 more, per stalled client.
+    this.#byKey.set(p.key, list.length === 0 ? [t] : [...list, t]);
     this.#byId.set(t.id, t);
     this.#live++;
     if (this.#s.singlePort) this.opened(t.id, now);
@@ -526,7 +538,7 @@ export class ServerEndpoint implements TransferOwner {
     this.#unlist(t);
     this.#events.push({ type: "ended", transfer: t.id });
     this.#reply(t.address, t.port, code, message);
-    this.#report(refusedEvent(d.request, d.info, { code, message }, d.handlerMs));
+    this.#report(refusedEvent(d.info, { code, message }, d.handlerMs));
     this.#details.delete(t.id);
     this.#checkDrained(now);
   }

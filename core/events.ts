@@ -2,7 +2,6 @@
  * What the server tells its operator: one event when a transfer starts, one when it ends
  * or a request is refused or dropped, with a small fixed set of failure reasons.
  */
-import type { Negotiated } from "./options.ts";
 import { ErrorCode, Opcode, type Mode, type Options, type RequestPacket } from "./packet.ts";
 import type { RequestInfo } from "./routes.ts";
 import { SendSession, State } from "./session.ts";
@@ -147,8 +146,9 @@ export interface TransferStart {
 
 /** What the endpoint keeps about a transfer for its events. */
 export interface TransferDetails {
-  negotiated: Negotiated;
-  request: RequestPacket;
+  /** The options granted (the OACK), or null; the block and window sizes are the session's. */
+  granted: Options | null;
+  /** The request, as routes saw it (its mode and options are the client's). */
   info: RequestInfo;
   handlerMs?: number;
   /** The first transfer for its request (a sibling answers the same request again: one start, one end). */
@@ -173,16 +173,16 @@ function about(t: Transfer, d: TransferDetails): Omit<TransferStart, "granted"> 
     address: t.address,
     port: t.port,
     filename: d.info.filename,
-    mode: d.request.mode,
-    asked: d.request.options,
-    blksize: d.negotiated.blksize,
-    windowsize: d.negotiated.windowsize,
+    mode: d.info.mode,
+    asked: d.info.options,
+    blksize: t.session.settings.blksize,
+    windowsize: t.session.settings.windowsize,
     ...handlerTime(d),
   }, d.info);
 }
 
 export function startEvent(t: Transfer, d: TransferDetails): TransferStart {
-  return { ...about(t, d), granted: d.negotiated.reply };
+  return { ...about(t, d), granted: d.granted };
 }
 
 export function endEvent(t: Transfer, d: TransferDetails, now: number): TransferEvent {
@@ -193,8 +193,8 @@ export function endEvent(t: Transfer, d: TransferDetails, now: number): Transfer
     blocks: s instanceof SendSession ? s.acked : s.expected - 1,
     durationMs: now - t.startedAt,
     retransmits: s.retransmits,
-    minBurst: s instanceof SendSession ? s.minBurst : d.negotiated.windowsize,
-    options: d.negotiated.reply,
+    minBurst: s instanceof SendSession ? s.minBurst : s.settings.windowsize,
+    options: d.granted,
     outcome: s.state === State.DONE || s.state === State.DALLYING ? "ok" : "failed",
   };
   if (s.failure) event.error = { ...s.failure };
@@ -202,6 +202,7 @@ export function endEvent(t: Transfer, d: TransferDetails, now: number): Transfer
 }
 
 /** The event of a request refused before any transfer ran (or of a transfer that never got its socket). */
-export function refusedEvent(req: RequestPacket, info: RequestInfo, error: { code: number; message: string }, handlerMs?: number): TransferEvent {
+export function refusedEvent(info: RequestInfo, error: { code: number; message: string }, handlerMs?: number): TransferEvent {
+  const req = { op: info.kind === "read" ? Opcode.RRQ : Opcode.WRQ, filename: info.requested, mode: info.mode, options: info.options } as const;
   return named({ ...refusalEvent(req, info.address, info.port, error), ...handlerTime({ handlerMs }) }, info);
 }

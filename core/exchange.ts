@@ -246,7 +246,7 @@ export class ClientExchange implements TransferOwner, Timed {
     const settings = this.#settings(oack);
     this.oack = oack;
     let session: SendSession | ReceiveSession;
-    let ring: { ptr: number; bytes: number } | undefined;
+    let ring: number | undefined;
     if (kind === "get") {
       const { decode: dec, flush } = this.#init;
       session = new ReceiveSession(settings, {
@@ -259,10 +259,9 @@ export class ClientExchange implements TransferOwner, Timed {
       });
     } else {
       const slots = ringSlots(settings.blksize, settings.windowsize);
-      const bytes = slots * (settings.blksize + 4);
-      const ptr = allocate(bytes);
+      const ptr = allocate(slots * (settings.blksize + 4));
       if (ptr === 0) throw new TftpError(ErrorCode.DISK_FULL, "out of memory");
-      ring = { ptr, bytes };
+      ring = ptr;
       session = new SendSession(settings, ptr, slots);
     }
     this.phase = phase(this.phase, Phase.TRANSFERRING);

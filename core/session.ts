@@ -107,6 +107,9 @@ export const MAX_BACKOFF = 8;
 /** Retransmissions of the first packet before the peer has answered (see Session.retry). */
 export const INITIAL_RETRIES = 2;
 
+/** The empty outgoing list, shared by every session (see Session.out). */
+const NOTHING: Uint8Array[] = Object.freeze([]) as unknown as Uint8Array[];
+
 abstract class Session {
   state: State = State.TRANSFERRING;
   /** The only way the state changes: a move the side's table does not list throws. */
@@ -118,7 +121,8 @@ abstract class Session {
   abstract get bytes(): number;
   retransmits = 0;
   protected retries = 0;
-  protected out: Uint8Array[] = [];
+  /** What takeOutgoing hands over; NOTHING (never written) while empty: a stalled session holds no array. */
+  protected out: Uint8Array[] = NOTHING;
   readonly settings: SessionSettings;
 
   constructor(settings: SessionSettings) {
@@ -134,17 +138,22 @@ abstract class Session {
     return this.state === State.DONE || this.state === State.FAILED;
   }
 
-  /** Datagrams to send now, in order. The caller owns the array. */
+  /** Datagrams to send now, in order. The caller owns the array (an empty one is shared, and frozen). */
   takeOutgoing(): Uint8Array[] {
     const out = this.out;
-    if (out.length > 0) this.out = [];
+    if (out.length > 0) this.out = NOTHING;
     return out;
+  }
+
+  protected emit(datagram: Uint8Array): void {
+    if (this.out === NOTHING) this.out = [datagram];
+    else this.out.push(datagram);
   }
 
   /** Ends the transfer, telling the peer with ERROR `code`. */
   abort(code: number, message: string): void {
     if (this.finished) return;
-    this.out.push(encodeError(code, message));
+    this.emit(encodeError(code, message));
     this.#end(code, message, false);
   }
 
@@ -276,7 +285,7 @@ export function ringSlots(blksize: number, windowsize: number, budget = 8 * 1024
 /**
  * The ring of a download: `first` slots until the client answers, `full` after.
  * Until then one window, so that a client that never answers (a scan, a stalled
- * boot ROM) holds a small region (four of the smallest share a page). After an
+ * boot ROM) holds a small region (seven rings of one 512-byte block share a page). After an
  * OACK (`oack`) nothing is sent, or read, before the client's ACK 0: one slot,
  * left empty, since a request for blksize 65464 and windowsize 64 would otherwise
  * hold 4 MiB and read as much for a client that never answers. A source of known
@@ -402,7 +411,7 @@ export class SendSession extends Session {
   start(now: number): void {
     if (this.settings.oack) {
       this.go(State.NEGOTIATING);
-      this.out.push(this.settings.oack);
+      this.emit(this.settings.oack);
       this.#outAt = now;
       this.deadline = now + this.settings.timeoutMs;
     } else {
@@ -543,7 +552,7 @@ export class SendSession extends Session {
     this.paceAt = Infinity;
     const limit = Math.min(this.acked + this.settings.windowsize, this.available, this.sent + this.burst);
     if (this.sent >= limit) return;
-    for (let seq = this.sent + 1; seq <= limit; seq++) this.out.push(this.#packet(seq));
+    for (let seq = this.sent + 1; seq <= limit; seq++) this.emit(this.#packet(seq));
     this.sent = limit;
     if (limit > this.#highest) this.#highest = limit;
     this.deadline = now + this.wait();
@@ -646,7 +655,7 @@ export class SendSession extends Session {
       return;
     }
     if (!this.retry(now)) return;
-    if (this.state === State.NEGOTIATING) return void this.out.push(this.settings.oack!);
+    if (this.state === State.NEGOTIATING) return void this.emit(this.settings.oack!);
     this.#resend(now);
   }
 }
@@ -697,7 +706,7 @@ export class ReceiveSession extends Session {
 
   start(now: number): void {
     this.go(State.TRANSFERRING);
-    this.out.push(this.settings.oack ?? encodeAck(0));
+    this.emit(this.settings.oack ?? encodeAck(0));
     this.deadline = now + this.settings.timeoutMs;
   }
 
@@ -706,7 +715,7 @@ export class ReceiveSession extends Session {
     this.lastAck = seq;
     this.#inWindow = 0;
     this.#gapAcked = false;
-    this.out.push(encodeAck(seq));
+    this.emit(encodeAck(seq));
     this.deadline = now + this.settings.timeoutMs;
   }
 
@@ -714,7 +723,7 @@ export class ReceiveSession extends Session {
     if (this.finished) return;
     if (packet.op === Opcode.OACK) {
       // A client's download: the server repeats its OACK because our ACK 0 was lost. Late copies are ignored.
-      if (this.expected === 1 && this.settings.oack === null) this.out.push(encodeAck(0));
+      if (this.expected === 1 && this.settings.oack === null) this.emit(encodeAck(0));
       return;
     }
     if (packet.op !== Opcode.DATA) return this.receiveOther(packet);
@@ -723,7 +732,7 @@ export class ReceiveSession extends Session {
       // The last block again: our last ACK was lost. ACK it again and dally on, a bounded number of times.
       if (packet.block === wireLast && this.#dallies < this.settings.retries) {
         this.#dallies++;
-        this.out.push(encodeAck(this.lastAck));
+        this.emit(encodeAck(this.lastAck));
         this.deadline = now + DALLY_TIMEOUTS * this.settings.timeoutMs;
       }
       return;
@@ -770,7 +779,7 @@ export class ReceiveSession extends Session {
       return;
     }
     // An old block. If it is the one we last acknowledged, our ACK was lost: send it again.
-    if (packet.block === wireLast && !this.#holding) this.out.push(encodeAck(this.lastAck));
+    if (packet.block === wireLast && !this.#holding) this.emit(encodeAck(this.lastAck));
   }
 
   /** The sink caught up: send the ACK that was held back, with retries of its own. */
@@ -787,7 +796,7 @@ export class ReceiveSession extends Session {
     if (!ok) return this.abort(code, message);
     this.go(State.DALLYING);
     this.lastAck = this.expected - 1;
-    this.out.push(encodeAck(this.lastAck));
+    this.emit(encodeAck(this.lastAck));
     this.deadline = now + DALLY_TIMEOUTS * this.settings.timeoutMs;
   }
 
@@ -806,7 +815,7 @@ export class ReceiveSession extends Session {
     if (this.state === State.DALLYING) return this.endDally(); // no copy of the last block came back
     if (!this.retry(now)) return;
     if (this.#holding) return; // the handler is slow; the peer waits, retries bound the wait
-    if (this.expected === 1 && this.settings.oack) this.out.push(this.settings.oack);
+    if (this.expected === 1 && this.settings.oack) this.emit(this.settings.oack);
     // The last block received in order, which may be past the last one acknowledged: a window
     // that lost a block after the gap ACK (RFC 7440's receiver timeout). ACKing the older block
     // would have the peer resend what we hold, and never reach the rest.

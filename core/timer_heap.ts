@@ -50,6 +50,53 @@ export class TimerHeap<T extends Timed> {
     return out;
   }
 
+  /**
+   * Drops the entries nobody needs: those of items that want no wake-up any more
+   * (a request answered long before its deadline) and older copies of items
+   * rescheduled earlier. The owner calls it when the heap has grown well past its
+   * live items, so that an item that is over is not kept alive by its old entry.
+   */
+  prune(): void {
+    const at = this.#at;
+    const items = this.#items;
+    const keptAt: number[] = [];
+    const keptItems: T[] = [];
+    for (let i = 0; i < at.length; i++) {
+      const item = items[i];
+      if (at[i] !== item.scheduledAt) continue;
+      if (item.wakeAt === Infinity) {
+        item.scheduledAt = Infinity;
+        continue;
+      }
+      keptAt.push(at[i]);
+      keptItems.push(item);
+    }
+    this.#at = keptAt;
+    this.#items = keptItems;
+    // Made a heap in place, bottom up: linear in the entries kept.
+    for (let i = (keptAt.length >> 1) - 1; i >= 0; i--) this.#siftDown(i);
+  }
+
+  /** Moves entry i down until neither child is earlier. */
+  #siftDown(i: number): void {
+    const a = this.#at;
+    const items = this.#items;
+    const n = a.length;
+    const at = a[i];
+    const item = items[i];
+    for (;;) {
+      let child = 2 * i + 1;
+      if (child >= n) break;
+      if (child + 1 < n && a[child + 1] < a[child]) child++;
+      if (a[child] >= at) break;
+      a[i] = a[child];
+      items[i] = items[child];
+      i = child;
+    }
+    a[i] = at;
+    items[i] = item;
+  }
+
   #push(at: number, item: T): void {
     const a = this.#at;
     const items = this.#items;

@@ -74,8 +74,8 @@ export interface TransferInit {
   session: SendSession | ReceiveSession;
   owner: TransferOwner;
   now: number;
-  /** The ring a SendSession starts with. */
-  ring?: { ptr: number; bytes: number };
+  /** The arena region of the ring a SendSession starts with. */
+  ring?: number;
   /** The source's fills write into views they keep across an await (BlockSource.capturesViews). */
   capturesViews?: boolean;
   /** A ReceiveSession's reader, and how long its verdict may take once the data is in (ms). */
@@ -98,7 +98,8 @@ export class Transfer implements Timed {
   #inflight = 0;
   #fillWaiting = false;
   #confirmed = false;
-  #ring: { ptr: number; bytes: number } | undefined;
+  /** The ring's region in the arena (0: none). */
+  #ring: number;
   #capturesViews: boolean;
   #decision: UploadVerdict | null = null;
   #verdictMs = 0;
@@ -115,7 +116,7 @@ export class Transfer implements Timed {
     this.session = init.session;
     this.startedAt = init.now;
     this.#owner = init.owner;
-    this.#ring = init.ring;
+    this.#ring = init.ring ?? 0;
     this.#capturesViews = init.capturesViews ?? false;
     this.upload = init.upload?.stream ?? null;
     if (init.upload) this.#verdictMs = init.upload.verdictMs;
@@ -318,8 +319,8 @@ export class Transfer implements Timed {
       if (ptr === 0) continue;
       session.moveRing(ptr, slots);
       session.fullSlots = slots;
-      if (this.#ring) release(this.#ring.ptr);
-      this.#ring = { ptr, bytes };
+      if (this.#ring !== 0) release(this.#ring);
+      this.#ring = ptr;
       return;
     }
     if (session.slots < window) {
@@ -365,8 +366,8 @@ export class Transfer implements Timed {
     }
     const session = this.session;
     if (session instanceof SendSession && session.filling && this.#capturesViews) return; // released when that fill settles
-    if (this.#ring !== undefined) release(this.#ring.ptr);
-    this.#ring = undefined;
+    if (this.#ring !== 0) release(this.#ring);
+    this.#ring = 0;
     this.phase = phase(this.phase, Phase.GONE);
   }
 }

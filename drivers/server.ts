@@ -39,8 +39,8 @@ export class ServerDriver {
   #ports: PortPool;
   /** Transfer sockets by transfer id. */
   #sockets = new Map<number, DatagramTransport>();
-  /** Read sources by transfer id, with what an error about them should name. */
-  #sources = new Map<number, { source: BlockSource; label: string; filename: string }>();
+  /** Read sources by transfer id, with the request (what an error about them names). */
+  #sources = new Map<number, { source: BlockSource; info: RequestInfo }>();
   /** Write handlers still running (see close()). */
   #handlers = new Set<Promise<void>>();
   #timer: { stop(): void } | null = null;
@@ -288,7 +288,7 @@ export class ServerDriver {
     const transfer = this.#ep.acceptRead(id, { size: source.size, capturesViews: source.capturesViews }, now());
     // Refused (no memory), or too late: the client was told; close what the handler opened.
     if (transfer === null) return this.#close(source, info.filename);
-    this.#sources.set(transfer, { source, label: `reading ${info.filename} for ${info.address}:${info.port}`, filename: info.filename });
+    this.#sources.set(transfer, { source, info });
   }
 
   async #write(id: number, info: RequestInfo, now: () => number): Promise<void> {
@@ -341,17 +341,18 @@ export class ServerDriver {
     try {
       result = s.source.fill(target);
     } catch (error) {
-      return this.#fillFailed(transfer, s.label, error);
+      return this.#fillFailed(transfer, s.info, error);
     }
     if (typeof result === "number") return this.#ep.filled(transfer, result, this.#rt.now());
     result.then(
       (n) => this.#ep.filled(transfer, n, this.#rt.now()),
-      (error) => this.#fillFailed(transfer, s.label, error),
+      (error) => this.#fillFailed(transfer, s.info, error),
     ).then(() => this.#flush());
   }
 
-  #fillFailed(transfer: number, label: string, error: unknown): void {
-    if (!this.#ep.isFinished(transfer)) this.#s.onError(error, label);
+  #fillFailed(transfer: number, info: RequestInfo, error: unknown): void {
+    // The label is made here, not kept per transfer: stalled clients would hold thousands.
+    if (!this.#ep.isFinished(transfer)) this.#s.onError(error, `reading ${info.filename} for ${info.address}:${info.port}`);
     this.#ep.fillFailed(transfer, this.#rt.now());
   }
 
@@ -359,7 +360,7 @@ export class ServerDriver {
     const s = this.#sources.get(transfer);
     if (s === undefined) return;
     this.#sources.delete(transfer);
-    this.#close(s.source, s.filename);
+    this.#close(s.source, s.info.filename);
   }
 
   #close(source: BlockSource, filename: string): void {

@@ -36,4 +36,22 @@ test("release of an unknown or already released region changes nothing", () => {
   release(r);
 });
 
+test("a small region takes its size rounded up to 64 bytes, cut from a shared slab, and is reused once released", () => {
+  const base = arenaInUse();
+  // A download's ring while its client stalls: one slot of a 512-byte block and its header.
+  const rings = Array.from({ length: 20 }, () => allocate(516));
+  assert.is(arenaInUse() - base, 20 * 576);
+  assert.not.ok(rings.includes(0));
+  const sorted = [...rings].sort((a, b) => a - b);
+  // Side by side: most of them follow each other 576 bytes apart (a slab may end among them).
+  const adjacent = sorted.slice(1).filter((p, i) => p - sorted[i] === 576).length;
+  assert.ok(adjacent >= 18, `only ${adjacent} of 19 gaps are 576 bytes`);
+  const freed = rings.pop()!;
+  release(freed);
+  assert.is(allocate(520), freed, "a released region of the same rounded size is handed out again");
+  rings.push(freed);
+  for (const p of rings) release(p);
+  assert.is(arenaInUse(), base);
+});
+
 test.run();
