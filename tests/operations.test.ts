@@ -64,12 +64,21 @@ async function stop(s: Server): Promise<void> {
 
 const jsonLines = (out: string) => out.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
 
-/** A UDP port free just now (for tools that need a port number before anything binds it). */
+/**
+ * A UDP port free just now (for tools that need a port number before anything binds it): one
+ * the runtime picked, returned once the kernel shows no socket on it (Deno closes a socket whose
+ * receive is pending a little later than close() returns).
+ */
 async function freePort(): Promise<number> {
   const runtime = await loadRuntime();
   const t = await runtime.bind("127.0.0.1", 0, () => {});
   const port = t.port;
   t.close();
+  for (let i = 0; i < 100; i++) {
+    const r = spawnSync("ss", ["-Hlun", `sport = :${port}`], { encoding: "utf8", timeout: 5000 });
+    if (r.status !== 0 || r.stdout.trim() === "") break; // no ss: the retries in activate() cover it
+    await new Promise((next) => setTimeout(next, 10));
+  }
   return port;
 }
 
