@@ -120,20 +120,11 @@ export class TimerHeap<T extends Timed> {
     const top = items[0];
     const lastAt = a.pop()!;
     const lastItem = items.pop()!;
-    const n = a.length;
-    if (n > 0) {
-      let i = 0;
-      for (;;) {
-        let child = 2 * i + 1;
-        if (child >= n) break;
-        if (child + 1 < n && a[child + 1] < a[child]) child++;
-        if (a[child] >= lastAt) break;
-        a[i] = a[child];
-        items[i] = items[child];
-        i = child;
-      }
-      a[i] = lastAt;
-      items[i] = lastItem;
+    if (a.length > 0) {
+      // The last entry takes the root's place and sinks to where it belongs.
+      a[0] = lastAt;
+      items[0] = lastItem;
+      this.#siftDown(0);
     }
     return top;
   }

@@ -39,13 +39,27 @@ function codeOf(source: string): string {
     .replace(/`(?:[^`\\]|\\.)*`/g, "``");
 }
 
+/**
+ * Bare specifiers ("koffi", "lodash"): a package that core would need installed. Read from import
+ * and export statements only (no parenthesis before their `from`: a string that says `from "x"` in
+ * a function is no import), and from dynamic imports.
+ */
+function bareImports(source: string): string[] {
+  const specifiers = [
+    ...source.matchAll(/^\s*(?:import|export)\b[^;()]*?\bfrom\s*["']([^"']+)["']/gm),
+    ...source.matchAll(/^\s*import\s*["']([^"']+)["']/gm),
+    ...source.matchAll(/\bimport\s*\(\s*["']([^"']+)["']/g),
+  ].map((m) => m[1]);
+  return specifiers.filter((spec) => !/^\.\.?\//.test(spec) && !/^(node|bun|deno|npm|jsr):/.test(spec)).map((spec) => `a bare import ("${spec}")`);
+}
+
 function breaches(source: string): string[] {
   const code = codeOf(source);
   const imports = withoutComments(source);
   return [
-    ...BANNED.filter(([re]) => re.test(code)),
-    ...BANNED_IMPORTS.filter(([re]) => re.test(imports)),
-  ].map(([re, why]) => `${why} (${re.source})`);
+    ...[...BANNED.filter(([re]) => re.test(code)), ...BANNED_IMPORTS.filter(([re]) => re.test(imports))].map(([re, why]) => `${why} (${re.source})`),
+    ...bareImports(imports),
+  ];
 }
 
 test("the check finds each kind of breach, and not words in comments or strings", () => {
@@ -56,6 +70,12 @@ test("the check finds each kind of breach, and not words in comments or strings"
   assert.ok(breaches("if (Deno.build) {}").length > 0);
   assert.ok(breaches('import { x } from "node:dgram";').length > 0);
   assert.ok(breaches('import { y } from "../adapters/node.ts";').length > 0);
+  assert.ok(breaches('import koffi from "koffi";').length > 0);
+  assert.ok(breaches('import type { A, B } from "some-package";').length > 0);
+  assert.ok(breaches('const m = await import("lodash");').length > 0);
+  assert.equal(breaches('import { z } from "./codec.ts";\nexport { w } from "./packet.ts";'), []);
+  // A message that reads like an import is not one (core/machine.ts).
+  assert.equal(breaches('export class E extends Error {\n  constructor(from: string) {\n    super(`no transition from "${from}"`);\n  }\n}'), []);
   assert.equal(breaches('// setTimeout(f) is not used\nconst m = "process.exit";'), []);
 });
 
@@ -66,7 +86,7 @@ test("core/ has the files the check reads", () => {
 });
 
 for (const file of files) {
-  test(`core/${file}: no clock, timer, microtask, socket or runtime global`, () => {
+  test(`core/${file}: no clock, timer, microtask, socket, runtime global or bare import`, () => {
     assert.equal(breaches(readFileSync(join(core, file), "utf8")), [], `core/${file}`);
   });
 }

@@ -154,8 +154,19 @@ async function probeAdopt(native: BatchDatagrams): Promise<Capability> {
   }
 }
 
-/** The batch path, or null with the reason, in `detection`. Never throws. */
-export async function loadNative(options: DetectOptions = {}): Promise<{ native: BatchDatagrams | null; detection: Detection }> {
+let loaded: ReturnType<typeof probeNative> | null = null;
+
+/**
+ * The batch path, or null with the reason, in `detection`. Never throws. Probed once per
+ * process for the default options (a runtime that falls back from one path to another
+ * asks again); `options` probe afresh.
+ */
+export function loadNative(options: DetectOptions = {}): Promise<{ native: BatchDatagrams | null; detection: Detection }> {
+  if (options.disable !== undefined) return probeNative(options);
+  return (loaded ??= probeNative(options));
+}
+
+async function probeNative(options: DetectOptions): Promise<{ native: BatchDatagrams | null; detection: Detection }> {
   const runtime = runtimeName();
   const disabled = options.disable ?? envDisabled();
   const libc = disabled !== undefined ? `disabled: ${disabled}` : await loadLibc(runtime).catch((error) => `FFI failed to load: ${message(error)}`);
