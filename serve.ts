@@ -229,12 +229,11 @@ function parseFlags(args: string[]): Flags | "help" | "version" {
   });
   if (asked) return asked;
   if (flags.workers > 1) {
-    // Workers share the listening socket through node:cluster (adapters/node_workers.ts).
+    // Workers share the listening socket through node:cluster, or with --single-port each has its
+    // own on the port, opened by the primary (adapters/node_workers.ts).
     if (runtimeName() !== "node") throw new UsageError("--workers needs Node (node:cluster); on Deno and Bun, run one process");
     // node:cluster cannot share a UDP socket between processes on Windows (ENOTSUP).
     if (process.platform === "win32") throw new UsageError("--workers is not available on Windows");
-    // A transfer's packets must reach the worker that serves it: its own port does that.
-    if (flags.singlePort) throw new UsageError("--single-port needs --workers 1: every worker would answer on the shared port");
     // Each worker would bind a port of its own: clients could reach only one of them.
     if (flags.port === 0) throw new UsageError("--workers needs a fixed --port, not 0");
     // Each worker keeps its own counts and its own transfer ports; these are per process.
@@ -288,6 +287,33 @@ async function keepYoungGenerationSmall(): Promise<void> {
   if (runtimeName() !== "node") return;
   const v8 = await import("node:v8");
   v8.setFlagsFromString("--semi-space-growth-factor=1");
+}
+
+/**
+ * The primary of --workers: forks the workers and supervises them. With --single-port it
+ * first opens their sockets (one each, SO_REUSEPORT), so that a port that cannot be had
+ * is said once, here.
+ */
+async function runWorkers(workers: typeof import("./adapters/node_workers.ts"), flags: Flags, serving: string): Promise<number> {
+  const where = hostPort(flags.host, flags.port);
+  let sockets: number[] = [];
+  if (flags.singlePort) {
+    try {
+      sockets = await workers.reusePortSockets(flags.host, flags.port, flags.workers);
+    } catch (error) {
+      if (error instanceof workers.CannotReusePort) {
+        console.error(`emmer-node: ${error.message}`);
+        return 2;
+      }
+      const hint = bindHint(error, flags.port);
+      console.error(`emmer-node: cannot listen on ${where}: ${(error as Error).message}${hint ? `\n  ${hint}` : ""}`);
+      return 1;
+    }
+  }
+  const each = flags.singlePort ? ", a socket each (SO_REUSEPORT)" : "";
+  return workers.runPrimary(flags.workers, () => {
+    console.log(`emmer-node: serving ${serving} on ${where}; ${flags.workers} worker processes${each}; Ctrl-C stops`);
+  }, (line) => console.log(line), sockets);
 }
 
 async function main(): Promise<number> {
@@ -349,13 +375,12 @@ async function main(): Promise<number> {
   const limited = clients.length > 0 || mtu !== null;
   const access = flags.write ? "read-write" : "read-only";
   const workers = flags.workers > 1 ? await import("./adapters/node_workers.ts") : null;
-  if (workers?.isWorker) workers.workerStarting();
-  if (workers && !workers.isWorker) {
-    // The primary serves nothing itself: it forks the workers and passes signals on.
-    return workers.runPrimary(flags.workers, () => {
-      console.log(`emmer-node: serving ${root} (${access}) on ${hostPort(flags.host, flags.port)}; ${flags.workers} worker processes; Ctrl-C stops`);
-    }, (line) => console.log(line));
+  if (workers?.isWorker) {
+    workers.workerStarting();
+    fd ??= workers.workerSocket() ?? undefined; // --single-port: the socket the primary opened for this worker
   }
+  // The primary serves nothing itself: it forks the workers and passes signals on.
+  if (workers && !workers.isWorker) return await runWorkers(workers, flags, `${root} (${access})`);
   const verbose = flags.verbose;
   const json = flags.logFormat === "json";
   const app = new Emmer({
@@ -396,7 +421,8 @@ async function main(): Promise<number> {
   } catch (error) {
     await metrics?.close();
     if (fd !== undefined) {
-      console.error(`emmer-node: cannot serve the socket systemd passed (fd ${fd}): ${(error as Error).message}`);
+      const whose = workers ? "its primary opened" : "systemd passed";
+      console.error(`emmer-node: cannot serve the socket ${whose} (fd ${fd}): ${(error as Error).message}`);
       return 1;
     }
     const hint = bindHint(error, flags.port);

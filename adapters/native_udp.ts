@@ -41,8 +41,8 @@ const EMPTY = new Uint8Array(0);
  * `base` with every socket made here, where this machine has the calls and an FFI that
  * waits for readability; else what `otherwise` makes of `base` (gso_windows.ts: GSO
  * sends on node:dgram's sockets, or node:dgram alone). The listening socket stays the
- * runtime's where node:cluster shares it with workers (`shareListening`) or it is passed
- * by descriptor (bindFd: socket activation).
+ * runtime's where node:cluster shares it with workers (`shareListening`). A socket passed
+ * by descriptor (socket activation, a worker's own socket from its primary) is read here too.
  */
 export async function withNativeSockets(base: Runtime, shareListening: boolean, otherwise: (base: Runtime) => Promise<Runtime>): Promise<Runtime> {
   let loaded: { native: BatchDatagrams | null; detection: Detection };
@@ -56,27 +56,33 @@ export async function withNativeSockets(base: Runtime, shareListening: boolean, 
   return {
     ...base,
     datagramPath: { path: "gso", detail: `UDP GSO, recvmmsg and sendmmsg through ${d.ffi}` },
-    bind: nativeSockets(base, native, shareListening),
+    ...nativeSockets(base, native, shareListening),
   };
 }
 
 /**
- * `bind` for sockets of this module. The listening socket too, unless it must be the
- * runtime's (`shareListening`: node:cluster shares the primary's socket with its workers).
+ * `bind` and `bindFd` for sockets of this module. The listening socket too, unless it must be
+ * the runtime's (`shareListening`: node:cluster shares the primary's socket with its workers).
  */
-export function nativeSockets(base: Runtime, native: BatchDatagrams, shareListening: boolean): Runtime["bind"] {
+export function nativeSockets(base: Runtime, native: BatchDatagrams, shareListening: boolean): Pick<Runtime, "bind" | "bindFd"> {
   // One receive batch for all sockets: a wake-up's datagrams are handled before the next wake-up.
   let batch: ReceiveBatch | null = null;
-  return (hostname, port, onMessage, maxDatagram) => {
-    // An interface name as an IPv6 zone ("fe80::1%eth0") needs a lookup this module does not make.
-    const own = literalFamily(hostname) !== null && !/%.*\D/.test(hostname);
-    if ((shareListening && maxDatagram === undefined) || !own) return base.bind(hostname, port, onMessage, maxDatagram);
+  const open = (socket: () => UdpSocket, onMessage: MessageHandler): Promise<DatagramTransport> => {
     batch ??= new ReceiveBatch(BATCH, 65536); // pages are touched only as large datagrams arrive
     try {
-      return Promise.resolve(new NativeUdp(native, native.openUdp(hostname, port), onMessage, batch));
+      return Promise.resolve(new NativeUdp(native, socket(), onMessage, batch));
     } catch (error) {
       return Promise.reject(error); // as a refused bind: EADDRINUSE, EACCES ...
     }
+  };
+  return {
+    bind: (hostname, port, onMessage, maxDatagram) => {
+      // An interface name as an IPv6 zone ("fe80::1%eth0") needs a lookup this module does not make.
+      const own = literalFamily(hostname) !== null && !/%.*\D/.test(hostname);
+      if ((shareListening && maxDatagram === undefined) || !own) return base.bind(hostname, port, onMessage, maxDatagram);
+      return open(() => native.openUdp(hostname, port), onMessage);
+    },
+    bindFd: (fd, onMessage) => open(() => native.adopt(fd), onMessage),
   };
 }
 

@@ -10,6 +10,14 @@
  * transfer ports exclusive). So every transfer's packets reach the process that
  * owns it, which is also why --single-port needs a single worker.
  *
+ * With --single-port a transfer's packets come to the listening port, so one shared
+ * socket would hand them to any worker. There the primary opens a socket per worker
+ * instead, all bound to the port with SO_REUSEPORT (the kernel sends each client's
+ * datagrams, by a hash of its address and port, to one socket of the group), and
+ * hands each worker its own as a descriptor. The primary keeps them open: a worker
+ * that dies is replaced on the same socket, so the group never changes and no other
+ * worker's clients are moved to another process mid-transfer.
+ *
  * Per-worker state: --max-sessions and --max-requests-per-second are enforced by
  * each worker on the requests it receives (the limits are per worker).
  */
@@ -18,6 +26,41 @@ import process from "node:process";
 
 /** True in a process forked by runPrimary. */
 export const isWorker = cluster.isWorker;
+
+/** Where a worker finds the socket its primary opened for it: after stdin, stdout, stderr and the IPC channel. */
+const SOCKET_FD = 4;
+const SOCKET_ENV = "EMMER_WORKER_SOCKET";
+
+/** In a worker given a socket of its own (--single-port), its descriptor; else null. */
+export function workerSocket(): number | null {
+  return isWorker && process.env[SOCKET_ENV] === String(SOCKET_FD) ? SOCKET_FD : null;
+}
+
+/** This machine cannot make the sockets of --single-port with --workers (a usage error, not a bind that failed). */
+export class CannotReusePort extends Error {}
+
+/**
+ * `count` UDP sockets on `host`:`port` in one SO_REUSEPORT group, for the workers of
+ * --single-port (Linux, through the FFI of adapters/native/). Throws with what to fix.
+ */
+export async function reusePortSockets(host: string, port: number, count: number): Promise<number[]> {
+  const { loadNative } = await import("./native/detect.ts");
+  const { native, detection } = await loadNative();
+  if (native === null) {
+    throw new CannotReusePort(`--single-port with --workers needs sockets of Emmer's own (SO_REUSEPORT), which this machine cannot make (${detection.reason}): run one process, or drop --single-port`);
+  }
+  // Sockets with SO_REUSEPORT would join a group another server (of this user) already has
+  // on the port, and share its clients: a plain bind first tells that the port is taken.
+  native.close(native.openUdp(host, port).fd);
+  const fds: number[] = [];
+  try {
+    for (let i = 0; i < count; i++) fds.push(native.openUdp(host, port, true).fd);
+  } catch (error) {
+    for (const fd of fds) native.close(fd);
+    throw error;
+  }
+  return fds;
+}
 
 /**
  * Called first thing in a worker: SIGINT is ignored from the start (a terminal's
@@ -58,9 +101,10 @@ const MAX_RESTARTS_PER_MINUTE = 10;
  * taken); a worker that dies later is replaced, at most MAX_RESTARTS_PER_MINUTE
  * times a minute. SIGINT/SIGTERM to the primary reach the workers as SIGTERM
  * (each drains its own transfers); a second one kills them. The returned promise
- * resolves with the exit code once all workers are gone.
+ * resolves with the exit code once all workers are gone. `sockets`: one per worker
+ * (reusePortSockets), handed to the worker in that place and to its replacements.
  */
-export function runPrimary(count: number, onListening: () => void, log: (line: string) => void): Promise<number> {
+export function runPrimary(count: number, onListening: () => void, log: (line: string) => void, sockets: number[] = []): Promise<number> {
   return new Promise((resolveExit) => {
     let ready = 0;
     let announced = false;
@@ -78,8 +122,10 @@ export function runPrimary(count: number, onListening: () => void, log: (line: s
       stopAll("SIGTERM");
       if (live.size === 0) resolveExit(exitCode);
     };
-    const fork = () => {
-      const w = cluster.fork();
+    const fork = (place: number) => {
+      const socket = sockets[place];
+      if (socket !== undefined) cluster.setupPrimary({ stdio: ["inherit", "inherit", "inherit", "ipc", socket] });
+      const w = cluster.fork(socket === undefined ? {} : { [SOCKET_ENV]: String(SOCKET_FD) });
       live.add(w);
       let listening = false;
       w.on("error", (error) => log(`emmer-node: worker ${w.process.pid}: ${error.message}`));
@@ -106,7 +152,7 @@ export function runPrimary(count: number, onListening: () => void, log: (line: s
           return shutDown(1);
         }
         log(`emmer-node: worker ${w.process.pid} died (${signal ?? `exit ${code}`}); starting another`);
-        fork();
+        fork(place);
       });
     };
     const stop = () => {
@@ -120,6 +166,6 @@ export function runPrimary(count: number, onListening: () => void, log: (line: s
     };
     process.on("SIGINT", stop);
     process.on("SIGTERM", stop);
-    for (let i = 0; i < count; i++) fork();
+    for (let i = 0; i < count; i++) fork(i);
   });
 }

@@ -53,7 +53,8 @@ export const clientArgs = {
  * `extra`: flags for Emmer (e.g. --write, --max-sessions). `write`: peers accept uploads too.
  * `workers`: also run Emmer on Node with `--workers N` (processes sharing the port), as its own row.
  * `denoV8Flags`: also run Emmer on Deno with these V8 flags (e.g. a smaller young generation), as its own row.
- * `singlePort`: also run Emmer on Node with --single-port (every transfer on the listening socket), as its own row.
+ * `singlePort`: also run Emmer on Node with --single-port (every transfer on the listening socket), as its own row
+ * (and with `workers`, both together).
  */
 export function candidates(root, { extra = [], write = false, workers = 0, denoV8Flags = "", singlePort = false } = {}) {
   const emmerFlags = (p) => ["--root", root, "--port", p, ...extra];
@@ -66,6 +67,10 @@ export function candidates(root, { extra = [], write = false, workers = 0, denoV
     { name: "emmer/node-plain", emmer: true, cmd: process.execPath, args: node, env: { EMMER_NATIVE: "off" }, onRequest: true },
     ...(singlePort ? [{ name: "emmer/node --single-port", emmer: true, cmd: process.execPath, args: (p) => [...node(p), "--single-port"] }] : []),
     ...(workers > 1 ? [{ name: `emmer/node --workers ${workers}`, emmer: true, cmd: process.execPath, args: (p) => [...node(p), "--workers", String(workers)] }] : []),
+    // Both: a socket per worker on the listening port (SO_REUSEPORT), each client's datagrams to one of them.
+    ...(workers > 1 && singlePort
+      ? [{ name: `emmer/node --single-port --workers ${workers}`, emmer: true, cmd: process.execPath, args: (p) => [...node(p), "--single-port", "--workers", String(workers)] }]
+      : []),
     { name: "emmer/deno", emmer: true, cmd: bin("deno"), args: deno() },
     // Only when named in BENCH_SERVERS: Deno without its batch path (Deno.listenDatagram per datagram).
     { name: "emmer/deno-plain", emmer: true, cmd: bin("deno"), args: deno(), env: { EMMER_NATIVE: "off" }, onRequest: true },

@@ -135,7 +135,6 @@ for (const [args, message] of [
   [["--windows-names=yes"], /--windows-names takes no value/],
   ...(runtimeName() === "node"
     ? [
-      [["--workers", "2", "--single-port"], /--single-port needs --workers 1/],
       [["--workers", "2", "--port", "0"], /--workers needs a fixed --port/],
     ]
     : [[["--workers", "2"], /--workers needs Node/]]),
@@ -323,14 +322,23 @@ test("a port already in use: a message and exit 1", async () => {
   }
 });
 
-/** A UDP port that was free a moment ago (for --workers, which needs a fixed port). */
+/**
+ * A UDP port that was free a moment ago (for --workers, which needs a fixed port). Below the
+ * kernel's ephemeral range (32768 and up here), where no client socket of a test running
+ * alongside can take it before the server binds it; only an explicit bind can.
+ */
 async function freePort(): Promise<number> {
   const { createSocket } = await import("node:dgram");
-  const socket = createSocket("udp4");
-  await new Promise<void>((done) => socket.bind(0, "127.0.0.1", done));
-  const { port } = socket.address();
-  await new Promise<void>((done) => socket.close(done));
-  return port;
+  for (;;) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const socket = createSocket("udp4");
+    const free = await new Promise<boolean>((done) => {
+      socket.once("error", () => done(false));
+      socket.bind(port, "127.0.0.1", () => done(true));
+    });
+    await new Promise<void>((done) => socket.close(() => done()));
+    if (free) return port;
+  }
 }
 
 if (runtimeName() === "node") {
@@ -358,6 +366,67 @@ if (runtimeName() === "node") {
       for (const pid of workers) assert.throws(() => process.kill(Number(pid), 0), "a worker outlived the server");
     } finally {
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  /** The sockets bound to `port`, each with the processes that hold it (ss: one line per socket, its inode). */
+  const socketsOn = (port: number) =>
+    spawnSync("ss", ["-Huapne", `sport = :${port}`], { encoding: "utf8" }).stdout.trim().split("\n").filter(Boolean).map((line) => ({
+      inode: line.match(/ino:(\d+)/)![1],
+      pids: [...line.matchAll(/pid=(\d+)/g)].map((m) => m[1]).sort(),
+    })).sort((a, b) => a.inode.localeCompare(b.inode));
+
+  test("--single-port --workers 2: a socket per worker on the port, kept by the primary; a dead worker's replacement gets the same socket", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "emmer-cli-"));
+    try {
+      const port = await freePort();
+      const args = ["--single-port", "--workers", "2", "--root", dir, "--port", String(port)];
+      if (process.env.EMMER_NATIVE === "off") {
+        // No FFI, no SO_REUSEPORT sockets: said, with what to do instead, before any worker starts.
+        const r = runToEnd(args);
+        assert.is(r.status, 2, r.stderr);
+        assert.match(r.stderr, /--single-port with --workers needs sockets of Emmer's own \(SO_REUSEPORT\).*run one process, or drop --single-port/);
+        return;
+      }
+      await writeFile(join(dir, "k.img"), bytesOf(400_000, 6));
+      const { child, out } = await start(args);
+      assert.match(out(), /2 worker processes, a socket each \(SO_REUSEPORT\)/);
+      const workers = spawnSync("ps", ["--ppid", String(child.pid), "-o", "pid="], { encoding: "utf8" }).stdout.trim().split(/\s+/).sort();
+      assert.is(workers.length, 2, `worker processes: ${workers.join(", ")}`);
+      // Two sockets on the port, each held by the primary and by one worker.
+      const before = socketsOn(port);
+      assert.equal(before.map((s) => s.pids), workers.map((w) => [String(child.pid), w].sort()), JSON.stringify(before));
+      // Every transfer is answered from the port itself, by whichever worker the kernel gave the client to.
+      const gets = Array.from({ length: 12 }, () => new TftpClient("127.0.0.1", port, { timeoutMs: 500 }).get("k.img", { blksize: 1468 }));
+      for (const r of await Promise.all(gets)) assert.equal(r.data, bytesOf(400_000, 6));
+      process.kill(Number(workers[0]), "SIGKILL");
+      for (let i = 0; i < 100 && !/died \(SIGKILL\); starting another/.test(out()); i++) await new Promise((r) => setTimeout(r, 50));
+      assert.match(out(), new RegExp(`worker ${workers[0]} died \\(SIGKILL\\); starting another`));
+      let after = socketsOn(port);
+      for (let i = 0; i < 100 && after.some((s) => s.pids.length < 2); i++) (await new Promise((r) => setTimeout(r, 50)), (after = socketsOn(port)));
+      // The same two sockets (the kernel's group did not change): the replacement holds the dead worker's.
+      assert.equal(after.map((s) => s.inode), before.map((s) => s.inode));
+      const replacement = after.flatMap((s) => s.pids).find((pid) => pid !== String(child.pid) && !workers.includes(pid));
+      assert.ok(replacement, JSON.stringify(after));
+      assert.equal(after.find((s) => s.pids.includes(replacement!))!.inode, before.find((s) => s.pids.includes(workers[0]))!.inode);
+      const more = Array.from({ length: 6 }, () => new TftpClient("127.0.0.1", port, { timeoutMs: 500 }).get("k.img", { blksize: 1468 }));
+      for (const r of await Promise.all(more)) assert.equal(r.data, bytesOf(400_000, 6));
+      assert.is(await stop(child, out), 0);
+      assert.is(socketsOn(port).length, 0, "the primary left a socket open");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("--single-port --workers 2 on a port in use: a message and exit 1, no socket joins the other server's", async () => {
+    const { child, port, out } = await start(["--port", "0"]);
+    try {
+      const r = runToEnd(["--single-port", "--workers", "2", "--port", String(port)]);
+      if (process.env.EMMER_NATIVE === "off") return assert.is(r.status, 2, r.stderr);
+      assert.is(r.status, 1, r.stderr);
+      assert.match(r.stderr, /cannot listen on 127\.0\.0\.1:\d+: bind\(127\.0\.0\.1:\d+\): EADDRINUSE/);
+    } finally {
+      await stop(child, out);
     }
   });
 

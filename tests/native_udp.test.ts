@@ -89,7 +89,7 @@ const noBase = { bind: () => Promise.reject(new Error("the runtime's socket was 
 
 async function socket(k: ReturnType<typeof kernel>, onMessage: (t: DatagramTransport, data: Uint8Array, address: string, port: number) => void = () => {}) {
   // The handler runs only on a wake-up, after the socket is made.
-  const t: DatagramTransport = await nativeSockets(noBase, k.native, false)("127.0.0.1", 0, (d, a, p) => onMessage(t, d, a, p), 516);
+  const t: DatagramTransport = await nativeSockets(noBase, k.native, false).bind("127.0.0.1", 0, (d, a, p) => onMessage(t, d, a, p), 516);
   return t;
 }
 
@@ -278,11 +278,11 @@ test("names that are no IP literal (or a zone by interface name), and a shared l
   const k = kernel();
   const used: string[] = [];
   const base = { bind: (h: string, p: number) => (used.push(`${h}:${p}`), Promise.resolve({} as DatagramTransport)) } as unknown as Runtime;
-  await nativeSockets(base, k.native, false)("localhost", 0, () => {}, 516);
-  await nativeSockets(base, k.native, false)("fe80::1%eth0", 0, () => {}, 516);
-  await nativeSockets(base, k.native, false)("fe80::1%2", 0, () => {}, 516);
-  await nativeSockets(base, k.native, true)("127.0.0.1", 69, () => {});
-  await nativeSockets(base, k.native, true)("127.0.0.1", 0, () => {}, 516);
+  await nativeSockets(base, k.native, false).bind("localhost", 0, () => {}, 516);
+  await nativeSockets(base, k.native, false).bind("fe80::1%eth0", 0, () => {}, 516);
+  await nativeSockets(base, k.native, false).bind("fe80::1%2", 0, () => {}, 516);
+  await nativeSockets(base, k.native, true).bind("127.0.0.1", 69, () => {});
+  await nativeSockets(base, k.native, true).bind("127.0.0.1", 0, () => {}, 516);
   assert.equal(used, ["localhost:0", "fe80::1%eth0:0", "127.0.0.1:69"]);
 });
 

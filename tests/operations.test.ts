@@ -254,7 +254,7 @@ testNeeding("socket activation: under systemd-socket-activate the passed socket 
   const file = bytesOf(5000);
   await writeFile(join(dir, "boot.bin"), file);
   // systemd-socket-activate binds the port and execs the server (same pid) on the first datagram.
-  const { s, port } = await activate(["--root", dir, "--port", "1"], ["--datagram"]);
+  const { s, port } = await activate(["--root", dir, "--port", "1", "--single-port", "--metrics", "127.0.0.1:0"], ["--datagram"]);
   try {
     const got = await run("curl", ["-s", "--max-time", "10", "-o", join(dir, "got.bin"), `tftp://127.0.0.1:${port}/boot.bin`], 15_000);
     if (runtimeName() === "deno") {
@@ -268,6 +268,13 @@ testNeeding("socket activation: under systemd-socket-activate the passed socket 
     assert.match(s.out(), new RegExp(`on 127\\.0\\.0\\.1:${port}; socket from systemd;`));
     // The line comes with the last ACK, which curl may send just as it exits.
     await s.waitFor(/"boot\.bin" 4\.9 KiB [0-9.]+ s ok/, 3000);
+    // Node with its batch path reads systemd's socket as its own: in single-port mode the request
+    // and every ACK (one per 512-byte block) came by recvmmsg.
+    const metricsUrl = s.out().match(/metrics on (http:\/\/[^/]+\/metrics)/)![1];
+    const metrics = await run("curl", ["-s", "--max-time", "10", metricsUrl], 15_000);
+    const received = Number(metrics.stdout.match(/^emmer_recvmmsg_datagrams_total (\d+)/m)?.[1] ?? 0);
+    const batchPath = runtimeName() === "node" && process.env.EMMER_NATIVE !== "off";
+    assert.ok(batchPath ? received >= 10 : received === 0, `recvmmsg datagrams: ${received}`);
   } finally {
     await stop(s);
     await rm(dir, { recursive: true, force: true });

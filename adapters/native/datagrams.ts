@@ -9,7 +9,7 @@
 import {
   AF_INET, AF_INET6, CMSG_HEADER, CMSG_SEGMENT_LEN, CMSG_SEGMENT_SPACE, EAGAIN, EINTR, EINVAL, errnoName, IOVEC_SIZE,
   MAX_MMSG, MAX_UDP_PAYLOAD, MMSG_LEN, MMSGHDR_SIZE, MSG_CONTROL, MSG_CONTROLLEN, MSG_DONTWAIT, MSG_FLAGS, MSG_IOV,
-  MSG_IOVLEN, MSG_NAME, MSG_NAMELEN, MSG_TRUNC, MSGHDR_SIZE, POLLFD_SIZE, POLLIN, SO_RCVBUF, SO_SNDBUF, SOCK_CLOEXEC,
+  MSG_IOVLEN, MSG_NAME, MSG_NAMELEN, MSG_TRUNC, MSGHDR_SIZE, POLLFD_SIZE, POLLIN, SO_RCVBUF, SO_REUSEPORT, SO_SNDBUF, SOCK_CLOEXEC,
   SOCK_DGRAM, SOCK_NONBLOCK, SOCKADDR_SLOT, SOL_SOCKET, SOL_UDP, UDP_SEGMENT,
 } from "./abi.ts";
 import type { Libc } from "./libc.ts";
@@ -164,8 +164,10 @@ export class BatchDatagrams {
   /**
    * A UDP socket bound to `address` (an IP literal) and `port` (0: any free one),
    * non-blocking and close-on-exec. Throws with the failing call and errno.
+   * `reusePort`: one of a group of sockets on the same address and port (SO_REUSEPORT),
+   * among which the kernel spreads peers by a hash of their address and port.
    */
-  openUdp(address: string, port: number): UdpSocket {
+  openUdp(address: string, port: number, reusePort = false): UdpSocket {
     const family = literalFamily(address);
     if (!family) throw new Error(`"${address}" is not an IP literal`);
     const { libc } = this;
@@ -177,6 +179,8 @@ export class BatchDatagrams {
       // Failure only means the default buffers: slower under bursts, not wrong.
       libc.setsockopt(fd, SOL_SOCKET, SO_RCVBUF, size, 4);
       libc.setsockopt(fd, SOL_SOCKET, SO_SNDBUF, size, 4);
+      const on = new Uint8Array([1, 0, 0, 0]);
+      if (reusePort && libc.setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, on, 4) !== 0) this.fail("setsockopt(SO_REUSEPORT)");
       const sa = new Uint8Array(SOCKADDR_SLOT);
       const length = writeSockaddr(viewOf(sa), 0, family, address, port);
       if (libc.bind(fd, sa, length) !== 0) this.fail(`bind(${address}:${port})`);
@@ -190,6 +194,21 @@ export class BatchDatagrams {
       libc.close(fd);
       throw error;
     }
+  }
+
+  /**
+   * A UDP socket this process was given open (socket activation, a worker's socket from
+   * its primary), as openUdp() describes it. Sends and receives name MSG_DONTWAIT, so a
+   * blocking descriptor is fine. Throws for a descriptor that is not a bound socket.
+   */
+  adopt(fd: number): UdpSocket {
+    const sa = new Uint8Array(SOCKADDR_SLOT), len = new Uint8Array(4);
+    viewOf(len).setUint32(0, SOCKADDR_SLOT, true);
+    if (this.libc.getsockname(fd, sa, len) !== 0) this.fail(`getsockname(${fd})`);
+    const family = viewOf(sa).getUint16(0, true) === AF_INET6 ? 6 : 4;
+    const bound = readSockaddr(viewOf(sa), 0);
+    this.families.set(fd, family);
+    return { fd, family, address: bound.address, port: bound.port };
   }
 
   /** Closes a socket this module opened (one handed to a runtime is closed through the runtime). */
@@ -207,16 +226,9 @@ export class BatchDatagrams {
   }
 
   private familyOf(fd: number): 4 | 6 {
-    let family = this.families.get(fd);
-    if (family === undefined) {
-      const sa = new Uint8Array(SOCKADDR_SLOT), len = new Uint8Array(4);
-      viewOf(len).setUint32(0, SOCKADDR_SLOT, true);
-      if (this.libc.getsockname(fd, sa, len) !== 0) this.fail(`getsockname(${fd})`);
-      family = viewOf(sa).getUint16(0, true) === AF_INET6 ? 6 : 4;
-      this.families.set(fd, family);
-    }
-    return family;
+    return this.families.get(fd) ?? this.adopt(fd).family;
   }
+
 
   /**
    * Sets the socket's default GSO segment size (setsockopt SOL_UDP, UDP_SEGMENT): what
