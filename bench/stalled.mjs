@@ -19,8 +19,9 @@ mkdirSync(root);
 writeFileSync(join(root, "kernel.img"), Buffer.alloc(4 * 1024 * 1024, 7));
 
 // Long timeouts keep the sessions alive while they are counted; limits above the test.
-// Deno also runs with a young generation capped at 4 MiB per semi-space: by default V8 grows it
-// to about 50 MiB during the burst of new sessions and keeps it while the server idles.
+// Deno runs as `deno run -A serve.ts` does, without V8 flags. For a comparison, the same with the young
+// generation capped at 4 MiB per semi-space is a row on request:
+//   BENCH_SERVERS="emmer/deno,emmer/deno --v8-flags=--max-semi-space-size=4" node bench/stalled.mjs
 const servers = (await startServers(root, {
   extra: ["--timeout", "30", "--max-sessions", "100000", "--max-requests-per-second", "1000000", ...(SINGLE ? ["--single-port"] : [])],
   emmerOnly: true,
