@@ -14,7 +14,7 @@ import { resolve } from "node:path";
 import { type ClientRule, Emmer, limitsFor, type MetricsServer, parseClientRule, parseMapFile, type RewriteRule, serveDir, serveMetrics } from "./mod.ts";
 import { loadRuntime, runtimeName } from "./adapters/runtime.ts";
 import { runClient } from "./cli/client.ts";
-import { keepYoungGenerationSmall } from "./cli/young_generation.ts";
+import { releaseBurstMemory } from "./cli/burst_memory.ts";
 import { type Account, cannotDrop, dropPrivileges, lookupAccount } from "./adapters/privileges.ts";
 import { passedSocket, udpFamily } from "./adapters/listen_fds.ts";
 import { type FlagSpec, flagLines, getopt, integer, UsageError } from "./cli/getopt.ts";
@@ -298,7 +298,7 @@ async function main(): Promise<number> {
     console.log(`emmer-node ${VERSION}`);
     return 0;
   }
-  await keepYoungGenerationSmall();
+  await releaseBurstMemory();
   const root = resolve(flags.root);
   const st = await stat(root).catch(() => null);
   if (!st?.isDirectory()) {
