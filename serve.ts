@@ -14,6 +14,7 @@ import { resolve } from "node:path";
 import { type ClientRule, Emmer, limitsFor, type MetricsServer, parseClientRule, parseMapFile, type RewriteRule, serveDir, serveMetrics } from "./mod.ts";
 import { loadRuntime, runtimeName } from "./adapters/runtime.ts";
 import { runClient } from "./cli/client.ts";
+import { releaseBurstMemory } from "./cli/burst_memory.ts";
 import { type Account, cannotDrop, dropPrivileges, lookupAccount } from "./adapters/privileges.ts";
 import { passedSocket, udpFamily } from "./adapters/listen_fds.ts";
 import { type FlagSpec, flagLines, getopt, integer, UsageError } from "./cli/getopt.ts";
@@ -275,21 +276,6 @@ function bindHint(error: unknown, port: number): string | null {
 }
 
 /**
- * On Node, V8 doubles its young generation (up to 2 x 16 MiB) whenever many new objects
- * survive, as they do when thousands of requests arrive at once, and keeps it until the
- * process has idled for some 10 s: with 10,000 stalled transfers, 28 MiB of the 111 resident
- * (BENCHMARKS.md, "Stalled-session memory"). What survives in a server is its transfers, which
- * the old generation holds anyway; its garbage, per datagram, dies young. The growth factor is
- * read at each growth, so it can be set after start (V8's size limits cannot). Deno's V8 takes
- * flags only on its command line (--v8-flags), and Bun's engine is not V8.
- */
-async function keepYoungGenerationSmall(): Promise<void> {
-  if (runtimeName() !== "node") return;
-  const v8 = await import("node:v8");
-  v8.setFlagsFromString("--semi-space-growth-factor=1");
-}
-
-/**
  * The primary of --workers: forks the workers and supervises them. With --single-port it
  * first opens their sockets (one each, SO_REUSEPORT), so that a port that cannot be had
  * is said once, here.
@@ -338,7 +324,7 @@ async function main(): Promise<number> {
     console.log(`emmer-node ${VERSION}`);
     return 0;
   }
-  await keepYoungGenerationSmall();
+  await releaseBurstMemory();
   const root = resolve(flags.root);
   const st = await stat(root).catch(() => null);
   if (!st?.isDirectory()) {

@@ -52,7 +52,8 @@ export const clientArgs = {
 /**
  * `extra`: flags for Emmer (e.g. --write, --max-sessions). `write`: peers accept uploads too.
  * `workers`: also run Emmer on Node with `--workers N` (processes sharing the port), as its own row.
- * `denoV8Flags`: also run Emmer on Deno with these V8 flags (e.g. a smaller young generation), as its own row.
+ * `denoV8Flags`: Emmer on Deno with these V8 flags (e.g. a smaller young generation), as its own row, run only
+ *   when named in BENCH_SERVERS (the plain `emmer/deno` row is what a user's `deno run -A serve.ts` gets).
  * `singlePort`: also run Emmer on Node with --single-port (every transfer on the listening socket), as its own row
  * (and with `workers`, both together).
  */
@@ -74,7 +75,7 @@ export function candidates(root, { extra = [], write = false, workers = 0, denoV
     { name: "emmer/deno", emmer: true, cmd: bin("deno"), args: deno() },
     // Only when named in BENCH_SERVERS: Deno without its batch path (Deno.listenDatagram per datagram).
     { name: "emmer/deno-plain", emmer: true, cmd: bin("deno"), args: deno(), env: { EMMER_NATIVE: "off" }, onRequest: true },
-    ...(denoV8Flags ? [{ name: `emmer/deno --v8-flags=${denoV8Flags}`, emmer: true, cmd: bin("deno"), args: deno(`--v8-flags=${denoV8Flags}`) }] : []),
+    ...(denoV8Flags ? [{ name: `emmer/deno --v8-flags=${denoV8Flags}`, emmer: true, cmd: bin("deno"), args: deno(`--v8-flags=${denoV8Flags}`), onRequest: true }] : []),
     { name: "emmer/bun", emmer: true, cmd: bin("bun"), args: bun },
     // Only when named in BENCH_SERVERS: Bun without its GSO path, the path of a machine without an FFI.
     { name: "emmer/bun-plain", emmer: true, cmd: bin("bun"), args: bun, env: { EMMER_NATIVE: "off" }, onRequest: true },
