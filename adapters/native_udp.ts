@@ -149,6 +149,14 @@ class NativeUdp implements DatagramTransport {
       this.#waiting.push({ data: bytes.slice(), segment, address, port });
       return;
     }
+    if (segment === 0) {
+      // One datagram (lock-step): to the kernel with nothing made for it.
+      if (this.#sendOne(bytes, port, address) === EAGAIN) {
+        this.#waiting.push({ data: bytes.slice(), segment, address, port });
+        this.#block();
+      }
+      return;
+    }
     const w: Waiting = { data: bytes, segment, address, port };
     if (this.#put(w) === EAGAIN) {
       this.#waiting.push({ ...w, data: w.data.slice() });
@@ -172,16 +180,23 @@ class NativeUdp implements DatagramTransport {
     }
     while (w.data.length > 0) {
       const size = w.segment > 0 ? Math.min(w.segment, w.data.length) : w.data.length;
-      const one = this.#one[0];
-      one.data = w.data.subarray(0, size);
-      one.address = w.address;
-      one.port = w.port;
-      const r = this.#native.sendmmsg(this.#fd, this.#one);
-      one.data = EMPTY;
-      if (r.errno === EAGAIN) return EAGAIN;
-      if (r.sent > 0) (batchStats.sendmmsgCalls++, batchStats.sendmmsgDatagrams++);
+      if (this.#sendOne(w.data.subarray(0, size), w.port, w.address) === EAGAIN) return EAGAIN;
       w.data = w.data.subarray(size); // sent, or refused: lost, as on the wire
     }
+    return 0;
+  }
+
+  /** One datagram by sendmmsg. 0: sent, or refused (lost); EAGAIN: not taken. */
+  #sendOne(data: Uint8Array, port: number, address: string): number {
+    if (data.length === 0) return 0;
+    const one = this.#one[0];
+    one.data = data;
+    one.address = address;
+    one.port = port;
+    const r = this.#native.sendmmsg(this.#fd, this.#one);
+    one.data = EMPTY;
+    if (r.errno === EAGAIN) return EAGAIN;
+    if (r.sent > 0) (batchStats.sendmmsgCalls++, batchStats.sendmmsgDatagrams++);
     return 0;
   }
 

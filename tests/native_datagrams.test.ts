@@ -248,6 +248,39 @@ ffiTest("sendmmsg: datagrams to two destinations in one call, each in order", as
   }
 });
 
+// One datagram a call, as lock-step sends: each slot's sockaddr is written only when its peer
+// changes, and a datagram's pointer comes from its buffer's start plus its offset. A change of
+// port alone, of address alone (an IPv4 peer of an IPv6 socket), a refused literal in between,
+// views at other offsets and a WebAssembly memory that grew (a new buffer) must all still land.
+ffiTest("sendmmsg one at a time: the peer and the bytes of each send are its own, across peers, offsets and a grown memory", async (n) => {
+  const a = await receiver(), b = await receiver(), c = await receiver("::1");
+  const s = n.openUdp("::", 0);
+  const memory = new WebAssembly.Memory({ initial: 1 });
+  const view = (at: number, x: number) => new Uint8Array(memory.buffer, at, 3).fill(x);
+  try {
+    const one = (r: { port: number }, data: Uint8Array, address = "127.0.0.1") => n.sendmmsg(s.fd, [{ data, address, port: r.port }]);
+    assert.equal(one(a, view(0, 1)), { sent: 1, errno: 0 });
+    assert.equal(one(a, view(100, 2)), { sent: 1, errno: 0 });
+    assert.equal(one(b, view(7, 3)), { sent: 1, errno: 0 }); // another port
+    assert.equal(one(c, view(9, 4), "::1"), { sent: 1, errno: 0 }); // another address
+    assert.equal(one(a, view(0, 5), "localhost"), { sent: 0, errno: EINVAL });
+    memory.grow(1); // the old buffer is detached; views of the new one start where the memory does
+    assert.equal(one(a, view(65536 + 11, 6)), { sent: 1, errno: 0 });
+    assert.equal(one(b, new Uint8Array([7, 7, 7])), { sent: 1, errno: 0 }); // a small array of the JavaScript heap
+    assert.equal(one(a, view(3, 8)), { sent: 1, errno: 0 });
+    const d = (x: number) => new Uint8Array([x, x, x]);
+    assert.equal((await a.take(4)).map((g) => g.data), [d(1), d(2), d(6), d(8)]);
+    assert.equal((await b.take(2)).map((g) => g.data), [d(3), d(7)]);
+    assert.equal((await c.take(1)).map((g) => g.data), [d(4)]);
+    assert.is(a.got.length + b.got.length + c.got.length, 0);
+  } finally {
+    n.close(s.fd);
+    a.close();
+    b.close();
+    c.close();
+  }
+});
+
 ffiTest("sendmmsg short count: the kernel refuses the third datagram; sent says 2 went out, the caller resends from there", async (n) => {
   const r = await receiver();
   const s = n.openUdp("127.0.0.1", 0);

@@ -57,6 +57,12 @@ const SEND_NAMES = SEND_IOVS + SEND_SLOTS * IOVEC_SIZE;
 
 const viewOf = (bytes: Uint8Array) => new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 
+/** A 64-bit pointer held as a number (user-space addresses fit in 53 bits), written without a BigInt. */
+function setPointer(view: DataView, offset: number, value: number): void {
+  view.setUint32(offset, value >>> 0, true);
+  view.setUint32(offset + 4, Math.floor(value / 4294967296), true);
+}
+
 /** Memory recvmmsg fills: `capacity` slots of `slotSize` bytes, each with the sender's address. */
 export class ReceiveBatch {
   readonly capacity: number;
@@ -131,6 +137,21 @@ export class BatchDatagrams {
   // SEND_SLOTS mmsghdrs, then their iovecs, then their sockaddrs: linked once, reused by every sendmmsg.
   private readonly mmsg = new Uint8Array(SEND_NAMES + SEND_SLOTS * SOCKADDR_SLOT);
   private readonly mmsgView = viewOf(this.mmsg);
+  /**
+   * The peer each sendmmsg slot's sockaddr holds (family, literal, port): in lock-step every
+   * datagram of a transfer goes to one peer, and its sockaddr is written once, not per datagram.
+   */
+  private readonly slotFamily = new Uint8Array(SEND_SLOTS);
+  private readonly slotAddress: string[] = new Array<string>(SEND_SLOTS).fill("");
+  private readonly slotPort = new Int32Array(SEND_SLOTS).fill(-1);
+  /**
+   * Where each buffer's memory starts, by its ArrayBuffer: a datagram's pointer is its
+   * buffer's plus its offset, without a call into the FFI per datagram. A buffer's memory
+   * stays where it is while the buffer lives (reading `.buffer` first moves a small view's
+   * bytes out of the JavaScript heap, for good); a WebAssembly memory that grows has a new
+   * ArrayBuffer, looked up afresh.
+   */
+  private readonly bases = new WeakMap<ArrayBufferLike, number>();
   /** Most segments one GSO send took on this kernel, learnt from EINVAL (UDP_MAX_SEGMENTS: 64, or 128 since Linux 6.9). */
   maxSegments = 128;
 
@@ -153,6 +174,17 @@ export class BatchDatagrams {
       m.setBigUint64(o + MSG_IOV, mBase + BigInt(SEND_IOVS + i * IOVEC_SIZE), true);
       m.setBigUint64(o + MSG_IOVLEN, 1n, true);
     }
+  }
+
+  /** The address of `bytes` (not empty) in memory. */
+  private pointer(bytes: Uint8Array): number {
+    const buffer = bytes.buffer;
+    let base = this.bases.get(buffer);
+    if (base === undefined) {
+      base = Number(this.libc.address(bytes)) - bytes.byteOffset;
+      this.bases.set(buffer, base);
+    }
+    return base + bytes.byteOffset;
   }
 
   private fail(call: string): never {
@@ -260,8 +292,8 @@ export class BatchDatagrams {
       return { sent: 0, errno: EINVAL }; // no literal of this socket's family: as the kernel refuses one
     }
     g.setUint32(MSG_NAMELEN, nameLength, true);
-    g.setBigUint64(this.gsoIov, this.libc.address(buffer), true);
-    g.setBigUint64(this.gsoIov + 8, BigInt(buffer.length), true);
+    setPointer(g, this.gsoIov, this.pointer(buffer));
+    setPointer(g, this.gsoIov + 8, buffer.length);
     g.setUint16(this.gsoControl + CMSG_HEADER, segmentSize, true);
     g.setInt32(MSG_FLAGS, 0, true);
     let r: number;
@@ -317,17 +349,23 @@ export class BatchDatagrams {
       for (let i = 0; i < count; i++) {
         const d = datagrams[at + i];
         const o = i * MMSGHDR_SIZE, iov = SEND_IOVS + i * IOVEC_SIZE;
-        let nameLength: number;
-        try {
-          nameLength = writeSockaddr(v, SEND_NAMES + i * SOCKADDR_SLOT, family, d.address, d.port);
-        } catch {
-          if (i === 0) return { sent, errno: EINVAL };
-          count = i; // those before it go now; the next call stops at it
-          break;
+        if (d.port !== this.slotPort[i] || d.address !== this.slotAddress[i] || family !== this.slotFamily[i]) {
+          let nameLength: number;
+          try {
+            nameLength = writeSockaddr(v, SEND_NAMES + i * SOCKADDR_SLOT, family, d.address, d.port);
+          } catch {
+            this.slotPort[i] = -1; // its sockaddr may be half written
+            if (i === 0) return { sent, errno: EINVAL };
+            count = i; // those before it go now; the next call stops at it
+            break;
+          }
+          v.setUint32(o + MSG_NAMELEN, nameLength, true);
+          this.slotFamily[i] = family;
+          this.slotAddress[i] = d.address;
+          this.slotPort[i] = d.port;
         }
-        v.setUint32(o + MSG_NAMELEN, nameLength, true);
-        v.setBigUint64(iov, d.data.length > 0 ? this.libc.address(d.data) : 0n, true);
-        v.setBigUint64(iov + 8, BigInt(d.data.length), true);
+        setPointer(v, iov, d.data.length > 0 ? this.pointer(d.data) : 0);
+        setPointer(v, iov + 8, d.data.length);
       }
       const r = this.libc.sendmmsg(fd, this.mmsg, count, MSG_DONTWAIT);
       if (r < 0) {
