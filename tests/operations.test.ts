@@ -90,7 +90,9 @@ async function freePort(): Promise<number> {
 async function activate(flags: string[], socketFlags: string[]): Promise<{ s: Server; port: number }> {
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
-    const s = launch(serverArgv(flags, ["systemd-socket-activate", ...socketFlags, "-l", `127.0.0.1:${port}`]));
+    // The tool passes the server only the variables it is told to: the suite's datagram path too.
+    const env = process.env.EMMER_NATIVE === undefined ? [] : ["-E", `EMMER_NATIVE=${process.env.EMMER_NATIVE}`];
+    const s = launch(serverArgv(flags, ["systemd-socket-activate", ...env, ...socketFlags, "-l", `127.0.0.1:${port}`]));
     const listening = s.waitFor(/Listening on 127\.0\.0\.1:\d+ as 3/).then(() => true);
     const taken = s.exited.then(() => false);
     if (await Promise.race([listening, taken])) return { s, port };
