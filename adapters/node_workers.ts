@@ -8,7 +8,7 @@
  * kernel hands each request to one of them), and each transfer then lives on
  * its own port in the worker that accepted the request (adapters/node.ts binds
  * transfer ports exclusive). So every transfer's packets reach the process that
- * owns it, which is also why --single-port needs a single worker.
+ * owns it.
  *
  * With --single-port a transfer's packets come to the listening port, so one shared
  * socket would hand them to any worker. There the primary opens a socket per worker

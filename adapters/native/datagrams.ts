@@ -216,12 +216,7 @@ export class BatchDatagrams {
       const sa = new Uint8Array(SOCKADDR_SLOT);
       const length = writeSockaddr(viewOf(sa), 0, family, address, port);
       if (libc.bind(fd, sa, length) !== 0) this.fail(`bind(${address}:${port})`);
-      const len = new Uint8Array(4);
-      viewOf(len).setUint32(0, SOCKADDR_SLOT, true);
-      if (libc.getsockname(fd, sa, len) !== 0) this.fail("getsockname()");
-      const bound = readSockaddr(viewOf(sa), 0);
-      this.families.set(fd, family);
-      return { fd, family, address: bound.address, port: bound.port };
+      return this.adopt(fd); // the port the kernel chose for port 0
     } catch (error) {
       libc.close(fd);
       throw error;
@@ -260,7 +255,6 @@ export class BatchDatagrams {
   private familyOf(fd: number): 4 | 6 {
     return this.families.get(fd) ?? this.adopt(fd).family;
   }
-
 
   /**
    * Sets the socket's default GSO segment size (setsockopt SOL_UDP, UDP_SEGMENT): what
