@@ -11,7 +11,11 @@
  *   send; where the kernel refuses that (a segment over the path's MTU), one by one.
  * Bytes that wait (for the end of a wake-up, or for writability after EAGAIN) are
  * copied first: they are views of a ring in WebAssembly memory, and a memory.grow
- * before they leave would detach them. A datagram the kernel refuses (a destination
+ * before they leave would detach them. A wake-up's answers are copied into one
+ * staging buffer that every socket shares (only one socket's wake-up is handled at a
+ * time): an ArrayBuffer per answer cost more than the copy (its allocation, its
+ * sweeping, and its entry in the send path's table of buffer addresses); what still
+ * waits once the wake-up is over gets copies of its own. A datagram the kernel refuses (a destination
  * it will not send to) is dropped as a lost one is: TFTP retransmits. The peer sees
  * the datagrams and their order that node:dgram would give it.
  */
@@ -34,6 +38,35 @@ const ROUNDS = 4;
 interface Waiting extends Outgoing {
   segment: number;
 }
+
+/**
+ * Copies of the answers a wake-up defers, one after the other in one buffer, which is
+ * free again once they are sent. Bytes that do not fit get an ArrayBuffer of their own.
+ */
+export class Staging {
+  readonly #bytes: Uint8Array;
+  #used = 0;
+  constructor(size: number) {
+    this.#bytes = new Uint8Array(size);
+  }
+  copy(bytes: Uint8Array): Uint8Array {
+    const at = this.#used;
+    if (bytes.length > this.#bytes.length - at) return bytes.slice();
+    this.#bytes.set(bytes, at);
+    this.#used = at + bytes.length;
+    return this.#bytes.subarray(at, this.#used);
+  }
+  holds(bytes: Uint8Array): boolean {
+    return bytes.buffer === this.#bytes.buffer;
+  }
+  /** Every copy made so far is sent or has a copy of its own. */
+  clear(): void {
+    this.#used = 0;
+  }
+}
+
+/** Room for a wake-up's answers: ROUNDS x BATCH lock-step blocks of 1468 bytes, or a few windows. */
+const STAGING = 1 << 20;
 
 const EMPTY = new Uint8Array(0);
 
@@ -65,12 +98,15 @@ export async function withNativeSockets(base: Runtime, shareListening: boolean, 
  * the runtime's (`shareListening`: node:cluster shares the primary's socket with its workers).
  */
 export function nativeSockets(base: Runtime, native: BatchDatagrams, shareListening: boolean): Pick<Runtime, "bind" | "bindFd"> {
-  // One receive batch for all sockets: a wake-up's datagrams are handled before the next wake-up.
+  // One receive batch and one staging buffer for all sockets: a wake-up's datagrams are handled, and
+  // their answers sent, before the next wake-up.
   let batch: ReceiveBatch | null = null;
+  let staging: Staging | null = null;
   const open = (socket: () => UdpSocket, onMessage: MessageHandler): Promise<DatagramTransport> => {
     batch ??= new ReceiveBatch(BATCH, 65536); // pages are touched only as large datagrams arrive
+    staging ??= new Staging(STAGING); // likewise, as answers are deferred
     try {
-      return Promise.resolve(new NativeUdp(native, socket(), onMessage, batch));
+      return Promise.resolve(new NativeUdp(native, socket(), onMessage, batch, staging));
     } catch (error) {
       return Promise.reject(error); // as a refused bind: EADDRINUSE, EACCES ...
     }
@@ -93,6 +129,7 @@ class NativeUdp implements DatagramTransport {
   readonly #fd: number;
   readonly #onMessage: MessageHandler;
   readonly #batch: ReceiveBatch;
+  readonly #staging: Staging;
   readonly #watch: Watch;
   /** Copies the kernel has not taken yet, in order, from #head. */
   #waiting: Waiting[] = [];
@@ -107,13 +144,14 @@ class NativeUdp implements DatagramTransport {
   /** One datagram sent at once, without a new array per send. */
   readonly #one: Outgoing[] = [{ data: EMPTY, address: "", port: 0 }];
 
-  constructor(native: BatchDatagrams, socket: UdpSocket, onMessage: MessageHandler, batch: ReceiveBatch) {
+  constructor(native: BatchDatagrams, socket: UdpSocket, onMessage: MessageHandler, batch: ReceiveBatch, staging: Staging) {
     this.address = socket.address;
     this.port = socket.port;
     this.#native = native;
     this.#fd = socket.fd;
     this.#onMessage = onMessage;
     this.#batch = batch;
+    this.#staging = staging;
     try {
       this.#watch = native.libc.watch!(socket.fd, (readable, writable) => this.#ready(readable, writable));
     } catch (error) {
@@ -146,7 +184,7 @@ class NativeUdp implements DatagramTransport {
   /** One datagram (segment 0) or a run, sent now or, behind what waits, copied to wait its turn. */
   #offer(bytes: Uint8Array, segment: number, port: number, address: string): void {
     if (this.#deferring || this.#blocked || this.#head < this.#waiting.length) {
-      this.#waiting.push({ data: bytes.slice(), segment, address, port });
+      this.#waiting.push({ data: this.#deferring ? this.#staging.copy(bytes) : bytes.slice(), segment, address, port });
       return;
     }
     if (segment === 0) {
@@ -237,8 +275,15 @@ class NativeUdp implements DatagramTransport {
       }
       if (received < batch.capacity) break;
     }
+    if (!this.#deferring) return;
     this.#deferring = false;
     if (!this.#blocked) this.#flush();
+    // What waits for writability keeps its bytes; the staging buffer is the next wake-up's.
+    for (let i = this.#head; i < this.#waiting.length; i++) {
+      const w = this.#waiting[i];
+      if (this.#staging.holds(w.data)) w.data = w.data.slice();
+    }
+    this.#staging.clear();
   }
 
   /** Hands the kernel the copies that wait: runs of single datagrams by sendmmsg, windows by GSO. */

@@ -221,6 +221,40 @@ test("a WebAssembly memory that grows while answers wait: the bytes that leave a
   assert.equal(k.sent.map((s) => s.datagrams), [[[1, 1, 1, 1], [1, 1, 1, 1]], [[2, 2, 2, 2], [2, 2, 2, 2]]]);
 });
 
+test("answers still waiting for writability when their wake-up ends keep their bytes through the next wake-ups", async () => {
+  const k = kernel({ room: 1 });
+  await socket(k, (t, data, address, port) => t.send(new Uint8Array([data[0] + 100, data[0]]), port, address, () => {}));
+  const wake = (...values: number[]) => {
+    k.inbox.push(...values.map((v) => ({ data: [v], address: "127.0.0.1", port: 7000 + v })));
+    k.wake(true);
+  };
+  wake(1, 2, 3); // 101 goes, 102 and 103 wait
+  wake(4, 5); // all wait behind them: the staging buffer starts over under these
+  wake(6, 7);
+  assert.equal(k.sent.map((s) => s.datagrams), [[[101, 1]]]);
+  k.state.room = Infinity;
+  k.wake(false, true);
+  assert.equal(k.sent.flatMap((s) => s.datagrams), [1, 2, 3, 4, 5, 6, 7].map((v) => [v + 100, v]));
+  assert.equal(k.sent.flatMap((s) => s.to), [1, 2, 3, 4, 5, 6, 7].map((v) => `127.0.0.1:${7000 + v}`));
+});
+
+test("a wake-up whose answers outgrow the staging buffer: every answer leaves whole and in order", async () => {
+  const k = kernel();
+  const size = 60_000; // 40 of them: more than the megabyte the wake-up's copies share
+  await socket(k, (t, data, address, port) => {
+    const ring = new Uint8Array(size).fill(data[0]);
+    t.send(ring, port, address, () => ring.fill(0)); // the sender's bytes change once done ran
+  });
+  for (let i = 1; i <= 40; i++) k.inbox.push({ data: [i], address: "127.0.0.1", port: 8000 + i });
+  k.wake(true);
+  const sent = k.sent.flatMap((s) => s.datagrams);
+  assert.is(sent.length, 40);
+  sent.forEach((d, i) => {
+    assert.is(d.length, size);
+    assert.ok(d.every((x) => x === i + 1), `answer ${i + 1} was overwritten`);
+  });
+});
+
 test("a window the kernel will not cut (a segment over the path's MTU) goes one datagram at a time, and the next at that size skips GSO", async () => {
   const k = kernel({ gsoLimit: 2 });
   const t = await socket(k);
