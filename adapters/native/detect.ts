@@ -188,7 +188,7 @@ async function probeNative(options: DetectOptions): Promise<{ native: BatchDatag
     const why = `probe failed: ${message(error)}`;
     calls = { gso: no(why), sendmmsg: no(why), recvmmsg: no(why) };
   }
-  const watch = libc.watch ? yes("koffi's libuv poll handle") : no(`${libc.ffi} has no wait for readability on the event loop`);
+  const watch = libc.watch ? yes("an epoll set, watched by koffi's libuv poll handle") : no(`${libc.ffi} has no wait for readability on the event loop`);
   const adopt = await probeAdopt(native).catch((error) => no(message(error)));
   const usable = calls.gso.ok || calls.sendmmsg.ok || calls.recvmmsg.ok;
   return {

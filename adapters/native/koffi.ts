@@ -1,10 +1,13 @@
 /**
  * libc through koffi (Node): an optional npm dependency whose package carries
  * prebuilt binaries, so it loads without install scripts or a C toolchain.
- * Readability comes from koffi's libuv poll handle on the descriptor.
+ * Readability comes from one epoll set of every watched socket (epoll_watch.ts),
+ * which koffi's libuv poll handle watches on the event loop.
  */
 import { createRequire } from "node:module";
-import type { Libc } from "./libc.ts";
+import process from "node:process";
+import type { Libc, Watch } from "./libc.ts";
+import { epollWatcher, eventLayout } from "./epoll_watch.ts";
 
 interface PollEvents {
   readable: boolean;
@@ -38,6 +41,32 @@ export function koffiLibc(): Libc {
   const recvmmsg = lib.func("int recvmmsg(int, void *, unsigned int, int, void *)");
   const poll = lib.func("int poll(void *, unsigned long, int)");
   const close = lib.func("int close(int)");
+  const epoll_create1 = lib.func("int epoll_create1(int)");
+  const epoll_ctl = lib.func("int epoll_ctl(int, int, int, void *)");
+  const epoll_wait = lib.func("int epoll_wait(int, void *, int, int)");
+  const EPOLL_CLOEXEC = 0o2000000;
+
+  /** One libuv poll handle on `fd` (a second on the same descriptor fails): restarted with other events. */
+  const pollOne = (fd: number, onReady: (readable: boolean, writable: boolean) => void): Watch => {
+    const callback = (status: number, ev: PollEvents) => {
+      if (status !== 0) return;
+      try {
+        onReady(ev.readable, ev.writable);
+      } catch (error) {
+        // Thrown into koffi, it would be swallowed and the handle would never call again (a readable
+        // socket nobody reads: a spinning process). Thrown from a microtask, it is Node's uncaught exception.
+        queueMicrotask(() => {
+          throw error;
+        });
+      }
+    };
+    const handle = koffi.node.poll(fd, { readable: true, writable: false }, callback);
+    return {
+      writable: (on) => handle.start({ readable: true, writable: on }, callback),
+      stop: () => handle.close(),
+    };
+  };
+  let group: ((fd: number, onReady: (readable: boolean, writable: boolean) => void) => Watch) | null = null;
   return {
     ffi: "koffi",
     address: (bytes) => koffi.address(bytes),
@@ -52,24 +81,17 @@ export function koffiLibc(): Libc {
     poll: (fds, n, timeout) => poll(fds, n, timeout),
     close: (fd) => close(fd),
     watch(fd, onReady) {
-      const callback = (status: number, ev: PollEvents) => {
-        if (status !== 0) return;
-        try {
-          onReady(ev.readable, ev.writable);
-        } catch (error) {
-          // Thrown into koffi, it would be swallowed and the handle would never call again (a readable
-          // socket nobody reads: a spinning process). Thrown from a microtask, it is Node's uncaught exception.
-          queueMicrotask(() => {
-            throw error;
-          });
-        }
-      };
-      // One libuv poll handle per descriptor (a second on the same one fails): restarted with other events.
-      const handle = koffi.node.poll(fd, { readable: true, writable: false }, callback);
-      return {
-        writable: (on) => handle.start({ readable: true, writable: on }, callback),
-        stop: () => handle.close(),
-      };
+      group ??= epollWatcher(
+        {
+          create: () => epoll_create1(EPOLL_CLOEXEC),
+          ctl: (epfd, op, target, event) => epoll_ctl(epfd, op, target, event),
+          wait: (epfd, events, max) => epoll_wait(epfd, events, max, 0),
+          errno: () => koffi.errno(),
+        },
+        eventLayout(process.arch),
+        pollOne,
+      );
+      return group(fd, onReady);
     },
   };
 }
