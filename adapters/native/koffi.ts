@@ -38,6 +38,10 @@ export function koffiLibc(): Libc {
   const recvmmsg = lib.func("int recvmmsg(int, void *, unsigned int, int, void *)");
   const poll = lib.func("int poll(void *, unsigned long, int)");
   const close = lib.func("int close(int)");
+  let preadv2: ((...args: unknown[]) => number) | undefined;
+  try {
+    preadv2 = lib.func("intptr_t preadv2(int, void *, int, int64_t, int)");
+  } catch { /* a libc without it: file reads stay on the pool */ }
   return {
     ffi: "koffi",
     address: (bytes) => koffi.address(bytes),
@@ -51,6 +55,7 @@ export function koffiLibc(): Libc {
     recvmmsg: (fd, vec, n, flags) => recvmmsg(fd, vec, n, flags, null),
     poll: (fds, n, timeout) => poll(fds, n, timeout),
     close: (fd) => close(fd),
+    preadv2: preadv2 && ((fd, iov, n, offset, flags) => Number(preadv2(fd, iov, n, offset, flags))),
     watch(fd, onReady) {
       const callback = (status: number, ev: PollEvents) => {
         if (status !== 0) return;
