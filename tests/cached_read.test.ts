@@ -131,7 +131,7 @@ const SCRIPTS: Script[] = [
   // Short reads that stop inside a block, at a block's end, one byte in, one byte short.
   { name: "short reads", answer: (asked, call) => [1, 700, 1468, 512, asked - 1, 3 * 1468 + 5, 0][call % 7] },
   { name: "refused for this file system (EOPNOTSUPP)", answer: () => "refuse" },
-  { name: "cached, short and EAGAIN in turn", answer: (asked, call) => (["all", 1000, "none", "all", 1][call % 5] as "all" | "none" | number) },
+  { name: "cached, short and EAGAIN in turn", answer: (_asked, call) => (["all", 1000, "none", "all", 1][call % 5] as "all" | "none" | number) },
 ];
 
 const SIZES = [0, 1, 511, 512, 513, 1467, 1468, 1469, 512 * 45, 1468 * 45 + 1, 100_007];
