@@ -335,6 +335,40 @@ test("the real read on a cold file: what the cache lacks comes from the pool, th
   }
 });
 
+test("the real read on a file cached only in part: it stops where the cache does, past IOV_MAX views too", () => {
+  if (!needReal()) return;
+  const top = nowaitDir()!;
+  const file = join(top, "part.bin");
+  try {
+    const body = bytesOf(8 * 1024 * 1024, 6);
+    writeFileSync(file, body);
+    const dd = (...args: string[]) => spawnSync("dd", [...args, "count=0", "status=none"], { timeout: 20_000 }).status;
+    if (dd(`of=${file}`, "oflag=nocache", "conv=notrunc,fdatasync") !== 0 || dd(`if=${file}`, "iflag=nocache") !== 0) {
+      if (process.env.CI === "true") assert.unreachable("dd cannot drop a file's pages here");
+      return;
+    }
+    const fd = openSync(file, "r");
+    try {
+      // The first 100 KB read back into the cache (with whatever read-ahead the kernel adds).
+      readSync(fd, new Uint8Array(100_000), 0, 100_000, 0);
+      // 1,500 views of 4 KiB: more than one call takes (the first asks for 4 MiB, more than the
+      // read-ahead brought in), and a short call must end the read.
+      const SIZE = 4096;
+      const views = Array.from({ length: 1500 }, () => new Uint8Array(SIZE).fill(GARBAGE));
+      const n = nowaitRead(native!)!(fd, views, 0);
+      assert.ok(n >= 100_000 && n < 1024 * SIZE, `${n} bytes read`);
+      const got = new Uint8Array(views.length * SIZE);
+      views.forEach((v, i) => got.set(v, i * SIZE));
+      assert.ok(Buffer.compare(got.subarray(0, n), body.subarray(0, n)) === 0, "the bytes read are not the file's");
+      assert.ok(got.subarray(Math.ceil(n / SIZE) * SIZE).every((b) => b === GARBAGE), "views past the short read were written");
+    } finally {
+      closeSync(fd);
+    }
+  } finally {
+    rmSync(top, { recursive: true, force: true });
+  }
+});
+
 test("the real read where the file system refuses RWF_NOWAIT: -1 (ask no more), and serveDir serves such files from the pool", async () => {
   if (native === null || real === null) return;
   const read = nowaitRead(native)!;
