@@ -21,6 +21,7 @@ import { TftpError } from "../core/errors.ts";
 import { ErrorCode } from "../core/packet.ts";
 import { closeFd, fstatFd, openFd, readFd, readvFd } from "./fd.ts";
 import { borrow, giveBack } from "./staging_pool.ts";
+import { cachedRead, cachedReadStats } from "./cached_read.ts";
 
 export interface ServeDirOptions {
   /** Accept uploads (create and replace files). Default false: read-only. */
@@ -97,9 +98,33 @@ function segments(filename: string, backslash: boolean): string[] {
 const READV_OK = (globalThis as { Deno?: unknown }).Deno === undefined;
 
 /**
- * A file read straight into the DATA payloads, one readv per fill. Exactly the
- * size found at open is served (the tsize announced), even if the file grows.
- * Held as a plain descriptor (adapters/fd.ts): stalled transfers keep it open.
+ * The part of the target's blocks from byte `skip` to byte `end` (of the blocks laid end
+ * to end), as views: what one read fills.
+ */
+function blockViews(target: FillTarget, skip: number, end: number): Uint8Array[] {
+  const views: Uint8Array[] = [];
+  let room = end - skip;
+  for (let i = 0; i < target.count && room > 0; i++) {
+    const v = target.view(i);
+    if (skip >= v.length) {
+      skip -= v.length;
+      continue;
+    }
+    const part = v.subarray(skip, skip + Math.min(v.length - skip, room));
+    skip = 0;
+    room -= part.length;
+    views.push(part);
+  }
+  return views;
+}
+
+/**
+ * A file read straight into the DATA payloads. Exactly the size found at open is
+ * served (the tsize announced), even if the file grows. Held as a plain descriptor
+ * (adapters/fd.ts): stalled transfers keep it open. A fill first takes what the
+ * page cache holds, on the spot, where the runtime has such a read
+ * (adapters/cached_read.ts): a fill it answers whole is a number, not a promise;
+ * the rest is one readv per fill on the runtime's thread pool.
  */
 class FileSource implements BlockSource {
   #fd: number;
@@ -107,24 +132,44 @@ class FileSource implements BlockSource {
   /** The fill under way, if any: the descriptor is closed only after it settles. */
   #reading: Promise<number> | null = null;
   #closed: Promise<void> | null = null;
+  /** Until the file's file system refuses reads that do not wait (then every read goes to the pool). */
+  #cached = true;
   readonly size: number;
-  /** readv writes into the views after an await. */
+  /** readv writes into the views after an await (a read from the cache writes before fill() returns). */
   readonly capturesViews = READV_OK;
   constructor(fd: number, size: number) {
     this.#fd = fd;
     this.size = size;
   }
-  fill(target: FillTarget): Promise<number> {
+  fill(target: FillTarget): number | Promise<number> {
     if (this.#closed) return Promise.reject(new Error("file closed"));
-    const reading = this.#fill(target);
+    const want = Math.min(this.size - this.#position, target.count * (target.count > 0 ? target.view(0).length : 0));
+    if (want <= 0) return 0;
+    let done = 0;
+    const read = this.#cached ? cachedRead() : null;
+    if (read !== null) {
+      done = read(this.#fd, blockViews(target, 0, want), this.#position);
+      if (done < 0) {
+        this.#cached = false;
+        done = 0;
+      } else if (done > 0) {
+        cachedReadStats.reads++;
+        cachedReadStats.bytes += done;
+      }
+      if (done === want) {
+        this.#position += done;
+        return done;
+      }
+      cachedReadStats.fallbacks++;
+    }
+    const reading = this.#fill(target, want, done);
     this.#reading = reading;
     return reading;
   }
-  async #fill(target: FillTarget): Promise<number> {
+  /** Reads bytes `done` to `want` of the fill (those before came from the cache). */
+  async #fill(target: FillTarget, want: number, done: number): Promise<number> {
     try {
-      const left = this.size - this.#position;
-      const want = Math.min(left, target.count * (target.count > 0 ? target.view(0).length : 0));
-      const total = READV_OK ? await this.#readv(target, want) : await this.#readStaged(target, want);
+      const total = READV_OK ? await this.#readv(target, want, done) : await this.#readStaged(target, want, done);
       this.#position += total;
       return total;
     } finally {
@@ -133,47 +178,32 @@ class FileSource implements BlockSource {
       this.#reading = null;
     }
   }
-  async #readv(target: FillTarget, want: number): Promise<number> {
-    let total = 0;
+  async #readv(target: FillTarget, want: number, done: number): Promise<number> {
+    let total = done;
     while (total < want) {
       // Views are taken afresh on each pass: the memory may have grown during the await.
       // Short reads happen (more than 1024 buffers, signals, a file that shrank): read the rest.
-      const rest: Uint8Array[] = [];
-      let skip = total;
-      let room = want - total;
-      for (let i = 0; i < target.count && room > 0; i++) {
-        const v = target.view(i);
-        if (skip >= v.length) {
-          skip -= v.length;
-          continue;
-        }
-        const part = v.subarray(skip, skip + Math.min(v.length - skip, room));
-        skip = 0;
-        room -= part.length;
-        rest.push(part);
-      }
-      const n = await readvFd(this.#fd, rest, this.#position + total);
+      const n = await readvFd(this.#fd, blockViews(target, total, want), this.#position + total);
       if (n === 0) break;
       total += n;
     }
     return total;
   }
-  async #readStaged(target: FillTarget, want: number): Promise<number> {
-    const staging = borrow(want);
+  async #readStaged(target: FillTarget, want: number, done: number): Promise<number> {
+    const staging = borrow(want - done);
     try {
-      let total = 0;
-      while (total < want) {
-        const n = await readFd(this.#fd, staging, total, want - total, this.#position + total);
+      let got = 0;
+      while (done + got < want) {
+        const n = await readFd(this.#fd, staging, got, want - done - got, this.#position + done + got);
         if (n === 0) break;
-        total += n;
+        got += n;
       }
-      for (let i = 0, at = 0; at < total; i++) {
-        const v = target.view(i); // fresh after the await
-        const n = Math.min(v.length, total - at);
-        v.set(staging.subarray(at, at + n));
-        at += n;
+      let at = 0;
+      for (const v of blockViews(target, done, done + got)) { // fresh after the await
+        v.set(staging.subarray(at, at + v.length));
+        at += v.length;
       }
-      return total;
+      return done + got;
     } finally {
       giveBack(staging);
     }

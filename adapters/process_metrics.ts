@@ -6,6 +6,7 @@ import process from "node:process";
 import { Gauge, ReadCounter, type Registry } from "../core/metrics.ts";
 import { windowStats } from "./gso_windows.ts";
 import { batchStats } from "./native_udp.ts";
+import { cachedReadStats } from "./cached_read.ts";
 
 export function addProcessMetrics(registry: Registry): void {
   registry.add(new Gauge("process_resident_memory_bytes", "Resident set size of the process.", () => process.memoryUsage().rss));
@@ -19,4 +20,8 @@ export function addProcessMetrics(registry: Registry): void {
   registry.add(new ReadCounter("emmer_recvmmsg_datagrams_total", "Datagrams received by recvmmsg.", () => batchStats.recvmmsgDatagrams));
   registry.add(new ReadCounter("emmer_sendmmsg_calls_total", "sendmmsg calls that sent datagrams.", () => batchStats.sendmmsgCalls));
   registry.add(new ReadCounter("emmer_sendmmsg_datagrams_total", "Datagrams sent by sendmmsg.", () => batchStats.sendmmsgDatagrams));
+  // serveDir's reads that the page cache answered on the event loop (adapters/cached_read.ts), and those that then went to the thread pool.
+  registry.add(new ReadCounter("emmer_cached_reads_total", "File reads answered from the page cache without the thread pool.", () => cachedReadStats.reads));
+  registry.add(new ReadCounter("emmer_cached_read_bytes_total", "Bytes of file reads answered from the page cache without the thread pool.", () => cachedReadStats.bytes));
+  registry.add(new ReadCounter("emmer_cached_read_fallbacks_total", "File fills that went to the thread pool after the page cache did not hold all of them.", () => cachedReadStats.fallbacks));
 }

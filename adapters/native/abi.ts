@@ -34,6 +34,12 @@ export const EAGAIN = 11;
 export const EINTR = 4;
 export const EINVAL = 22;
 export const EMSGSIZE = 90;
+export const ENOSYS = 38;
+export const EOPNOTSUPP = 95;
+/** preadv2's flag: fail with EAGAIN rather than wait for the disk (Linux 4.14 for buffered reads). */
+export const RWF_NOWAIT = 8;
+/** Most iovecs one call takes (UIO_MAXIOV). */
+export const IOV_MAX = 1024;
 
 export const errnoName = (errno: number): string => ERRNO_NAMES[errno] ?? `errno ${errno}`;
 

@@ -28,6 +28,11 @@ export async function bunLibc(): Promise<Libc> {
     __errno_location: { args: [], returns: ptr },
   });
   const errnoAt = s.__errno_location();
+  let preadv2: ((...args: unknown[]) => unknown) | undefined;
+  try {
+    // Apart: a libc without it must not cost the calls above.
+    preadv2 = ffi.dlopen("libc.so.6", { preadv2: { args: [i32, ptr, i32, i64, i32], returns: i64 } }).symbols.preadv2;
+  } catch { /* file reads stay on the pool */ }
   return {
     ffi: "bun:ffi",
     address: (bytes) => BigInt(ffi.ptr(bytes)),
@@ -41,5 +46,6 @@ export async function bunLibc(): Promise<Libc> {
     recvmmsg: (fd, vec, n, flags) => s.recvmmsg(fd, vec, n, flags, null) as number,
     poll: (fds, n, timeout) => s.poll(fds, n, timeout) as number,
     close: (fd) => s.close(fd) as number,
+    preadv2: preadv2 && ((fd, iov, n, offset, flags) => Number(preadv2(fd, iov, n, offset, flags))),
   };
 }

@@ -58,7 +58,7 @@ const SEND_NAMES = SEND_IOVS + SEND_SLOTS * IOVEC_SIZE;
 const viewOf = (bytes: Uint8Array) => new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 
 /** A 64-bit pointer held as a number (user-space addresses fit in 53 bits), written without a BigInt. */
-function setPointer(view: DataView, offset: number, value: number): void {
+export function setPointer(view: DataView, offset: number, value: number): void {
   view.setUint32(offset, value >>> 0, true);
   view.setUint32(offset + 4, Math.floor(value / 4294967296), true);
 }
@@ -177,7 +177,7 @@ export class BatchDatagrams {
   }
 
   /** The address of `bytes` (not empty) in memory. */
-  private pointer(bytes: Uint8Array): number {
+  pointer(bytes: Uint8Array): number {
     const buffer = bytes.buffer;
     let base = this.bases.get(buffer);
     if (base === undefined) {

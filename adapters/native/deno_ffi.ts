@@ -38,6 +38,8 @@ export function denoLibc(): DenoLibc {
     close: { parameters: ["i32"], result: "i32" },
     eventfd: { parameters: ["u32", "i32"], result: "i32" },
     __errno_location: { parameters: [], result: "pointer" },
+    // Optional: a libc without it keeps the calls above (file reads stay on the pool).
+    preadv2: { parameters: ["i32", "buffer", "i32", "i64", "i32"], result: "isize", optional: true },
   });
   // errno is per thread and its place does not move: read it where the calls ran (the main thread).
   const errnoView = new D.UnsafePointerView(s.__errno_location() as Pointer);
@@ -72,5 +74,6 @@ export function denoLibc(): DenoLibc {
     recvmmsg: (fd, vec, n, flags) => s.recvmmsg(fd, vec, n, flags, null) as number,
     poll: (fds, n, timeout) => s.poll(fds, n, timeout) as number,
     close: (fd) => s.close(fd) as number,
+    preadv2: s.preadv2 ? (fd, iov, n, offset, flags) => Number(s.preadv2(fd, iov, n, offset, flags)) : undefined,
   };
 }

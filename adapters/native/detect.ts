@@ -10,6 +10,8 @@ import { SUPPORTED_ARCHES } from "./abi.ts";
 import { BatchDatagrams, errnoName, ReceiveBatch } from "./datagrams.ts";
 import type { FfiName, Libc } from "./libc.ts";
 import { adoptSocket } from "./handoff.ts";
+import { probeNowaitRead } from "./nowait_read.ts";
+import { type CachedRead, installCachedRead } from "../cached_read.ts";
 import { runtimeName, type RuntimeName } from "../runtime.ts";
 
 export interface Capability {
@@ -33,6 +35,8 @@ export interface Detection {
   watch: Capability;
   /** The runtime's node:dgram takes the module's socket (bind({ fd })). */
   adopt: Capability;
+  /** File reads the page cache answers on the event loop (preadv2 with RWF_NOWAIT): serveDir uses them. */
+  cachedRead: Capability;
 }
 
 export interface DetectOptions {
@@ -154,32 +158,39 @@ async function probeAdopt(native: BatchDatagrams): Promise<Capability> {
   }
 }
 
-let loaded: ReturnType<typeof probeNative> | null = null;
+let loaded: Promise<{ native: BatchDatagrams | null; detection: Detection }> | null = null;
 
 /**
  * The batch path, or null with the reason, in `detection`. Never throws. Probed once per
  * process for the default options (a runtime that falls back from one path to another
- * asks again); `options` probe afresh.
+ * asks again); `options` probe afresh. The default load also installs the cached file
+ * read for serveDir (adapters/cached_read.ts), where the kernel takes it: every runtime
+ * loads this when it binds its sockets, so it is there before the first file is served.
  */
 export function loadNative(options: DetectOptions = {}): Promise<{ native: BatchDatagrams | null; detection: Detection }> {
-  if (options.disable !== undefined) return probeNative(options);
-  return (loaded ??= probeNative(options));
+  if (options.disable !== undefined) return probeNative(options).then(({ native, detection }) => ({ native, detection }));
+  return (loaded ??= probeNative(options).then(({ native, detection, cachedRead }) => {
+    if (cachedRead !== null) installCachedRead(cachedRead);
+    return { native, detection };
+  }));
 }
 
-async function probeNative(options: DetectOptions): Promise<{ native: BatchDatagrams | null; detection: Detection }> {
+async function probeNative(options: DetectOptions): Promise<{ native: BatchDatagrams | null; detection: Detection; cachedRead: CachedRead | null }> {
   const runtime = runtimeName();
   const disabled = options.disable ?? envDisabled();
   const libc = disabled !== undefined ? `disabled: ${disabled}` : await loadLibc(runtime).catch((error) => `FFI failed to load: ${message(error)}`);
   if (typeof libc === "string") {
     const why = `no FFI: ${libc}`;
-    return { native: null, detection: { runtime, ffi: null, reason: libc, gso: no(why), sendmmsg: no(why), recvmmsg: no(why), watch: no(why), adopt: no(why) } };
+    const none = no(why);
+    return { native: null, cachedRead: null, detection: { runtime, ffi: null, reason: libc, gso: none, sendmmsg: none, recvmmsg: none, watch: none, adopt: none, cachedRead: none } };
   }
   let native: BatchDatagrams;
   try {
     native = new BatchDatagrams(libc);
   } catch (error) {
     const why = `${libc.ffi} loaded but failed: ${message(error)}`;
-    return { native: null, detection: { runtime, ffi: null, reason: why, gso: no(why), sendmmsg: no(why), recvmmsg: no(why), watch: no(why), adopt: no(why) } };
+    const none = no(why);
+    return { native: null, cachedRead: null, detection: { runtime, ffi: null, reason: why, gso: none, sendmmsg: none, recvmmsg: none, watch: none, adopt: none, cachedRead: none } };
   }
   let calls: Pick<Detection, "gso" | "sendmmsg" | "recvmmsg">;
   try {
@@ -190,10 +201,20 @@ async function probeNative(options: DetectOptions): Promise<{ native: BatchDatag
   }
   const watch = libc.watch ? yes("an epoll set, watched by koffi's libuv poll handle") : no(`${libc.ffi} has no wait for readability on the event loop`);
   const adopt = await probeAdopt(native).catch((error) => no(message(error)));
+  let nowait;
+  try {
+    nowait = probeNowaitRead(native);
+  } catch (error) {
+    nowait = { ok: false, why: `probe failed: ${message(error)}`, read: null };
+  }
   const usable = calls.gso.ok || calls.sendmmsg.ok || calls.recvmmsg.ok;
   return {
     native: usable ? native : null,
-    detection: { runtime, ffi: libc.ffi, reason: usable ? null : "the kernel refused every batch call", ...calls, watch, adopt },
+    cachedRead: nowait.read,
+    detection: {
+      runtime, ffi: libc.ffi, reason: usable ? null : "the kernel refused every batch call", ...calls, watch, adopt,
+      cachedRead: nowait.ok ? yes(nowait.why) : no(nowait.why),
+    },
   };
 }
 

@@ -67,6 +67,10 @@ export function koffiLibc(): Libc {
     };
   };
   let group: ((fd: number, onReady: (readable: boolean, writable: boolean) => void) => Watch) | null = null;
+  let preadv2: ((...args: unknown[]) => number) | undefined;
+  try {
+    preadv2 = lib.func("intptr_t preadv2(int, void *, int, int64_t, int)");
+  } catch { /* a libc without it: file reads stay on the pool */ }
   return {
     ffi: "koffi",
     address: (bytes) => koffi.address(bytes),
@@ -80,6 +84,7 @@ export function koffiLibc(): Libc {
     recvmmsg: (fd, vec, n, flags) => recvmmsg(fd, vec, n, flags, null),
     poll: (fds, n, timeout) => poll(fds, n, timeout),
     close: (fd) => close(fd),
+    preadv2: preadv2 && ((fd, iov, n, offset, flags) => Number(preadv2(fd, iov, n, offset, flags))),
     watch(fd, onReady) {
       group ??= epollWatcher(
         {

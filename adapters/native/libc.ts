@@ -25,6 +25,11 @@ export interface Libc {
   poll(pollfds: Uint8Array, count: number, timeoutMs: number): number;
   close(fd: number): number;
   /**
+   * preadv2(2): `count` iovecs in `iov`, read from `offset`. Absent where the FFI could not
+   * bind it (a libc older than glibc 2.26); then every file read goes to the runtime's pool.
+   */
+  preadv2?(fd: number, iov: Uint8Array, count: number, offset: number, flags: number): number;
+  /**
    * Calls `onReady` each time `fd` has datagrams queued (and, while asked for, room to send),
    * until stop(): how a socket that no runtime socket object owns is read without polling
    * in a loop. Absent where the FFI has no way to wait off the main thread.
