@@ -303,6 +303,17 @@ test("the real read on a hot file: every fill at once, the exact bytes, across m
   }
 });
 
+/**
+ * Drops `file`'s pages from the page cache (GNU dd's nocache, written back first). False where dd
+ * cannot (a test then has nothing to check), which CI does not accept.
+ */
+function dropCache(file: string): boolean {
+  const dd = (...args: string[]) => spawnSync("dd", [...args, "count=0", "status=none"], { timeout: 20_000 }).status;
+  if (dd(`of=${file}`, "oflag=nocache", "conv=notrunc,fdatasync") === 0 && dd(`if=${file}`, "iflag=nocache") === 0) return true;
+  if (process.env.CI === "true") assert.unreachable("dd cannot drop a file's pages here");
+  return false;
+}
+
 test("the real read on a cold file: what the cache lacks comes from the pool, the bytes exact", async () => {
   if (!needReal()) return;
   const top = nowaitDir()!;
@@ -310,12 +321,7 @@ test("the real read on a cold file: what the cache lacks comes from the pool, th
   try {
     const body = bytesOf(4 * 1024 * 1024 + 11, 5);
     writeFileSync(file, body);
-    // GNU dd's nocache asks the kernel to drop the file's pages (written back first).
-    const dd = (...args: string[]) => spawnSync("dd", [...args, "count=0", "status=none"], { timeout: 20_000 }).status;
-    if (dd(`of=${file}`, "oflag=nocache", "conv=notrunc,fdatasync") !== 0 || dd(`if=${file}`, "iflag=nocache") !== 0) {
-      if (process.env.CI === "true") assert.unreachable("dd cannot drop a file's pages here");
-      return;
-    }
+    if (!dropCache(file)) return;
     // Pages not cached: EAGAIN, which the read reports as 0 bytes (not as a refusal). Asked near the
     // end, so that the read-ahead it may start leaves the start of the file cold.
     const fd = openSync(file, "r");
@@ -342,11 +348,7 @@ test("the real read on a file cached only in part: it stops where the cache does
   try {
     const body = bytesOf(8 * 1024 * 1024, 6);
     writeFileSync(file, body);
-    const dd = (...args: string[]) => spawnSync("dd", [...args, "count=0", "status=none"], { timeout: 20_000 }).status;
-    if (dd(`of=${file}`, "oflag=nocache", "conv=notrunc,fdatasync") !== 0 || dd(`if=${file}`, "iflag=nocache") !== 0) {
-      if (process.env.CI === "true") assert.unreachable("dd cannot drop a file's pages here");
-      return;
-    }
+    if (!dropCache(file)) return;
     const fd = openSync(file, "r");
     try {
       // The first 100 KB read back into the cache (with whatever read-ahead the kernel adds).

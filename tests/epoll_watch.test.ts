@@ -14,6 +14,7 @@ import type { Watch } from "../adapters/native/libc.ts";
 import { loadNative } from "../adapters/native/detect.ts";
 import { ReceiveBatch } from "../adapters/native/datagrams.ts";
 import { runtimeName } from "../adapters/runtime.ts";
+import { microtaskErrors } from "./support/microtask_errors.ts";
 
 const EPOLLIN = 1, EPOLLOUT = 4, EPOLLERR = 8, EPOLLHUP = 16;
 
@@ -163,25 +164,13 @@ test("when nothing is watched the runtime's handle goes (it would keep the proce
 test("a socket whose handler throws: the others of the wake-up are still called, and the error surfaces", () => {
   const k = kernel(eventLayout("x64"));
   const seen: number[] = [];
-  const errors: unknown[] = [];
   k.watch(7, () => {
     throw new Error("handler bug");
   });
   k.watch(8, () => seen.push(8));
-  const queued = globalThis.queueMicrotask;
-  globalThis.queueMicrotask = (fn) => {
-    try {
-      fn();
-    } catch (error) {
-      errors.push(error);
-    }
-  };
-  try {
-    k.wake([7, EPOLLIN], [8, EPOLLIN]);
-  } finally {
-    globalThis.queueMicrotask = queued;
-  }
+  const errors = microtaskErrors(() => k.wake([7, EPOLLIN], [8, EPOLLIN]));
   assert.equal(seen, [8]);
+  assert.is(errors.length, 1);
   assert.match(String(errors[0]), /handler bug/);
 });
 

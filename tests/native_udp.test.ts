@@ -9,6 +9,7 @@ import { batchStats, nativeSockets } from "../adapters/native_udp.ts";
 import { loadRuntime, runtimeName } from "../adapters/runtime.ts";
 import { Emmer, TftpClient } from "../mod.ts";
 import { bytesOf } from "./support/session_driver.ts";
+import { microtaskErrors } from "./support/microtask_errors.ts";
 import { type BatchDatagrams, EAGAIN, EINVAL, type Outgoing, type ReceiveBatch } from "../adapters/native/datagrams.ts";
 import { EMSGSIZE } from "../adapters/native/abi.ts";
 import { writeSockaddr } from "../adapters/native/sockaddr.ts";
@@ -269,8 +270,6 @@ test("a window the kernel will not cut (a segment over the path's MTU) goes one 
 
 test("a handler that throws: the other datagrams of the wake-up are handled and answered, and the error surfaces", async () => {
   const k = kernel();
-  const errors: unknown[] = [];
-  const queued = globalThis.queueMicrotask;
   let handled = 0;
   await socket(k, (t, data, address, port) => {
     handled++;
@@ -278,18 +277,7 @@ test("a handler that throws: the other datagrams of the wake-up are handled and 
     t.send(new Uint8Array([data[0]]), port, address, () => {});
   });
   k.inbox.push({ data: [1], address: "127.0.0.1", port: 1 }, { data: [2], address: "127.0.0.1", port: 2 });
-  globalThis.queueMicrotask = (fn) => {
-    try {
-      fn();
-    } catch (error) {
-      errors.push(error);
-    }
-  };
-  try {
-    k.wake(true);
-  } finally {
-    globalThis.queueMicrotask = queued;
-  }
+  const errors = microtaskErrors(() => k.wake(true));
   assert.is(handled, 2);
   assert.equal(k.sent.map((s) => s.datagrams), [[[2]]]);
   assert.is(errors.length, 1);
