@@ -121,13 +121,12 @@ test("an error or hang-up is reported as readable: the read that follows meets i
 test("a socket stopped during a wake-up is not called for its event there, nor is a new socket that took its number", () => {
   const k = kernel(eventLayout("x64"));
   const seen: string[] = [];
-  let w8: Watch;
   k.watch(7, () => {
     seen.push("7");
     w8.stop(); // socket 8 is closed by the transfer on 7 ...
     k.watch(8, () => seen.push("new 8")); // ... and a new socket gets descriptor 8
   });
-  w8 = k.watch(8, () => seen.push("old 8"));
+  const w8 = k.watch(8, () => seen.push("old 8"));
   k.wake([7, EPOLLIN], [8, EPOLLIN]);
   assert.equal(seen, ["7"]);
   assert.equal(k.calls, ["add 7 1", "add 8 1", "del 8", "add 8 1"]);
