@@ -277,13 +277,17 @@ class NativeUdp implements DatagramTransport {
     }
     if (!this.#deferring) return;
     this.#deferring = false;
-    if (!this.#blocked) this.#flush();
-    // What waits for writability keeps its bytes; the staging buffer is the next wake-up's.
-    for (let i = this.#head; i < this.#waiting.length; i++) {
-      const w = this.#waiting[i];
-      if (this.#staging.holds(w.data)) w.data = w.data.slice();
+    try {
+      if (!this.#blocked) this.#flush();
+    } finally {
+      // What waits (for writability, or after a send that threw) keeps its bytes; the staging buffer
+      // is the next wake-up's.
+      for (let i = this.#head; i < this.#waiting.length; i++) {
+        const w = this.#waiting[i];
+        if (this.#staging.holds(w.data)) w.data = w.data.slice();
+      }
+      this.#staging.clear();
     }
-    this.#staging.clear();
   }
 
   /** Hands the kernel the copies that wait: runs of single datagrams by sendmmsg, windows by GSO. */

@@ -6,7 +6,7 @@
 // as a transfer's do, and the memory grows between fills.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { Buffer } from "node:buffer";
 import { closeSync, existsSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from "node:fs";
@@ -433,6 +433,33 @@ test("a download from serveDir: the metrics count the reads the cache answered (
   } finally {
     await app.close();
     rmSync(top, { recursive: true, force: true });
+  }
+});
+
+// Deno with a read permission scoped to other paths, on a terminal: probing the read must not stop at
+// a permission prompt (the server would hang at startup). `script` gives the child a terminal.
+test("Deno with --allow-read scoped elsewhere, on a terminal: startup asks nothing and goes on", async () => {
+  if (runtimeName() !== "deno" || process.env.EMMER_NATIVE === "off") return;
+  const probe = join(mkdtempSync(join(tmpdir(), "emmer-perm-")), "probe.ts");
+  try {
+    writeFileSync(probe, `import { loadNative } from ${JSON.stringify(join(repo, "adapters", "native", "detect.ts"))};\n` +
+      `const { detection } = await loadNative();\nconsole.log("cachedRead " + JSON.stringify(detection.cachedRead));\n`);
+    // Reads granted in the probe's folder only: not /proc/self/exe, nor Deno's binary.
+    const deno = `${process.execPath} run --allow-ffi --allow-env --allow-read=${dirname(probe)} ${probe}`;
+    // Its stdin stays open, as a terminal's does: a prompt would wait for an answer.
+    const child = spawn("script", ["-qec", deno, "/dev/null"], { stdio: ["pipe", "pipe", "pipe"] });
+    let out = "";
+    child.stdout.on("data", (d) => (out += d));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
+    const [code, signal] = await new Promise<[number | null, string | null]>((resolve) => child.on("close", (c, s) => resolve([c, s])));
+    clearTimeout(timer);
+    child.stdin.end();
+    assert.is(signal, null, `stopped at a prompt: ${out}`);
+    assert.not.match(out, /Deno requests/);
+    assert.is(code, 0, out);
+    assert.match(out, /cachedRead \{"ok":/);
+  } finally {
+    rmSync(dirname(probe), { recursive: true, force: true });
   }
 });
 

@@ -22,13 +22,13 @@ const EPOLLIN = 1, EPOLLOUT = 4, EPOLLERR = 8, EPOLLHUP = 16;
  * An epoll set: registrations by descriptor, and the events the next epoll_wait returns. The
  * runtime's handles: on the set's descriptor (50), and on the first `direct` sockets.
  */
-function kernel(layout: EventLayout, direct = 0) {
+function kernel(layout: EventLayout, direct = 0, firstId = 1) {
   const set = new Map<number, { mask: number; data: number }>();
   const calls: string[] = [];
   let ready: [fd: number, mask: number][] = [];
   const read = (event: Uint8Array) => {
     const v = new DataView(event.buffer, event.byteOffset);
-    return { mask: v.getUint32(0, true), data: v.getUint32(layout.data, true) };
+    return { mask: v.getUint32(0, true), data: v.getUint32(layout.data, true) + v.getUint32(layout.data + 4, true) * 2 ** 32 };
   };
   const epoll: EpollCalls = {
     create: () => 50,
@@ -44,8 +44,9 @@ function kernel(layout: EventLayout, direct = 0) {
       const out = ready.filter(([fd]) => set.has(fd)).slice(0, max);
       out.forEach(([fd, mask], i) => {
         v.setUint32(i * layout.size, mask, true);
-        v.setUint32(i * layout.size + layout.data, set.get(fd)!.data, true);
-        v.setUint32(i * layout.size + layout.data + 4, 0, true);
+        const data = set.get(fd)!.data;
+        v.setUint32(i * layout.size + layout.data, data % 2 ** 32, true);
+        v.setUint32(i * layout.size + layout.data + 4, Math.floor(data / 2 ** 32), true);
       });
       ready = [];
       return out.length;
@@ -63,7 +64,7 @@ function kernel(layout: EventLayout, direct = 0) {
     return { writable: () => assert.unreachable("the epoll descriptor is only read"), stop: () => void runtime.stops++ };
   };
   return {
-    watch: epollWatcher(epoll, layout, watchOne, direct),
+    watch: epollWatcher(epoll, layout, watchOne, direct, firstId),
     calls,
     runtime,
     /** The kernel reports these descriptors ready; the runtime's handle fires. */
@@ -107,6 +108,34 @@ test("the first sockets watched at a time get runtime handles of their own; the 
   assert.equal(k.calls, ["add 9 1"], "a socket went to the set while a place of its own was free");
   k.wake([9, EPOLLIN]);
   assert.equal(seen, [9]);
+});
+
+test("registrations numbered past 2^32 (a long uptime) are still told apart and called", () => {
+  const k = kernel(eventLayout("arm64"), 0, 2 ** 32 - 1);
+  const seen: number[] = [];
+  k.watch(7, () => seen.push(7)); // 2^32 - 1
+  k.watch(8, () => seen.push(8)); // 2^32: 0 in the low half
+  k.watch(9, () => seen.push(9)); // 2^32 + 1: 1 in the low half
+  k.wake([9, EPOLLIN], [8, EPOLLIN], [7, EPOLLIN]);
+  assert.equal(seen, [9, 8, 7]);
+});
+
+test("a runtime handle on the set that cannot be made leaves nothing registered", () => {
+  const calls: string[] = [];
+  const epoll: EpollCalls = { create: () => 50, ctl: (_e, op, fd) => (calls.push(`${op} ${fd}`), 0), wait: () => 0, errno: () => 0 };
+  let fail = true;
+  let live = 0;
+  const watch = epollWatcher(epoll, eventLayout("x64"), () => {
+    if (fail) throw new Error("uv_poll_init: ENOMEM");
+    live++;
+    return { writable() {}, stop: () => void live-- };
+  }, 0);
+  assert.throws(() => watch(7, () => {}), /ENOMEM/);
+  assert.equal(calls, [], "the socket was added to the set without a handle to report it");
+  fail = false;
+  const w = watch(8, () => {});
+  w.stop();
+  assert.is(live, 0, "the set's handle outlived its last socket");
 });
 
 test("an error or hang-up is reported as readable: the read that follows meets it", () => {

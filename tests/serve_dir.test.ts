@@ -214,8 +214,12 @@ test("a file's descriptor is closed once, and only after the fill under way", as
     // a read from the page cache (adapters/cached_read.ts) would be over before fill() returns.
     const cached = cachedRead();
     installCachedRead(null);
-    const result = src.fill(into(blocks));
-    installCachedRead(cached);
+    let result: number | Promise<number>;
+    try {
+      result = src.fill(into(blocks));
+    } finally {
+      installCachedRead(cached); // for the tests after this one
+    }
     assert.instance(result, Promise, "the fill did not go to the thread pool");
     const filling = Promise.resolve(result).then((n) => (order.push("fill"), n));
     const closing = [src.close(), src.close()].map((p) => Promise.resolve(p).then(() => order.push("close")));

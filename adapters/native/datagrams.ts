@@ -176,7 +176,7 @@ export class BatchDatagrams {
     }
   }
 
-  /** The address of `bytes` (not empty) in memory. */
+  /** @internal The address of `bytes` (not empty) in memory. */
   pointer(bytes: Uint8Array): number {
     const buffer = bytes.buffer;
     let base = this.bases.get(buffer);

@@ -199,7 +199,7 @@ async function probeNative(options: DetectOptions): Promise<{ native: BatchDatag
     const why = `probe failed: ${message(error)}`;
     calls = { gso: no(why), sendmmsg: no(why), recvmmsg: no(why) };
   }
-  const watch = libc.watch ? yes("an epoll set, watched by koffi's libuv poll handle") : no(`${libc.ffi} has no wait for readability on the event loop`);
+  const watch = libc.watch ? yes("koffi's libuv poll handles (beyond eight sockets at a time, one on an epoll set of the rest)") : no(`${libc.ffi} has no wait for readability on the event loop`);
   const adopt = await probeAdopt(native).catch((error) => no(message(error)));
   let nowait;
   try {

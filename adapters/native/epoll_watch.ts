@@ -53,22 +53,26 @@ interface Member {
  * A `watch` for many descriptors. `watchOne` is the runtime's own watch: for the first
  * `direct` sockets watched at a time, and for the epoll descriptor (made at the first
  * socket beyond them; a watch then throws if it cannot be made, as a refused bind would).
+ * `firstId`: where the registrations' numbers start (tests start them past 2^32).
  */
 export function epollWatcher(
   calls: EpollCalls,
   layout: EventLayout,
   watchOne: (fd: number, onReady: (readable: boolean, writable: boolean) => void) => Watch,
   direct = DIRECT,
+  firstId = 1,
 ): (fd: number, onReady: (readable: boolean, writable: boolean) => void) => Watch {
   let own = 0;
   let shared: ((fd: number, onReady: (readable: boolean, writable: boolean) => void) => Watch) | null = null;
   return (fd, onReady) => {
-    if (own >= direct) return (shared ??= epollSet(calls, layout, watchOne))(fd, onReady);
+    if (own >= direct) return (shared ??= epollSet(calls, layout, watchOne, firstId))(fd, onReady);
     const w = watchOne(fd, onReady);
     own++;
     let stopped = false;
     return {
-      writable: (on) => w.writable(on),
+      writable: (on) => {
+        if (!stopped) w.writable(on); // koffi would restart a closed handle
+      },
       stop: () => {
         if (stopped) return;
         stopped = true;
@@ -83,6 +87,7 @@ function epollSet(
   calls: EpollCalls,
   layout: EventLayout,
   watchOne: (fd: number, onReady: (readable: boolean) => void) => Watch,
+  firstId: number,
 ): (fd: number, onReady: (readable: boolean, writable: boolean) => void) => Watch {
   const epfd = calls.create();
   if (epfd < 0) throw new Error(`epoll_create1: errno ${calls.errno()}`);
@@ -93,13 +98,14 @@ function epollSet(
   // A number per registration, never reused: an event still in the array for a descriptor
   // stopped (and its number taken by a new socket) during the same wake-up finds nobody.
   const members = new Map<number, Member>();
-  let next = 1;
+  let next = firstId;
   let runtimeWatch: Watch | null = null;
 
+  // The id fills epoll_data's 64 bits as far as a double holds integers (2^53): no wrap in any uptime.
   const control = (op: number, fd: number, mask: number, id: number): void => {
     oneView.setUint32(0, mask, true);
-    oneView.setUint32(layout.data, id, true);
-    oneView.setUint32(layout.data + 4, 0, true);
+    oneView.setUint32(layout.data, id >>> 0, true);
+    oneView.setUint32(layout.data + 4, Math.floor(id / 2 ** 32), true);
     if (calls.ctl(epfd, op, fd, one) < 0) throw new Error(`epoll_ctl: errno ${calls.errno()}`);
   };
 
@@ -110,7 +116,7 @@ function epollSet(
     for (let i = 0; i < n; i++) {
       const at = i * layout.size;
       const mask = ev.getUint32(at, true);
-      const m = members.get(ev.getUint32(at + layout.data, true));
+      const m = members.get(ev.getUint32(at + layout.data, true) + ev.getUint32(at + layout.data + 4, true) * 2 ** 32);
       if (m === undefined) continue;
       try {
         // An error or hang-up is reported as readable: the read that follows meets it.
@@ -124,10 +130,16 @@ function epollSet(
   };
 
   return (fd: number, onReady: (readable: boolean, writable: boolean) => void): Watch => {
-    const id = next++;
-    control(EPOLL_CTL_ADD, fd, EPOLLIN, id);
-    members.set(id, { onReady, fd });
+    // The runtime's handle first: if it cannot be made, nothing is left registered.
     runtimeWatch ??= watchOne(epfd, (readable) => readable && dispatch());
+    const id = next++;
+    try {
+      control(EPOLL_CTL_ADD, fd, EPOLLIN, id);
+    } catch (error) {
+      if (members.size === 0) (runtimeWatch.stop(), (runtimeWatch = null));
+      throw error;
+    }
+    members.set(id, { onReady, fd });
     let stopped = false;
     return {
       writable: (on) => {

@@ -63,6 +63,7 @@ export function probeNowaitRead(native: BatchDatagrams): NowaitProbe {
   if (read === null) return no(`${native.libc.ffi} could not bind preadv2`);
   let fd = -1;
   for (const path of ["/proc/self/exe", process.execPath]) {
+    if (!mayRead(path)) continue;
     try {
       fd = openSync(path, "r");
       break;
@@ -83,6 +84,20 @@ export function probeNowaitRead(native: BatchDatagrams): NowaitProbe {
     return { ok: true, why: `preadv2 with RWF_NOWAIT read ${n} cached bytes`, read };
   } finally {
     closeSync(fd);
+  }
+}
+
+/**
+ * Whether `path` may be read without asking anyone: Deno with a read permission scoped elsewhere
+ * (`--allow-read=/srv/tftp`) would otherwise stop at a prompt on its terminal at startup.
+ */
+function mayRead(path: string): boolean {
+  const D = (globalThis as unknown as { Deno?: { permissions: { querySync(d: { name: string; path: string }): { state: string } } } }).Deno;
+  if (D === undefined) return true;
+  try {
+    return D.permissions.querySync({ name: "read", path }).state === "granted";
+  } catch {
+    return false;
   }
 }
 
