@@ -294,6 +294,12 @@ export class ClientExchange implements TransferOwner, Timed {
    */
   delivered(now: number): void {
     const t = this.#transfer;
+    // Past the size it announced, a server is not sending the file it described: stopped at once,
+    // not after holding (or handing on) its bytes without end.
+    const tsize = this.oack?.tsize;
+    if (t !== null && tsize !== undefined && this.#init.decode === undefined && this.bytes > Number(tsize) && !t.session.finished) {
+      return this.abort(ErrorCode.NOT_DEFINED, `the server sent more than the ${tsize} bytes it announced`, undefined, now);
+    }
     if (!this.#complete || t === null) return;
     this.#complete = false;
     t.act((n) => (t.session as ReceiveSession).finish(true, n), now);

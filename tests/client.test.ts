@@ -73,17 +73,34 @@ test("a host name is refused at once, with what to do instead", () => {
   assert.throws(() => new TftpClient("localhost", 69, { runtime: net }), /TftpClient needs an IP address, not "localhost"/);
 });
 
+/** A get asking tsize, answered tsize 1000, then DATA blocks of these sizes from the transfer port. */
+async function afterTsize1000(...sizes: number[]) {
+  const s = await scripted();
+  const got = track(s.client.get("f", { tsize: true }));
+  await s.net.deliver();
+  const from = s.heard[0].port;
+  s.tid.send(encodeOack({ tsize: "1000" }), from, "0.0.0.0");
+  await s.net.deliver();
+  s.tid.take(); // ACK 0
+  sizes.forEach((n, i) => s.tid.send(encodeData(i + 1, bytesOf(n, i + 1)), from, "0.0.0.0"));
+  return { ...s, got, from };
+}
+
 test("a download whose length differs from the tsize the server announced is an error, not a success", async () => {
-  const { net, heard, tid, client } = await scripted();
-  const got = track(client.get("f", { tsize: true }));
-  await net.deliver();
-  const from = heard[0].port;
-  tid.send(encodeOack({ tsize: "1000" }), from, "0.0.0.0");
-  await net.deliver();
-  tid.take(); // ACK 0
-  tid.send(encodeData(1, bytesOf(512, 1)), from, "0.0.0.0");
-  tid.send(encodeData(2, bytesOf(100, 2)), from, "0.0.0.0");
+  const { net, got } = await afterTsize1000(512, 100);
   assert.is(await outcome(net, got), "error 0: received 612 bytes where the server announced tsize 1000");
+});
+
+test("a server that sends past the tsize it announced is stopped there with ERROR 0, not followed without end", async () => {
+  const { net, tid, got, from } = await afterTsize1000(512, 512); // 1,024 bytes: a full block, more to come
+  assert.is(await outcome(net, got), "error 0: the server sent more than the 1000 bytes it announced");
+  const told = () => tid.take().map((m) => decode(m.data) as Packet).map((p) => (p.op === 4 ? `ACK ${(p as { block: number }).block}` : p.op === 5 ? `ERROR ${(p as { code: number }).code}` : `op ${p.op}`));
+  // DATA 2 was acknowledged as it arrived (the ACK leaves before the bytes are counted); then the ERROR.
+  assert.equal(told(), ["ACK 1", "ACK 2", "ERROR 0"], "the server was not told");
+  tid.send(encodeData(3, bytesOf(512, 3)), from, "0.0.0.0");
+  await net.deliver();
+  await net.advance(5000);
+  assert.equal(told(), [], "the client went on after its ERROR");
 });
 
 test("a put whose body fails rejects with the body's own error as the cause", async () => {
