@@ -44,11 +44,6 @@ export interface EventLayout {
 }
 export const eventLayout = (arch: string): EventLayout => (arch === "x64" ? { size: 12, data: 4 } : { size: 16, data: 8 });
 
-interface Member {
-  onReady: (readable: boolean, writable: boolean) => void;
-  fd: number;
-}
-
 /**
  * A `watch` for many descriptors. `watchOne` is the runtime's own watch: for the first
  * `direct` sockets watched at a time, and for the epoll descriptor (made at the first
@@ -97,7 +92,7 @@ function epollSet(
   const oneView = new DataView(one.buffer);
   // A number per registration, never reused: an event still in the array for a descriptor
   // stopped (and its number taken by a new socket) during the same wake-up finds nobody.
-  const members = new Map<number, Member>();
+  const members = new Map<number, (readable: boolean, writable: boolean) => void>();
   let next = firstId;
   let runtimeWatch: Watch | null = null;
 
@@ -116,11 +111,11 @@ function epollSet(
     for (let i = 0; i < n; i++) {
       const at = i * layout.size;
       const mask = ev.getUint32(at, true);
-      const m = members.get(ev.getUint32(at + layout.data, true) + ev.getUint32(at + layout.data + 4, true) * 2 ** 32);
-      if (m === undefined) continue;
+      const onReady = members.get(ev.getUint32(at + layout.data, true) + ev.getUint32(at + layout.data + 4, true) * 2 ** 32);
+      if (onReady === undefined) continue;
       try {
         // An error or hang-up is reported as readable: the read that follows meets it.
-        m.onReady((mask & (EPOLLIN | EPOLLERR | EPOLLHUP)) !== 0, (mask & EPOLLOUT) !== 0);
+        onReady((mask & (EPOLLIN | EPOLLERR | EPOLLHUP)) !== 0, (mask & EPOLLOUT) !== 0);
       } catch (error) {
         queueMicrotask(() => {
           throw error;
@@ -139,7 +134,7 @@ function epollSet(
       if (members.size === 0) (runtimeWatch.stop(), (runtimeWatch = null));
       throw error;
     }
-    members.set(id, { onReady, fd });
+    members.set(id, onReady);
     let stopped = false;
     return {
       writable: (on) => {

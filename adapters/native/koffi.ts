@@ -1,8 +1,8 @@
 /**
  * libc through koffi (Node): an optional npm dependency whose package carries
  * prebuilt binaries, so it loads without install scripts or a C toolchain.
- * Readability comes from one epoll set of every watched socket (epoll_watch.ts),
- * which koffi's libuv poll handle watches on the event loop.
+ * Readability comes from koffi's libuv poll handles: one per socket for the first
+ * eight watched at a time, one on an epoll set of the rest (epoll_watch.ts).
  */
 import { createRequire } from "node:module";
 import process from "node:process";

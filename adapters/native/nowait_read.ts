@@ -72,8 +72,9 @@ export function probeNowaitRead(native: BatchDatagrams): NowaitProbe {
   if (fd < 0) return no("no file to try preadv2 on (neither /proc/self/exe nor the runtime's executable opens)");
   try {
     const got = new Uint8Array(64);
-    const n = native.libc.preadv2!(fd, iovecOf(native, got), 1, 0, RWF_NOWAIT);
-    if (n < 0) {
+    const n = read(fd, [got], 0);
+    if (n <= 0) {
+      // The read returned at its failed call (an executable is not empty): errno is that call's.
       const errno = native.libc.errno();
       if (errno !== EAGAIN) return no(`preadv2 with RWF_NOWAIT refused: ${errnoName(errno)}`);
       return { ok: true, why: "preadv2 with RWF_NOWAIT answered EAGAIN (not cached)", read };
@@ -99,12 +100,4 @@ function mayRead(path: string): boolean {
   } catch {
     return false;
   }
-}
-
-function iovecOf(native: BatchDatagrams, bytes: Uint8Array): Uint8Array {
-  const iov = new Uint8Array(IOVEC_SIZE);
-  const v = new DataView(iov.buffer);
-  setPointer(v, 0, native.pointer(bytes));
-  setPointer(v, 8, bytes.length);
-  return iov;
 }
