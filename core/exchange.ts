@@ -69,6 +69,8 @@ export interface ExchangeInit {
   decode?: (payload: Uint8Array) => Uint8Array;
   /** The rest of a decoded get, at its end. */
   flush?: () => Uint8Array;
+  /** A get's most payload bytes: a larger tsize, or more bytes, end it with ERROR 3. Default: no limit. */
+  maxSize?: number;
 }
 
 export type Outcome = { ok: true; oack: Options | null } | { ok: false; error: TftpError };
@@ -224,6 +226,11 @@ export class ClientExchange implements TransferOwner, Timed {
     if (oack?.tsize !== undefined && !/^[0-9]{1,15}$/.test(oack.tsize)) {
       throw new TftpError(ErrorCode.OPTION_REFUSED, "the server answered tsize with a value that is not a size");
     }
+    // Said in place of ACK 0: the file is refused before any of it comes.
+    const max = this.#init.maxSize ?? Infinity;
+    if (oack?.tsize !== undefined && Number(oack.tsize) > max) {
+      throw new TftpError(ErrorCode.DISK_FULL, `the server announced ${oack.tsize} bytes, more than maxSize (${max})`);
+    }
     const blksize = oack?.blksize ? Number(oack.blksize) : DEFAULT_BLKSIZE;
     const windowsize = oack?.windowsize ? Number(oack.windowsize) : 1;
     if (
@@ -299,6 +306,10 @@ export class ClientExchange implements TransferOwner, Timed {
     const tsize = this.oack?.tsize;
     if (t !== null && tsize !== undefined && this.#init.decode === undefined && this.bytes > Number(tsize) && !t.session.finished) {
       return this.abort(ErrorCode.NOT_DEFINED, `the server sent more than the ${tsize} bytes it announced`, undefined, now);
+    }
+    const max = this.#init.maxSize ?? Infinity;
+    if (t !== null && this.bytes > max && !t.session.finished) {
+      return this.abort(ErrorCode.DISK_FULL, `the file is larger than maxSize (${max} bytes)`, undefined, now);
     }
     if (!this.#complete || t === null) return;
     this.#complete = false;

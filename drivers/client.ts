@@ -41,7 +41,17 @@ export interface TransferOptions {
    * size. A throw ends the transfer with ERROR 3 to the server; the call rejects with it as the cause.
    */
   onData?: (chunk: Uint8Array) => void;
+  /**
+   * Get only: the most bytes the file may have. Default: 1 GiB when they are collected into
+   * `data` (a server that never ends a file must not fill the memory), no limit with `onData`.
+   * A larger tsize in the OACK is answered with ERROR 3 in place of ACK 0; more bytes than this
+   * end the transfer with ERROR 3 as they arrive. Either way the call rejects with that error.
+   */
+  maxSize?: number;
 }
+
+/** What a get collects into memory at most, unless told otherwise (the server's maxUploadSize is the same). */
+export const DEFAULT_MAX_GET = 1024 * 1024 * 1024;
 
 export interface GetResult {
   data: Uint8Array;
@@ -80,6 +90,8 @@ export class TftpClient {
   /** Downloads a file. Rejects with a TftpError when the server sends an ERROR. */
   async get(filename: string, options: TransferOptions = {}): Promise<GetResult> {
     const mode = options.mode ?? "octet";
+    const maxSize = options.maxSize ?? (options.onData ? Infinity : DEFAULT_MAX_GET);
+    if (typeof maxSize !== "number" || !(maxSize >= 0)) throw new TypeError(`maxSize must be a number of bytes, not ${options.maxSize}`);
     const requested = requestOptions(options, false);
     const netascii = mode === "netascii" ? new NetasciiDecoder() : null;
     const chunks: Uint8Array[] = [];
@@ -87,6 +99,7 @@ export class TftpClient {
     const exchange = this.#exchange("get", filename, encodeRequest(Opcode.RRQ, filename, mode, requested), requested, options, {
       decode: netascii ? (p: Uint8Array) => netascii.push(p) : undefined,
       flush: netascii ? () => netascii.end() : undefined,
+      maxSize,
     });
     const oack = await this.#run(exchange, null, options, (chunk) => {
       received += chunk.length;

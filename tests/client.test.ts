@@ -2,7 +2,7 @@
 // it accepts from a server's OACK and its data, and what it reports. Time is an input.
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { TftpClient, TftpServerError } from "../drivers/client.ts";
+import { DEFAULT_MAX_GET, TftpClient, TftpServerError } from "../drivers/client.ts";
 import { decode, encodeAck, encodeData, encodeError, encodeOack } from "../core/codec.ts";
 import { TftpError } from "../core/errors.ts";
 import type { Options, Packet } from "../core/packet.ts";
@@ -101,6 +101,78 @@ test("a server that sends past the tsize it announced is stopped there with ERRO
   await net.deliver();
   await net.advance(5000);
   assert.equal(told(), [], "the client went on after its ERROR");
+});
+
+/** What the transfer port heard from the client, as "ACK n" / "ERROR n". */
+function told(tid: Awaited<ReturnType<typeof scripted>>["tid"]): string[] {
+  return tid.take().map((m) => decode(m.data) as Packet).map((p) => (p.op === 4 ? `ACK ${(p as { block: number }).block}` : p.op === 5 ? `ERROR ${(p as { code: number }).code}` : `op ${p.op}`));
+}
+
+test("maxSize: a file of exactly maxSize is received; one byte more is stopped there with ERROR 3", async () => {
+  for (const [size, expected] of [[1024, "ok"], [1025, "error 3: the file is larger than maxSize (1024 bytes)"]] as const) {
+    const { net, heard, tid, client } = await scripted();
+    let error: unknown;
+    const get = client.get("f", { maxSize: 1024 });
+    get.catch((e) => void (error = e));
+    const got = track(get);
+    await net.deliver();
+    const from = heard[0].port;
+    // No tsize: only the bytes themselves can tell. Blocks of 512: 512, 512, then the rest.
+    for (let block = 1, sent = 0; sent <= size; block++, sent += 512) {
+      tid.send(encodeData(block, bytesOf(Math.min(512, size - sent), block)), from, "0.0.0.0");
+      await net.deliver();
+    }
+    assert.is(await outcome(net, got), expected, `${size} bytes`);
+    if (size === 1024) {
+      assert.equal((await get).data.length, 1024);
+      continue;
+    }
+    assert.instance(error, TftpError);
+    assert.equal(told(tid), ["ACK 1", "ACK 2", "ERROR 3"], "the server was not told, or was told late");
+  }
+});
+
+test("maxSize: a tsize above it is answered with ERROR 3 in place of ACK 0; in memory, 1 GiB is the default", async () => {
+  const { net, heard, tid, client } = await scripted();
+  let error: unknown;
+  const get = client.get("f", { tsize: true, maxSize: 999 });
+  get.catch((e) => void (error = e));
+  const got = track(get);
+  await net.deliver();
+  const from = heard[0].port;
+  tid.send(encodeOack({ tsize: "1000" }), from, "0.0.0.0");
+  await net.deliver();
+  assert.is(await outcome(net, got), "error 3: the server announced 1000 bytes, more than maxSize (999)");
+  assert.instance(error, TftpError);
+  assert.equal(told(tid), ["ERROR 3"]);
+  // The default, without sending a gigabyte: a tsize one byte above it is refused the same way.
+  const second = await scripted();
+  const big = track(second.client.get("f", { tsize: true }));
+  await second.net.deliver();
+  second.tid.send(encodeOack({ tsize: String(DEFAULT_MAX_GET + 1) }), second.heard[0].port, "0.0.0.0");
+  assert.is(await outcome(second.net, big), "error 3: the server announced 1073741825 bytes, more than maxSize (1073741824)");
+});
+
+test("maxSize: with onData there is no default limit; a maxSize that is not a number is refused at once", async () => {
+  const { net, heard, tid, client } = await scripted();
+  let taken = 0;
+  const got = track(client.get("f", { tsize: true, onData: (c) => void (taken += c.length) }));
+  await net.deliver();
+  const from = heard[0].port;
+  tid.send(encodeOack({ tsize: String(DEFAULT_MAX_GET + 100) }), from, "0.0.0.0");
+  await net.deliver();
+  tid.send(encodeData(1, bytesOf(512, 1)), from, "0.0.0.0");
+  await net.deliver();
+  await net.deliver();
+  assert.is(got.result, "pending", "a streamed get was stopped by the in-memory default");
+  assert.is(taken, 512);
+  assert.equal(told(tid), ["ACK 0", "ACK 1"]);
+  for (const bad of [NaN, -1, "5" as unknown as number]) {
+    await client.get("f", { maxSize: bad }).then(
+      () => assert.unreachable(`maxSize ${bad} was taken`),
+      (e) => assert.match(String(e), /maxSize must be a number of bytes/),
+    );
+  }
 });
 
 test("a put whose body fails rejects with the body's own error as the cause", async () => {
