@@ -69,7 +69,11 @@ export interface ExchangeInit {
   decode?: (payload: Uint8Array) => Uint8Array;
   /** The rest of a decoded get, at its end. */
   flush?: () => Uint8Array;
-  /** A get's most payload bytes: a larger tsize, or more bytes, end it with ERROR 3. Default: no limit. */
+  /**
+   * A get's most payload bytes as sent (netascii: before decoding, which only shrinks them): a
+   * larger tsize is refused with ERROR 3, and the block that would pass it is answered with ERROR
+   * 3 in place of its ACK, unwritten. Default: no limit.
+   */
   maxSize?: number;
 }
 
@@ -226,11 +230,6 @@ export class ClientExchange implements TransferOwner, Timed {
     if (oack?.tsize !== undefined && !/^[0-9]{1,15}$/.test(oack.tsize)) {
       throw new TftpError(ErrorCode.OPTION_REFUSED, "the server answered tsize with a value that is not a size");
     }
-    // Said in place of ACK 0: the file is refused before any of it comes.
-    const max = this.#init.maxSize ?? Infinity;
-    if (oack?.tsize !== undefined && Number(oack.tsize) > max) {
-      throw new TftpError(ErrorCode.DISK_FULL, `the server announced ${oack.tsize} bytes, more than maxSize (${max})`);
-    }
     const blksize = oack?.blksize ? Number(oack.blksize) : DEFAULT_BLKSIZE;
     const windowsize = oack?.windowsize ? Number(oack.windowsize) : 1;
     if (
@@ -238,6 +237,11 @@ export class ClientExchange implements TransferOwner, Timed {
       (oack?.windowsize && !(windowsize >= 1 && windowsize <= (asked.windowsize ?? 1)))
     ) {
       throw new TftpError(ErrorCode.OPTION_REFUSED, "the server answered an option with a value out of range");
+    }
+    // Said in place of ACK 0: the file is refused before any of it comes.
+    const max = this.#init.maxSize ?? Infinity;
+    if (oack?.tsize !== undefined && Number(oack.tsize) > max) {
+      throw new TftpError(ErrorCode.DISK_FULL, `the server announced ${oack.tsize} bytes, more than maxSize (${max})`);
     }
     const timeoutMs = oack?.timeout ? Number(oack.timeout) * 1000 : this.#init.timeoutMs;
     const retries = this.#init.retries;
@@ -263,7 +267,7 @@ export class ClientExchange implements TransferOwner, Timed {
           if (flush) this.#data.push(flush());
           this.#complete = true;
         },
-      });
+      }, this.#init.maxSize);
     } else {
       const slots = ringSlots(settings.blksize, settings.windowsize);
       const ptr = allocate(slots * (settings.blksize + 4));
@@ -306,10 +310,6 @@ export class ClientExchange implements TransferOwner, Timed {
     const tsize = this.oack?.tsize;
     if (t !== null && tsize !== undefined && this.#init.decode === undefined && this.bytes > Number(tsize) && !t.session.finished) {
       return this.abort(ErrorCode.NOT_DEFINED, `the server sent more than the ${tsize} bytes it announced`, undefined, now);
-    }
-    const max = this.#init.maxSize ?? Infinity;
-    if (t !== null && this.bytes > max && !t.session.finished) {
-      return this.abort(ErrorCode.DISK_FULL, `the file is larger than maxSize (${max} bytes)`, undefined, now);
     }
     if (!this.#complete || t === null) return;
     this.#complete = false;

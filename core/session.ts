@@ -748,7 +748,7 @@ export class ReceiveSession extends Session {
       if (this.#holding) return;
       if (payload.length > blksize) return this.abort(ErrorCode.ILLEGAL_OPERATION, "block larger than blksize");
       if (this.#bytes + payload.length > this.maxBytes) {
-        return this.abort(ErrorCode.DISK_FULL, `upload exceeds ${this.maxBytes} bytes`);
+        return this.abort(ErrorCode.DISK_FULL, `the file is larger than ${this.maxBytes} bytes`);
       }
       this.#bytes += payload.length;
       this.expected++;

@@ -42,15 +42,16 @@ export interface TransferOptions {
    */
   onData?: (chunk: Uint8Array) => void;
   /**
-   * Get only: the most bytes the file may have. Default: 1 GiB when they are collected into
-   * `data` (a server that never ends a file must not fill the memory), no limit with `onData`.
-   * A larger tsize in the OACK is answered with ERROR 3 in place of ACK 0; more bytes than this
-   * end the transfer with ERROR 3 as they arrive. Either way the call rejects with that error.
+   * Get only: the most bytes the file may have (as sent: in netascii, before decoding). Default:
+   * 1 GiB when they are collected into `data` (a server that never ends a file must not fill the
+   * memory), no limit with `onData`. A larger tsize in the OACK is answered with ERROR 3 in place
+   * of ACK 0; a block that would pass it, with ERROR 3 in place of its ACK, and it is not handed
+   * on. Either way the call rejects with that error.
    */
   maxSize?: number;
 }
 
-/** What a get collects into memory at most, unless told otherwise (the server's maxUploadSize is the same). */
+/** What a get collects into memory at most, unless told otherwise. */
 export const DEFAULT_MAX_GET = 1024 * 1024 * 1024;
 
 export interface GetResult {
@@ -91,7 +92,10 @@ export class TftpClient {
   async get(filename: string, options: TransferOptions = {}): Promise<GetResult> {
     const mode = options.mode ?? "octet";
     const maxSize = options.maxSize ?? (options.onData ? Infinity : DEFAULT_MAX_GET);
-    if (typeof maxSize !== "number" || !(maxSize >= 0)) throw new TypeError(`maxSize must be a number of bytes, not ${options.maxSize}`);
+    if (typeof maxSize !== "number" || !(maxSize >= 0) || (maxSize !== Infinity && !Number.isSafeInteger(maxSize))) {
+      const given = typeof options.maxSize === "string" ? JSON.stringify(options.maxSize) : String(options.maxSize);
+      throw new TypeError(`maxSize must be a whole number of bytes, not ${given}`);
+    }
     const requested = requestOptions(options, false);
     const netascii = mode === "netascii" ? new NetasciiDecoder() : null;
     const chunks: Uint8Array[] = [];

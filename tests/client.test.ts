@@ -73,6 +73,11 @@ test("a host name is refused at once, with what to do instead", () => {
   assert.throws(() => new TftpClient("localhost", 69, { runtime: net }), /TftpClient needs an IP address, not "localhost"/);
 });
 
+/** What the transfer port heard from the client, as "ACK n" / "ERROR n". */
+function told(tid: Awaited<ReturnType<typeof scripted>>["tid"]): string[] {
+  return tid.take().map((m) => decode(m.data) as Packet).map((p) => (p.op === 4 ? `ACK ${(p as { block: number }).block}` : p.op === 5 ? `ERROR ${(p as { code: number }).code}` : `op ${p.op}`));
+}
+
 /** A get asking tsize, answered tsize 1000, then DATA blocks of these sizes from the transfer port. */
 async function afterTsize1000(...sizes: number[]) {
   const s = await scripted();
@@ -94,22 +99,16 @@ test("a download whose length differs from the tsize the server announced is an 
 test("a server that sends past the tsize it announced is stopped there with ERROR 0, not followed without end", async () => {
   const { net, tid, got, from } = await afterTsize1000(512, 512); // 1,024 bytes: a full block, more to come
   assert.is(await outcome(net, got), "error 0: the server sent more than the 1000 bytes it announced");
-  const told = () => tid.take().map((m) => decode(m.data) as Packet).map((p) => (p.op === 4 ? `ACK ${(p as { block: number }).block}` : p.op === 5 ? `ERROR ${(p as { code: number }).code}` : `op ${p.op}`));
   // DATA 2 was acknowledged as it arrived (the ACK leaves before the bytes are counted); then the ERROR.
-  assert.equal(told(), ["ACK 1", "ACK 2", "ERROR 0"], "the server was not told");
+  assert.equal(told(tid), ["ACK 1", "ACK 2", "ERROR 0"], "the server was not told");
   tid.send(encodeData(3, bytesOf(512, 3)), from, "0.0.0.0");
   await net.deliver();
   await net.advance(5000);
-  assert.equal(told(), [], "the client went on after its ERROR");
+  assert.equal(told(tid), [], "the client went on after its ERROR");
 });
 
-/** What the transfer port heard from the client, as "ACK n" / "ERROR n". */
-function told(tid: Awaited<ReturnType<typeof scripted>>["tid"]): string[] {
-  return tid.take().map((m) => decode(m.data) as Packet).map((p) => (p.op === 4 ? `ACK ${(p as { block: number }).block}` : p.op === 5 ? `ERROR ${(p as { code: number }).code}` : `op ${p.op}`));
-}
-
 test("maxSize: a file of exactly maxSize is received; one byte more is stopped there with ERROR 3", async () => {
-  for (const [size, expected] of [[1024, "ok"], [1025, "error 3: the file is larger than maxSize (1024 bytes)"]] as const) {
+  for (const [size, expected] of [[1024, "ok"], [1025, "error 3: the file is larger than 1024 bytes"]] as const) {
     const { net, heard, tid, client } = await scripted();
     let error: unknown;
     const get = client.get("f", { maxSize: 1024 });
@@ -132,7 +131,28 @@ test("maxSize: a file of exactly maxSize is received; one byte more is stopped t
   }
 });
 
-test("maxSize: a tsize above it is answered with ERROR 3 in place of ACK 0; in memory, 1 GiB is the default", async () => {
+test("maxSize: a block that would pass it gets ERROR 3 in place of its ACK and is not handed on", async () => {
+  const { net, heard, tid, client } = await scripted();
+  let taken = 0;
+  const got = track(client.get("f", { maxSize: 1000, onData: (c) => void (taken += c.length) }));
+  await net.deliver();
+  const from = heard[0].port;
+  for (const block of [1, 2, 3]) tid.send(encodeData(block, bytesOf(512, block)), from, "0.0.0.0");
+  assert.is(await outcome(net, got), "error 3: the file is larger than 1000 bytes");
+  assert.equal(told(tid), ["ACK 1", "ERROR 3"]);
+  assert.is(taken, 512, "the block past maxSize reached onData");
+});
+
+test("maxSize: a tsize above it is answered with ERROR 3 in place of ACK 0, a tsize of exactly maxSize is taken; in memory, 1 GiB is the default", async () => {
+  const exact = await scripted();
+  const fits = track(exact.client.get("f", { tsize: true, maxSize: 1000 }));
+  await exact.net.deliver();
+  exact.tid.send(encodeOack({ tsize: "1000" }), exact.heard[0].port, "0.0.0.0");
+  await exact.net.deliver();
+  assert.equal(told(exact.tid), ["ACK 0"]);
+  exact.tid.send(encodeData(1, bytesOf(512, 1)), exact.heard[0].port, "0.0.0.0");
+  exact.tid.send(encodeData(2, bytesOf(488, 2)), exact.heard[0].port, "0.0.0.0");
+  assert.is(await outcome(exact.net, fits), "ok");
   const { net, heard, tid, client } = await scripted();
   let error: unknown;
   const get = client.get("f", { tsize: true, maxSize: 999 });
@@ -167,10 +187,10 @@ test("maxSize: with onData there is no default limit; a maxSize that is not a nu
   assert.is(got.result, "pending", "a streamed get was stopped by the in-memory default");
   assert.is(taken, 512);
   assert.equal(told(tid), ["ACK 0", "ACK 1"]);
-  for (const bad of [NaN, -1, "5" as unknown as number]) {
+  for (const bad of [NaN, -1, 1.5, "5" as unknown as number]) {
     await client.get("f", { maxSize: bad }).then(
       () => assert.unreachable(`maxSize ${bad} was taken`),
-      (e) => assert.match(String(e), /maxSize must be a number of bytes/),
+      (e) => assert.match(String(e), /maxSize must be a whole number of bytes, not (NaN|-1|1\.5|"5")$/),
     );
   }
 });
