@@ -305,8 +305,9 @@ export class ClientExchange implements TransferOwner, Timed {
    */
   delivered(now: number): void {
     const t = this.#transfer;
-    // Past the size it announced, a server is not sending the file it described: stopped at once,
-    // not after holding (or handing on) its bytes without end.
+    // Past the size it announced, a server is not sending the file it described: stopped at the
+    // block that passes it (that block is acknowledged and handed on first, unlike one that
+    // passes maxSize, which the session refuses before both), not after its bytes without end.
     const tsize = this.oack?.tsize;
     if (t !== null && tsize !== undefined && this.#init.decode === undefined && this.bytes > Number(tsize) && !t.session.finished) {
       return this.abort(ErrorCode.NOT_DEFINED, `the server sent more than the ${tsize} bytes it announced`, undefined, now);
